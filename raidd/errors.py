@@ -45,7 +45,7 @@ class ArrayError(RaiddError):
 
 
 class ArrayBusyError(ArrayError):
-    """Another process holds the array; the message names its pid."""
+    """Another process has claimed the array; the message names its pid."""
 
     exit_code = EXIT_BUSY
 

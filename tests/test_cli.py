@@ -1,4 +1,4 @@
-"""The console scripts answer --help and --version."""
+"""The console scripts print their usage for --help and their version for --version."""
 
 import subprocess
 import sys
