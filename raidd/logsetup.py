@@ -186,6 +186,7 @@ def want_json(environ: Mapping[str, str] | None = None, streams: tuple[TextIO, .
 
 
 _limiter: RepeatLimiter | None = None
+_stdlib_handler: logging.Handler | None = None
 
 
 def configure(
@@ -250,12 +251,15 @@ def _configure_stdlib(
         foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared[1:]],
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
     )
+    global _stdlib_handler
     handler = logging.StreamHandler(output)
     handler.setFormatter(formatter)
     root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
+    # Replace only the handler an earlier call added, so a test runner's stay.
+    if _stdlib_handler is not None:
+        root.removeHandler(_stdlib_handler)
     root.addHandler(handler)
+    _stdlib_handler = handler
     # Libraries are noisy at debug level, so they start at warning at least.
     root.setLevel(max(level, logging.WARNING))
 

@@ -248,7 +248,7 @@ def add_job_methods(registry: Registry, jobs: JobRegistry) -> None:
             call.check_connected()
             if found.version != sent_version:
                 sent_version = found.version
-                call.emit("progress", found.to_json())
+                call.emit("progress", {"job": found.to_json()})
             found.wait_finished(call.progress_interval)
         return found.to_json()
 

@@ -129,7 +129,9 @@ def bind_control_socket(
     try:
         _remove_stale(path)
         sock.bind(os.fspath(path))
-        os.chmod(path, mode if mode is not None else (0o660 if group is not None else 0o600))
+        if mode is None:
+            mode = 0o600 if group is None else 0o660
+        os.chmod(path, mode)
         if group is not None:
             os.chown(path, -1, group)
         sock.listen(backlog)

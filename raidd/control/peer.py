@@ -1,4 +1,4 @@
-"""Who is on the other end of a control connection, and what they may call.
+"""Caller credentials of a control connection, and the access they grant.
 
 The kernel records the connecting process's credentials when it calls
 `connect()`: `SO_PEERCRED` returns its pid, uid and gid (a `struct ucred`
@@ -30,7 +30,7 @@ _NGROUPS_MAX = 65536
 
 
 class Access(enum.Enum):
-    """What a method requires of its caller."""
+    """The access level a method requires of its caller."""
 
     READ = "read"  # members of the control group, and root
     ADMIN = "admin"  # root only
@@ -82,10 +82,9 @@ def parse_gids(raw: bytes) -> tuple[int, ...]:
 def peer_groups_large(fd: int) -> bytes:
     """Call getsockopt(2) through libc for a peer with more than 256 groups.
 
-    The kernel fails with ERANGE and stores the size it needs in the length
-    argument when the buffer is too small, so a second call with that size
-    succeeds unless the groups grew in between (which cannot happen: they
-    are fixed at connect time).
+    When the buffer is too small, the kernel fails with ERANGE and stores
+    the size it needs in the length argument. The second call with that
+    size succeeds, because the groups were fixed at connect time.
     """
     libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
     size = ctypes.c_uint32(0)
@@ -103,7 +102,7 @@ def peer_groups_large(fd: int) -> bytes:
 
 @dataclass(frozen=True)
 class Policy:
-    """Who may connect: root always, and the members of `group` when it is set."""
+    """The access rule: root always, and the members of `group` when it is set."""
 
     group: int | None = None
 

@@ -67,7 +67,7 @@ class RpcError(RequestError):
     Attributes:
         code: the JSON-RPC error code (one of this module's constants).
         data: extra JSON-serializable detail for the client, or None.
-        request_id: the id of the request it answers, when one could be read.
+        request_id: the id of the request it replies to, when one could be read.
     """
 
     def __init__(

@@ -1,6 +1,6 @@
 """The control socket server: one thread per connection, one request at a time on each.
 
-A connection's requests are read line by line and answered in order; a
+A connection's requests are read line by line and replied to in order. A
 client may send the next request before the last response arrived. What a
 misbehaving client meets:
 
@@ -42,6 +42,7 @@ from raidd.control.protocol import (
     INTERNAL_ERROR,
     LINE_TOO_LONG,
     MAX_REQUEST_LINE,
+    MAX_RESPONSE_LINE,
     SHUTTING_DOWN,
     TIMED_OUT,
     TOO_MANY_CONNECTIONS,
@@ -61,6 +62,7 @@ from raidd.errors import RaiddError
 log = structlog.get_logger(__name__)
 
 _RECV_BYTES = 64 * 1024
+FRAME_KEYS = frozenset({"request", "seq", "kind"})
 
 
 @dataclass(frozen=True)
@@ -117,7 +119,7 @@ class Connection:
     def read_line(self) -> bytes | None:
         """Return the next request line without its newline, or None at end of input.
 
-        Lines over the limit are answered with `LINE_TOO_LONG` and skipped here.
+        A line over the limit gets a `LINE_TOO_LONG` error and is skipped here.
 
         Raises:
             RpcError: `TIMED_OUT` when the client stays idle or leaves a line
@@ -230,10 +232,18 @@ class Call:
 
         Frames of a notification request (one without an id) are dropped,
         since nothing could tell them from another request's.
+
+        Raises:
+            ValueError: `params` uses a key of the frame itself.
+            ConnectionClosedError: the client went away.
         """
+        payload = params or {}
+        reserved = FRAME_KEYS.intersection(payload)
+        if reserved:
+            raise ValueError(f"stream frame params cannot use the keys {sorted(reserved)}")
         if self.request.is_notification:
             return
-        frame = {"request": self.request.id, "seq": self._seq, "kind": kind, **(params or {})}
+        frame = {"request": self.request.id, "seq": self._seq, "kind": kind, **payload}
         self._seq += 1
         self.connection.send(notification_message(STREAM_METHOD, frame))
 
@@ -402,7 +412,8 @@ class ControlServer:
         log.warning("control_too_many_connections", max_connections=limit)
         error = RpcError(TOO_MANY_CONNECTIONS, f"more than {limit} open connections; retry later")
         try:
-            # A short line fits in an empty socket buffer, so this never waits.
+            # A short line fits in the new socket's empty buffer, so the send
+            # does not block, and a full buffer fails rather than waits.
             sock.setblocking(False)
             sock.send(encode(error_message(None, error)))
         except OSError as send_error:
@@ -469,6 +480,13 @@ class ControlServer:
                 )
             params = method.bind(request.params)
             reply = encode(result_message(request.id, method.handler(call, **params)))
+            if len(reply) > MAX_RESPONSE_LINE:
+                log.error("control_result_too_large", method=method.name, size=len(reply))
+                raise RpcError(
+                    INTERNAL_ERROR,
+                    f"result of {method.name!r} is over {MAX_RESPONSE_LINE} bytes; "
+                    "the method must stream it",
+                )
         except ConnectionClosedError:
             raise
         except RpcError as error:

@@ -92,7 +92,7 @@ def path_from_fields(params: dict[str, Any]) -> bytes:
     """Return a path's bytes from the fields `path_fields()` made.
 
     Raises:
-        StreamError: neither field holds a valid path.
+        StreamError: neither field contains a valid path.
     """
     if "path_b64" in params:
         try:
@@ -106,7 +106,7 @@ def path_from_fields(params: dict[str, Any]) -> bytes:
 
 
 class Sink(Protocol):
-    """Where a received file's content goes; raidctl writes a temporary file and renames it."""
+    """The destination of a received file's content; raidctl's is a temporary file it renames."""
 
     def write(self, data: bytes) -> object: ...
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -13,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 
+from raidd import logsetup
 from raidd.control import (
     Access,
     Call,
@@ -74,6 +77,14 @@ def build_registry(jobs: JobRegistry) -> Registry:
         """Return a value JSON cannot encode."""
         return {"value": object()}
 
+    def huge(call: Call) -> str:
+        """Return a result over the 4 MiB line limit."""
+        return "x" * (5 * 1024 * 1024)
+
+    def bad_frame(call: Call) -> None:
+        """Emit a frame whose params reuse a frame key."""
+        call.emit("progress", {"seq": 99})
+
     def blob(call: Call, *, size: int) -> dict[str, int]:
         """Stream `size` bytes of a repeating pattern as one file."""
         pattern = bytes(range(256))
@@ -102,6 +113,8 @@ def build_registry(jobs: JobRegistry) -> Registry:
     registry.add("lost", lost, Access.READ)
     registry.add("unserializable", unserializable, Access.READ)
     registry.add("blob", blob, Access.READ)
+    registry.add("huge", huge, Access.READ)
+    registry.add("bad_frame", bad_frame, Access.READ)
     registry.add("sleep", sleep_job)
     return registry
 
@@ -191,3 +204,12 @@ def run_as(
 def require_root() -> None:
     if os.geteuid() != 0:
         pytest.skip("changing uid and group ownership needs root")
+
+
+@pytest.fixture(autouse=True)
+def json_logs() -> Iterator[io.StringIO]:
+    """Log as the daemon does under systemd (JSON lines), into memory."""
+    stream = io.StringIO()
+    logsetup.configure(json=True, stream=stream)
+    yield stream
+    structlog.reset_defaults()

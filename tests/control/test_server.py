@@ -142,6 +142,22 @@ def test_crash_is_internal_error(make_server: ServerFactory) -> None:
         assert client.call("ping")["pong"] == ""
 
 
+def test_oversized_result_replaced(make_server: ServerFactory) -> None:
+    server = make_server()
+    with ControlClient(server.path) as client:
+        with pytest.raises(RemoteError, match="'huge' is over 4194304 bytes") as raised:
+            client.call("huge")
+        assert raised.value.code == INTERNAL_ERROR
+        assert client.call("ping")["pong"] == ""
+
+
+def test_frame_with_reserved_key(make_server: ServerFactory) -> None:
+    server = make_server()
+    with ControlClient(server.path) as client, pytest.raises(RemoteError) as raised:
+        client.call("bad_frame")
+    assert raised.value.code == INTERNAL_ERROR
+
+
 def test_notification_gets_no_response(make_server: ServerFactory) -> None:
     server = make_server()
     with ControlClient(server.path) as client:
