@@ -55,16 +55,17 @@ def is_secret_key(name: str) -> bool:
     return False
 
 
-def _redact(value: Any) -> Any:
+def redact_value(value: Any) -> Any:
+    """Return a copy of a value with secrets and raw bytes replaced, at any depth."""
     if isinstance(value, bytes | bytearray | memoryview):
         return f"[{len(value)} bytes]"
     if isinstance(value, Mapping):
         return {
-            key: REDACTED if isinstance(key, str) and is_secret_key(key) else _redact(item)
+            key: REDACTED if isinstance(key, str) and is_secret_key(key) else redact_value(item)
             for key, item in value.items()
         }
     if isinstance(value, list | tuple):
-        return [_redact(item) for item in value]
+        return [redact_value(item) for item in value]
     return value
 
 
@@ -76,7 +77,7 @@ def redact_secrets(_logger: WrappedLogger, _method: str, event_dict: EventDict) 
         if is_secret_key(name):
             event_dict[name] = REDACTED
         else:
-            event_dict[name] = _redact(event_dict[name])
+            event_dict[name] = redact_value(event_dict[name])
     return event_dict
 
 
