@@ -6,8 +6,19 @@ Nouns:
   `STATUS=`, `WATCHDOG=1`, ...).
 - watchdog ping: the `WATCHDOG=1` notification the main loop owes systemd at
   least once per `WatchdogSec=`.
+- block event: a block device that gained (ADDED) or lost (REMOVED) its media,
+  as the udev monitor reports it.
 """
 
+from raidd.daemon.devices import BlockEvent, Change, DeviceMonitor, udev_running
 from raidd.daemon.notify import Notifier, WatchdogPinger, watchdog_interval
 
-__all__ = ["Notifier", "WatchdogPinger", "watchdog_interval"]
+__all__ = [
+    "BlockEvent",
+    "Change",
+    "DeviceMonitor",
+    "Notifier",
+    "WatchdogPinger",
+    "udev_running",
+    "watchdog_interval",
+]
