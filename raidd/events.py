@@ -24,6 +24,7 @@ import queue
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from typing import Any
@@ -154,13 +155,38 @@ class EventHook:
             if name not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
         }
         environment["RAIDD_EVENT"] = event
+        # stderr goes to a file, so a program that writes a lot costs no memory.
+        with tempfile.TemporaryFile() as stderr_file:
+            status = self._run_program(event, record, environment, stderr_file)
+            stderr_file.seek(max(stderr_file.tell() - _STDERR_TAIL, 0))
+            stderr = stderr_file.read()
+        if status is None:
+            return None
+        returncode, seconds = status
+        if returncode != 0:
+            log.error(
+                "event_hook_failed",
+                hook_event=event,
+                program=self.program,
+                exit_status=returncode,
+                stderr=stderr.decode("utf-8", "replace").strip(),
+                seconds=seconds,
+            )
+        else:
+            log.info("event_hook_done", hook_event=event, program=self.program, seconds=seconds)
+        return returncode
+
+    def _run_program(
+        self, event: str, record: dict[str, Any], environment: dict[str, str], stderr: Any
+    ) -> tuple[int, float] | None:
+        assert self.program is not None
         started = time.monotonic()
         try:
             process = subprocess.Popen(
                 [self.program, event],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
+                stderr=stderr,
                 env=environment,
                 start_new_session=True,
                 close_fds=True,
@@ -172,7 +198,7 @@ class EventHook:
             return None
         payload = json.dumps(record, ensure_ascii=False).encode("utf-8") + b"\n"
         try:
-            _, stderr = process.communicate(payload, timeout=self.timeout)
+            process.communicate(payload, timeout=self.timeout)
         except subprocess.TimeoutExpired:
             _kill_group(process)
             log.error(
@@ -183,19 +209,7 @@ class EventHook:
                 timeout=self.timeout,
             )
             return None
-        seconds = round(time.monotonic() - started, 3)
-        if process.returncode != 0:
-            log.error(
-                "event_hook_failed",
-                hook_event=event,
-                program=self.program,
-                exit_status=process.returncode,
-                stderr=stderr[-_STDERR_TAIL:].decode("utf-8", "replace").strip(),
-                seconds=seconds,
-            )
-        else:
-            log.info("event_hook_done", hook_event=event, program=self.program, seconds=seconds)
-        return process.returncode
+        return process.returncode, round(time.monotonic() - started, 3)
 
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:

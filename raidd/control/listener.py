@@ -65,6 +65,17 @@ class BoundSocket:
         os.close(self.lock_fd)
 
 
+def _make_directories(directory: Path) -> None:
+    """Create missing directories with mode 0755 whatever the umask, so groups reach the socket."""
+    missing = []
+    while not directory.exists():
+        missing.append(directory)
+        directory = directory.parent
+    for created in reversed(missing):
+        created.mkdir(mode=0o755, exist_ok=True)
+        os.chmod(created, 0o755)
+
+
 def _take_lock(lock_path: Path, socket_path: Path) -> int:
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
@@ -123,7 +134,7 @@ def bind_control_socket(
             f"[control] socket {path} is longer than {MAX_SOCKET_PATH} bytes, "
             "the limit of a Unix socket path; choose a shorter path"
         )
-    path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+    _make_directories(path.parent)
     lock_fd = _take_lock(path.with_name(path.name + ".lock"), path)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     try:

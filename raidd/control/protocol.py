@@ -105,8 +105,14 @@ class Request:
 
 
 def encode(message: dict[str, Any]) -> bytes:
-    """Encode one message as a line of ASCII JSON ended by a newline."""
-    return json.dumps(message, ensure_ascii=True, separators=(",", ":")).encode("ascii") + b"\n"
+    """Encode one message as a line of ASCII JSON ended by a newline.
+
+    Raises:
+        ValueError: the message contains NaN or an infinity, which JSON lacks.
+        TypeError: the message contains a value JSON cannot represent.
+    """
+    text = json.dumps(message, ensure_ascii=True, allow_nan=False, separators=(",", ":"))
+    return text.encode("ascii") + b"\n"
 
 
 def parse_request(line: bytes) -> Request:
@@ -119,8 +125,10 @@ def parse_request(line: bytes) -> Request:
             `request_id` is the request's id when one could be read.
     """
     try:
-        message = json.loads(line.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+        message = json.loads(line.decode("utf-8"), parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as error:
+        # ValueError covers UnicodeDecodeError, JSONDecodeError and integers
+        # longer than Python's limit of 4300 digits.
         raise RpcError(PARSE_ERROR, f"invalid JSON: {error}") from None
     if isinstance(message, list):
         raise RpcError(INVALID_REQUEST, "batch requests are not supported; send one per line")
@@ -150,6 +158,11 @@ def parse_request(line: bytes) -> Request:
             known_id,
         )
     return Request(method, params, request_id, is_notification=not has_id)
+
+
+def _reject_constant(name: str) -> Any:
+    """Reject NaN and Infinity, which Python's json accepts and JSON does not."""
+    raise ValueError(f"{name} is not a JSON value")
 
 
 def _valid_id(value: Any) -> bool:

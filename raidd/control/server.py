@@ -188,8 +188,10 @@ class Connection:
 
     def connected(self) -> bool:
         """Tell whether the client may still be reading (no hang-up seen)."""
+        # POLLHUP only: a client that shut down its writing side (as `nc -N`
+        # does after the request) still reads the reply.
         poller = select.poll()
-        poller.register(self.sock, select.POLLRDHUP | select.POLLHUP | select.POLLERR)
+        poller.register(self.sock, select.POLLHUP | select.POLLERR)
         return not poller.poll(0)
 
 
@@ -433,6 +435,8 @@ class ControlServer:
             self._serve_requests(connection)
         except ConnectionClosedError as error:
             log.info("control_connection_lost", pid=peer.pid, uid=peer.uid, error=str(error))
+        except Exception:
+            log.exception("control_connection_crashed", pid=peer.pid, uid=peer.uid)
         finally:
             connection.sock.close()
             with self._lock:

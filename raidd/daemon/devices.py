@@ -24,6 +24,7 @@ monitor reports last matches the device as it is.
 from __future__ import annotations
 
 import enum
+import os
 import selectors
 import socket
 import threading
@@ -134,13 +135,31 @@ class DeviceMonitor:
                 device = self._monitor.poll(timeout=0)
             except OSError as error:
                 # ENOBUFS: the kernel dropped events because the socket's
-                # buffer was full; later events still arrive.
+                # buffer was full. Later events still arrive, and a rescan
+                # reports what the dropped ones would have.
                 log.error("device_monitor_receive_failed", error=str(error))
+                for event in self.rescan():
+                    self._deliver(event)
                 return
             if device is None:
                 return
             for event in self.classify(device.action, device):
                 self._deliver(event)
+
+    def rescan(self) -> list[BlockEvent]:
+        """Compare sysfs with the devices known and return the events that were missed."""
+        events = []
+        present = set()
+        for device in self._context.list_devices(subsystem="block"):
+            if device.device_node:
+                present.add(device.device_node)
+                events.extend(self.classify("change", device))
+        for node in sorted(set(self._known) - present):
+            known = self._known.pop(node)
+            events.append(
+                BlockEvent(Change.REMOVED, node, os.path.basename(node), "", (), known.size_bytes)
+            )
+        return events
 
     def classify(self, action: str | None, device: Any) -> list[BlockEvent]:
         """Turn one uevent into the BlockEvents it means (none, one or two)."""

@@ -28,6 +28,18 @@ def test_root_only_socket_mode(tmp_path: Path) -> None:
     assert not path.exists()
 
 
+def test_directories_ignore_umask(tmp_path: Path) -> None:
+    path = tmp_path / "a" / "b" / "control.sock"
+    old = os.umask(0o077)
+    try:
+        bound = bind_control_socket(path)
+    finally:
+        os.umask(old)
+    bound.close()
+    assert (tmp_path / "a").stat().st_mode & 0o777 == 0o755
+    assert (tmp_path / "a" / "b").stat().st_mode & 0o777 == 0o755
+
+
 def test_group_socket_mode_and_owner(tmp_path: Path) -> None:
     require_root()
     path = tmp_path / "control.sock"

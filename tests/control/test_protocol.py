@@ -48,6 +48,8 @@ def test_parse_string_and_null_ids() -> None:
         (b"{", PARSE_ERROR, "invalid JSON"),
         (b"\xff\xfe", PARSE_ERROR, "invalid JSON"),
         (b"[" * 100_000, PARSE_ERROR, "invalid JSON"),
+        (b'{"jsonrpc":"2.0","id":' + b"1" * 5000 + b',"method":"m"}', PARSE_ERROR, "4300"),
+        (b'{"jsonrpc":"2.0","id":1,"method":"m","params":{"x":NaN}}', PARSE_ERROR, "NaN"),
         (b"[]", INVALID_REQUEST, "batch requests are not supported"),
         (b'"ping"', INVALID_REQUEST, "not a string"),
         (b"42", INVALID_REQUEST, "not a number"),
@@ -82,6 +84,11 @@ def test_encode_is_one_ascii_line() -> None:
     assert line.count(b"\n") == 1
     assert line.isascii()
     assert json.loads(line) == {"text": "zwei\nZeilen, ä", "n": 1}
+
+
+def test_encode_rejects_nan() -> None:
+    with pytest.raises(ValueError, match="not JSON compliant"):
+        encode({"value": float("nan")})
 
 
 def test_error_from_raidd_error() -> None:

@@ -255,6 +255,27 @@ def test_stalled_reader_dropped(make_server: ServerFactory) -> None:
     stalled.close()
 
 
+def test_half_closed_client_gets_stream(make_server: ServerFactory) -> None:
+    """A client that shuts down its writing side after the request still reads it all."""
+    server = make_server()
+    sock = RawClient(server.path)
+    request = {"jsonrpc": "2.0", "id": 1, "method": "blob", "params": {"size": 300_000}}
+    sock.send(json.dumps(request).encode() + b"\n")
+    sock.sock.shutdown(socket.SHUT_WR)
+    kinds = []
+    while True:
+        message = sock.read()
+        if "id" in message:
+            break
+        kinds.append(message["params"]["kind"])
+    assert message["result"] == {"files": 1, "bytes": 300_000}
+    assert kinds[0] == "file"
+    assert kinds[-1] == "file_end"
+    assert kinds.count("data") == 7
+    assert sock.at_eof()
+    sock.close()
+
+
 def test_client_disconnect_mid_stream(make_server: ServerFactory) -> None:
     server = make_server()
     sock = RawClient(server.path)

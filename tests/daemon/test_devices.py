@@ -91,6 +91,19 @@ def test_resize_without_diskseq(monitor: DeviceMonitor) -> None:
     assert monitor.classify("change", RecordedDevice(200, diskseq=None)) == []
 
 
+def test_rescan_reports_missed(monitor: DeviceMonitor) -> None:
+    """A rescan of real sysfs reports a device that vanished unseen, then nothing more."""
+    from raidd.daemon.devices import _Known
+
+    monitor._known["/dev/raidd-test-gone"] = _Known(4096, None)
+    first = monitor.rescan()
+    gone = [event for event in first if event.node == "/dev/raidd-test-gone"]
+    assert changes(gone) == [Change.REMOVED]
+    assert gone[0].size_bytes == 4096
+    assert all(event.change is Change.ADDED for event in first if event not in gone)
+    assert monitor.rescan() == []
+
+
 def test_other_actions_ignored(monitor: DeviceMonitor) -> None:
     assert monitor.classify("bind", RecordedDevice(100)) == []
     assert monitor.classify("online", RecordedDevice(100)) == []

@@ -113,6 +113,17 @@ def test_failure_logged_with_stderr(tmp_path: Path) -> None:
     assert entry["log_level"] == "error"
 
 
+def test_long_stderr_tail_kept(tmp_path: Path) -> None:
+    program = write_script(
+        tmp_path / "hook", "head -c 100000 /dev/zero | tr '\\0' x >&2\necho END >&2\nexit 1\n"
+    )
+    with capture_logs() as logs:
+        assert EventHook(program).run("test", {"event": "test"}) == 1
+    [entry] = [entry for entry in logs if entry["event"] == "event_hook_failed"]
+    assert entry["stderr"].endswith("xxxxEND")
+    assert len(entry["stderr"]) <= 2000
+
+
 def test_success_logged(tmp_path: Path) -> None:
     program = write_script(tmp_path / "hook", "cat > /dev/null\n")
     with capture_logs() as logs:
