@@ -13,12 +13,13 @@ Nouns:
 """
 
 from raidd.control.client import ControlClient, RemoteError, default_socket_path
+from raidd.control.connection import ConnectionClosedError, Limits
 from raidd.control.jobs import Job, JobCancelledError, JobRegistry, JobState, add_job_methods
 from raidd.control.listener import DEFAULT_SOCKET, resolve_group
 from raidd.control.peer import Access, Peer, Policy, peer_credentials
 from raidd.control.protocol import PROTOCOL_VERSION, RpcError
 from raidd.control.registry import Registry, add_builtin_methods
-from raidd.control.server import Call, ConnectionClosedError, ControlServer, Limits
+from raidd.control.server import Call, ControlServer
 from raidd.control.stream import FileStreamDecoder, Frame, MemorySink, StreamError
 
 __all__ = [

@@ -22,29 +22,25 @@ None of them stops the server or delays another connection.
 from __future__ import annotations
 
 import hashlib
-import select
 import selectors
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import structlog
 
+from raidd.control.connection import Connection, ConnectionClosedError, Limits
 from raidd.control.jobs import JobRegistry
 from raidd.control.listener import BoundSocket, bind_control_socket
-from raidd.control.peer import Access, Peer, Policy, peer_credentials
+from raidd.control.peer import Access, Policy, peer_credentials
 from raidd.control.protocol import (
     ACCESS_DENIED,
     INTERNAL_ERROR,
-    LINE_TOO_LONG,
-    MAX_REQUEST_LINE,
     MAX_RESPONSE_LINE,
     SHUTTING_DOWN,
-    TIMED_OUT,
     TOO_MANY_CONNECTIONS,
     Request,
     RpcError,
@@ -61,138 +57,7 @@ from raidd.errors import RaiddError
 
 log = structlog.get_logger(__name__)
 
-_RECV_BYTES = 64 * 1024
 FRAME_KEYS = frozenset({"request", "seq", "kind"})
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Bounds on what one client may cost the server; times in seconds."""
-
-    max_connections: int = 64
-    max_line: int = MAX_REQUEST_LINE
-    idle_timeout: float = 300.0
-    line_timeout: float = 10.0
-    write_timeout: float = 30.0
-    progress_interval: float = 0.5
-    close_grace: float = 5.0
-
-
-class ConnectionClosedError(Exception):
-    """The client went away, or stopped reading, while the server was sending."""
-
-
-class Connection:
-    """One accepted client: its socket, credentials, access and read buffer."""
-
-    def __init__(self, sock: socket.socket, peer: Peer, access: Access | None, limits: Limits):
-        self.sock = sock
-        self.peer = peer
-        self.access = access
-        self.limits = limits
-        self._buffer = bytearray()
-        self._send_lock = threading.Lock()
-
-    def send(self, message: dict[str, Any]) -> None:
-        """Send one message line within the write timeout.
-
-        Raises:
-            ConnectionClosedError: the client closed the connection or did
-                not read the line in time.
-        """
-        self.send_line(encode(message))
-
-    def send_line(self, data: bytes) -> None:
-        """Send one encoded line; raises as `send()` does."""
-        with self._send_lock:
-            try:
-                self.sock.settimeout(self.limits.write_timeout)
-                self.sock.sendall(data)
-            except TimeoutError:
-                raise ConnectionClosedError("client did not read its reply in time") from None
-            except OSError as error:
-                raise ConnectionClosedError(str(error)) from None
-
-    def send_error(self, request_id: Any, error: RpcError) -> None:
-        self.send(error_message(request_id, error))
-
-    def read_line(self) -> bytes | None:
-        """Return the next request line without its newline, or None at end of input.
-
-        A line over the limit gets a `LINE_TOO_LONG` error and is skipped here.
-
-        Raises:
-            RpcError: `TIMED_OUT` when the client stays idle or leaves a line
-                unfinished for too long.
-            ConnectionClosedError: a reply to a skipped line could not be sent.
-        """
-        limits = self.limits
-        skipping = False
-        idle_since = time.monotonic()
-        line_since = idle_since if self._buffer else None
-        while True:
-            end = self._buffer.find(b"\n")
-            if end >= 0:
-                line = bytes(self._buffer[:end])
-                del self._buffer[: end + 1]
-                if skipping or end + 1 > limits.max_line:
-                    if not skipping:
-                        self._reject_long_line()
-                    skipping = False
-                    line_since = time.monotonic() if self._buffer else None
-                    continue
-                return line
-            if len(self._buffer) >= limits.max_line:
-                if not skipping:
-                    self._reject_long_line()
-                    skipping = True
-                self._buffer.clear()
-            if line_since is None and not skipping:
-                deadline, what = idle_since + limits.idle_timeout, "idle"
-            else:
-                start = line_since if line_since is not None else idle_since
-                deadline, what = start + limits.line_timeout, "line"
-            chunk = self._receive(deadline, what)
-            if not chunk:
-                return None
-            if line_since is None:
-                line_since = time.monotonic()
-            self._buffer += chunk
-
-    def _receive(self, deadline: float, what: str) -> bytes:
-        remaining = deadline - time.monotonic()
-        if remaining > 0:
-            try:
-                self.sock.settimeout(remaining)
-                return self.sock.recv(_RECV_BYTES)
-            except TimeoutError:
-                pass
-            except OSError as error:
-                log.info("control_read_failed", pid=self.peer.pid, error=str(error))
-                return b""
-        if what == "idle":
-            message = f"no request within {self.limits.idle_timeout:g} s; connection closed"
-        else:
-            message = f"request line not completed within {self.limits.line_timeout:g} s"
-        raise RpcError(TIMED_OUT, message)
-
-    def _reject_long_line(self) -> None:
-        log.info("control_line_too_long", pid=self.peer.pid, uid=self.peer.uid)
-        self.send_error(
-            None,
-            RpcError(
-                LINE_TOO_LONG,
-                f"request line longer than {self.limits.max_line} bytes; it was skipped",
-            ),
-        )
-
-    def connected(self) -> bool:
-        """Tell whether the client may still be reading (no hang-up seen)."""
-        # POLLHUP only: a client that shut down its writing side (as `nc -N`
-        # does after the request) still reads the reply.
-        poller = select.poll()
-        poller.register(self.sock, select.POLLHUP | select.POLLERR)
-        return not poller.poll(0)
 
 
 class Call:
