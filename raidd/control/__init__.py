@@ -14,6 +14,7 @@ Nouns:
 
 from raidd.control.client import ControlClient, RemoteError, default_socket_path
 from raidd.control.connection import ConnectionClosedError, Limits
+from raidd.control.files import TemporaryFileSink, directory_sinks, resolve_destination
 from raidd.control.jobs import Job, JobCancelledError, JobRegistry, JobState, add_job_methods
 from raidd.control.listener import DEFAULT_SOCKET, resolve_group
 from raidd.control.peer import Access, Peer, Policy, peer_credentials
@@ -44,9 +45,12 @@ __all__ = [
     "RemoteError",
     "RpcError",
     "StreamError",
+    "TemporaryFileSink",
     "add_builtin_methods",
     "add_job_methods",
     "default_socket_path",
+    "directory_sinks",
     "peer_credentials",
+    "resolve_destination",
     "resolve_group",
 ]

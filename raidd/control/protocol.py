@@ -18,9 +18,10 @@ from raidd.errors import EXIT_USAGE, RaiddError, RequestError
 PROTOCOL_VERSION = 1
 JSONRPC = "2.0"
 
-# Largest request line the server reads, newline included.
+# Maximum length of a request line the server reads, newline included.
 MAX_REQUEST_LINE = 1024 * 1024
-# Largest line the client reads; stream frames keep server lines far below it.
+# Maximum length of a line the server sends and the client reads. The server
+# replaces a longer result with an error, so large results must be streamed.
 MAX_RESPONSE_LINE = 4 * 1024 * 1024
 
 # Codes fixed by the JSON-RPC 2.0 specification.
