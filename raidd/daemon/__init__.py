@@ -1,4 +1,4 @@
-"""The long-running service's parts: supervisor notification and device events.
+"""The long-running service's parts: main loop, supervisor notification, device events.
 
 Nouns:
 
@@ -11,12 +11,14 @@ Nouns:
 """
 
 from raidd.daemon.devices import BlockEvent, Change, DeviceMonitor, udev_running
+from raidd.daemon.lifecycle import Lifecycle
 from raidd.daemon.notify import Notifier, WatchdogPinger, watchdog_interval
 
 __all__ = [
     "BlockEvent",
     "Change",
     "DeviceMonitor",
+    "Lifecycle",
     "Notifier",
     "WatchdogPinger",
     "udev_running",
