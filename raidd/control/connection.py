@@ -35,6 +35,7 @@ class Limits:
     """Bounds on what one client may cost the server; times in seconds."""
 
     max_connections: int = 64
+    root_reserve: int = 4
     max_line: int = MAX_REQUEST_LINE
     idle_timeout: float = 300.0
     line_timeout: float = 10.0

@@ -11,8 +11,9 @@ misbehaving client meets:
 - no request within `idle_timeout`, or a line not completed within
   `line_timeout`: a `TIMED_OUT` error, then the connection is closed;
 - a reply it does not read within `write_timeout`: the connection is closed;
-- more than `max_connections` open connections: a `TOO_MANY_CONNECTIONS`
-  error, then the new connection is closed;
+- more than `max_connections` open connections, of which the last
+  `root_reserve` are kept for root: a `TOO_MANY_CONNECTIONS` error, then
+  the new connection is closed;
 - a caller that is neither root nor in the control group: an
   `ACCESS_DENIED` error, then the connection is closed.
 
@@ -255,16 +256,21 @@ class ControlServer:
             log.error("control_accept_failed", error=str(error))
             time.sleep(0.1)
             return
-        with self._lock:
-            full = len(self._connections) >= self.limits.max_connections
-        if full:
-            self._reject_busy(sock)
-            return
         try:
             peer = peer_credentials(sock)
         except OSError as error:
             log.error("control_peer_credentials_failed", error=str(error))
             sock.close()
+            return
+        # The last root_reserve places are for root, so that callers of the
+        # read methods cannot lock the administrator out.
+        limit = self.limits.max_connections
+        if peer.uid != 0:
+            limit -= self.limits.root_reserve
+        with self._lock:
+            full = len(self._connections) >= limit
+        if full:
+            self._reject_busy(sock, peer.uid, limit)
             return
         connection = Connection(sock, peer, self.policy.access_of(peer), self.limits)
         thread = threading.Thread(
@@ -274,10 +280,11 @@ class ControlServer:
             self._connections[connection] = thread
         thread.start()
 
-    def _reject_busy(self, sock: socket.socket) -> None:
-        limit = self.limits.max_connections
-        log.warning("control_too_many_connections", max_connections=limit)
-        error = RpcError(TOO_MANY_CONNECTIONS, f"more than {limit} open connections; retry later")
+    def _reject_busy(self, sock: socket.socket, uid: int, limit: int) -> None:
+        log.warning("control_too_many_connections", uid=uid, limit=limit)
+        error = RpcError(
+            TOO_MANY_CONNECTIONS, f"{limit} connections are open already; retry later"
+        )
         try:
             # A short line fits in the new socket's empty buffer, so the send
             # does not block, and a full buffer fails rather than waits.

@@ -19,7 +19,7 @@ from raidd.control.peer import (
     peer_credentials,
     peer_groups_large,
 )
-from raidd.control.protocol import ACCESS_DENIED
+from raidd.control.protocol import ACCESS_DENIED, TOO_MANY_CONNECTIONS
 from tests.control.conftest import CONTROL_GID, NOBODY, ServerFactory, require_root, run_as
 
 
@@ -148,3 +148,46 @@ def test_large_group_list_parsed() -> None:
         return found
 
     assert run_as(NOBODY, NOBODY, groups, read_own_groups) == groups
+
+
+def test_root_reserve_kept(make_server: ServerFactory) -> None:
+    """Group members fill their share of connections; root still gets the reserved one."""
+    require_root()
+    server = make_server(group=CONTROL_GID, max_connections=3, root_reserve=1)
+    result_read, result_write = os.pipe()
+    release_read, release_write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: a group member that opens three connections
+        code = 1
+        try:
+            os.setgroups([CONTROL_GID])
+            os.setgid(NOBODY)
+            os.setuid(NOBODY)
+            clients = [ControlClient(server.path).connect() for _ in range(2)]
+            pongs = [client.call("ping")["uid"] for client in clients]
+            try:
+                ControlClient(server.path).connect().call("ping")
+                third = "served"
+            except RemoteError as error:
+                third = str(error.code)
+            os.write(result_write, json.dumps({"pongs": pongs, "third": third}).encode())
+            os.read(release_read, 1)
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(result_write)
+    try:
+        outcome = json.loads(os.read(result_read, 4096))
+        assert outcome == {"pongs": [NOBODY, NOBODY], "third": str(TOO_MANY_CONNECTIONS)}
+        with ControlClient(server.path) as root_client:
+            assert root_client.call("ping")["uid"] == 0
+            with pytest.raises(RemoteError, match="3 connections are open") as raised:
+                ControlClient(server.path).connect().call("ping")
+            assert raised.value.code == TOO_MANY_CONNECTIONS
+    finally:
+        os.write(release_write, b"x")
+        _, status = os.waitpid(pid, 0)
+        os.close(result_read)
+        os.close(release_read)
+        os.close(release_write)
+    assert os.waitstatus_to_exitcode(status) == 0

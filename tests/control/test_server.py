@@ -223,7 +223,7 @@ def test_slow_line_timed_out(make_server: ServerFactory) -> None:
 
 
 def test_too_many_connections(make_server: ServerFactory) -> None:
-    server = make_server(max_connections=2)
+    server = make_server(max_connections=2, root_reserve=0)
     first = ControlClient(server.path).connect()
     second = ControlClient(server.path).connect()
     assert first.call("ping")["pong"] == ""
@@ -231,7 +231,7 @@ def test_too_many_connections(make_server: ServerFactory) -> None:
     third = RawClient(server.path)
     reply = third.read()
     assert reply["error"]["code"] == TOO_MANY_CONNECTIONS
-    assert "more than 2 open connections" in reply["error"]["message"]
+    assert "2 connections are open already" in reply["error"]["message"]
     assert third.at_eof()
     third.close()
     assert first.call("ping", {"payload": "1"})["pong"] == "1"
