@@ -200,12 +200,13 @@ class JobRegistry:
             raise RpcError(JOB_NOT_FOUND, f"job {job_id} not found; 'jobs' lists the known jobs")
         return job
 
-    def list(self) -> list[Job]:
+    def all_jobs(self) -> list[Job]:
+        """Return every job kept, running and finished, oldest first."""
         with self._lock:
             return list(self._jobs.values())
 
     def running(self) -> Iterator[Job]:
-        return (job for job in self.list() if job.state is JobState.RUNNING)
+        return (job for job in self.all_jobs() if job.state is JobState.RUNNING)
 
     def cancel(self, job_id: int) -> Job:
         """Request that a running job stop; a finished job is returned unchanged."""
@@ -238,7 +239,9 @@ def add_job_methods(registry: Registry, jobs: JobRegistry) -> None:
 
     def list_jobs(call: Call, *, finished: bool = False) -> list[dict[str, Any]]:
         """List running jobs, and the finished ones kept too with finished=true."""
-        return [job.to_json() for job in jobs.list() if finished or job.state is JobState.RUNNING]
+        return [
+            job.to_json() for job in jobs.all_jobs() if finished or job.state is JobState.RUNNING
+        ]
 
     def job_progress(call: Call, *, job: int, follow: bool = False) -> dict[str, Any]:
         """Return a job's state; with follow=true, stream progress until it ends."""

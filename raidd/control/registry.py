@@ -133,7 +133,7 @@ def type_name(value: Any) -> str:
         return "an integer"
     if isinstance(value, float):
         return "a number"
-    words = {str: "a string", list: "an array", dict: "an object"}
+    words: dict[type, str] = {str: "a string", list: "an array", dict: "an object"}
     return words.get(type(value), type(value).__name__)
 
 

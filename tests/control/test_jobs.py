@@ -91,7 +91,7 @@ def test_unknown_job() -> None:
 def test_finished_jobs_pruned() -> None:
     jobs = JobRegistry(keep_finished=3)
     ids = [jobs.wait(jobs.start("a", lambda job: None).id, timeout=30).id for _ in range(6)]
-    assert [job.id for job in jobs.list()] == ids[-3:]
+    assert [job.id for job in jobs.all_jobs()] == ids[-3:]
 
 
 def test_progress_clamped() -> None:
