@@ -122,7 +122,14 @@ class ControlClient:
         message: dict[str, Any] = {"jsonrpc": JSONRPC, "id": request_id, "method": method}
         if params:
             message["params"] = params
-        self.send_line(encode(message))
+        try:
+            self.send_line(encode(message))
+        except ControlConnectionError:
+            # A server that rejects a caller (access denied, too many
+            # connections) replies and closes at once, possibly before the
+            # request is sent: its reply explains the broken pipe.
+            self._raise_pending_error()
+            raise
         while True:
             reply = self.read_message()
             if reply.get("method") == STREAM_METHOD:
@@ -135,13 +142,18 @@ class ControlClient:
             if reply["id"] not in (request_id, None):
                 continue
             if "error" in reply:
-                error = reply["error"] if isinstance(reply["error"], dict) else {}
-                raise RemoteError(
-                    int(error.get("code", 0)),
-                    str(error.get("message", "error without a message")),
-                    error.get("data"),
-                )
+                raise _remote_error(reply["error"] if isinstance(reply["error"], dict) else {})
             return reply.get("result")
+
+    def _raise_pending_error(self) -> None:
+        """Raise the error response the server sent before closing, if one is buffered."""
+        try:
+            reply = self.read_message()
+        except ControlConnectionError:
+            return
+        error = reply.get("error")
+        if isinstance(error, dict):
+            raise _remote_error(error)
 
     def notify(self, method: str, params: dict[str, Any] | None = None) -> None:
         """Send a notification (a request without an id); the daemon sends no response."""
@@ -203,3 +215,12 @@ class ControlClient:
             self.connect()
         assert self._sock is not None
         return self._sock
+
+
+def _remote_error(error: dict[str, Any]) -> RemoteError:
+    code = error.get("code")
+    return RemoteError(
+        code if type(code) is int else 0,
+        str(error.get("message", "error without a message")),
+        error.get("data"),
+    )

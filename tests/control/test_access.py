@@ -191,3 +191,20 @@ def test_root_reserve_kept(make_server: ServerFactory) -> None:
         os.close(release_read)
         os.close(release_write)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_stranger_client_sees_access_denied(make_server: ServerFactory) -> None:
+    """ControlClient reports the server's reason, not a broken pipe, however the race goes."""
+    require_root()
+    server = make_server(mode=0o666)
+
+    def call_repeatedly() -> list[int]:
+        codes = []
+        for _ in range(20):
+            try:
+                ControlClient(server.path).connect().call("ping")
+            except RemoteError as error:
+                codes.append(error.code)
+        return codes
+
+    assert run_as(NOBODY, NOBODY, [], call_repeatedly) == [ACCESS_DENIED] * 20
