@@ -41,7 +41,7 @@ WRONG_TYPES: list[Any] = [
 
 
 def malformed_lines(rng: random.Random, count: int) -> list[bytes]:
-    """Return `count` lines, each of which must be answered with exactly one error."""
+    """Return `count` lines, each of which must get exactly one error response."""
     lines = []
     for _ in range(count):
         choice = rng.random()
