@@ -147,7 +147,7 @@ def test_sigint_stops_too(tmp_path: Path, manager: Manager) -> None:
 
 
 def test_request_stop_from_thread(manager: Manager, tmp_path: Path) -> None:
-    """In-process: a tick that requests a stop ends the loop after one pass, with on_stop called."""
+    """In-process: a tick that requests a stop ends the loop after one pass, then on_stop."""
     environ = {"NOTIFY_SOCKET": str(tmp_path / "notify.sock")}
     lifecycle = Lifecycle(environ, tick_interval=0.01)
     assert environ == {}
