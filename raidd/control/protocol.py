@@ -40,6 +40,8 @@ TOO_MANY_CONNECTIONS = -32004
 JOB_NOT_FOUND = -32005
 JOB_CANCELLED = -32006
 SHUTTING_DOWN = -32007
+# Never sent: the outcome a request observer sees for a client that left.
+CONNECTION_LOST = -32008
 # A RaiddError raised by a method: `data` carries its class name and exit code.
 OPERATION_FAILED = -32010
 
@@ -56,6 +58,7 @@ ERROR_NAMES = {
     JOB_NOT_FOUND: "job not found",
     JOB_CANCELLED: "job cancelled",
     SHUTTING_DOWN: "shutting down",
+    CONNECTION_LOST: "connection lost",
     OPERATION_FAILED: "operation failed",
 }
 

@@ -36,9 +36,10 @@ import structlog
 from raidd.control.connection import Connection, ConnectionClosedError, Limits
 from raidd.control.jobs import JobRegistry
 from raidd.control.listener import BoundSocket, bind_control_socket
-from raidd.control.peer import Access, Policy, peer_credentials
+from raidd.control.peer import Access, Peer, Policy, peer_credentials
 from raidd.control.protocol import (
     ACCESS_DENIED,
+    CONNECTION_LOST,
     INTERNAL_ERROR,
     MAX_RESPONSE_LINE,
     SHUTTING_DOWN,
@@ -262,6 +263,10 @@ class ControlServer:
             log.error("control_peer_credentials_failed", error=str(error))
             sock.close()
             return
+        access = self.policy.access_of(peer)
+        if access is None:
+            self._reject_stranger(sock, peer)
+            return
         # The last root_reserve places are for root, so that callers of the
         # read methods cannot lock the administrator out.
         limit = self.limits.max_connections
@@ -270,9 +275,13 @@ class ControlServer:
         with self._lock:
             full = len(self._connections) >= limit
         if full:
-            self._reject_busy(sock, peer.uid, limit)
+            log.warning("control_too_many_connections", uid=peer.uid, limit=limit)
+            busy = RpcError(
+                TOO_MANY_CONNECTIONS, f"{limit} connections are open already; retry later"
+            )
+            _reject_now(sock, busy)
             return
-        connection = Connection(sock, peer, self.policy.access_of(peer), self.limits)
+        connection = Connection(sock, peer, access, self.limits)
         thread = threading.Thread(
             target=self._serve, args=(connection,), name=f"control-{peer.pid}", daemon=True
         )
@@ -280,27 +289,18 @@ class ControlServer:
             self._connections[connection] = thread
         thread.start()
 
-    def _reject_busy(self, sock: socket.socket, uid: int, limit: int) -> None:
-        log.warning("control_too_many_connections", uid=uid, limit=limit)
-        error = RpcError(
-            TOO_MANY_CONNECTIONS, f"{limit} connections are open already; retry later"
-        )
-        try:
-            # A short line fits in the new socket's empty buffer, so the send
-            # does not block, and a full buffer fails rather than waits.
-            sock.setblocking(False)
-            sock.send(encode(error_message(None, error)))
-        except OSError as send_error:
-            log.info("control_reject_send_failed", error=str(send_error))
-        finally:
-            sock.close()
+    def _reject_stranger(self, sock: socket.socket, peer: Peer) -> None:
+        log.warning("control_access_denied", pid=peer.pid, uid=peer.uid, gid=peer.gid)
+        if self.group is None:
+            rule = "only root may use this socket"
+        else:
+            rule = f"only root and members of group {self.group} may use this socket"
+        _reject_now(sock, RpcError(ACCESS_DENIED, f"access denied for uid {peer.uid}: {rule}"))
 
     def _serve(self, connection: Connection) -> None:
         peer = connection.peer
+        assert connection.access is not None
         try:
-            if connection.access is None:
-                self._reject_stranger(connection)
-                return
             log.debug(
                 "control_connected", pid=peer.pid, uid=peer.uid, access=connection.access.value
             )
@@ -313,16 +313,6 @@ class ControlServer:
             connection.sock.close()
             with self._lock:
                 self._connections.pop(connection, None)
-
-    def _reject_stranger(self, connection: Connection) -> None:
-        peer = connection.peer
-        log.warning("control_access_denied", pid=peer.pid, uid=peer.uid, gid=peer.gid)
-        if self.group is None:
-            rule = "only root may use this socket"
-        else:
-            rule = f"only root and members of group {self.group} may use this socket"
-        error = RpcError(ACCESS_DENIED, f"access denied for uid {peer.uid}: {rule}")
-        connection.send_error(None, error)
 
     def _serve_requests(self, connection: Connection) -> None:
         while True:
@@ -363,7 +353,8 @@ class ControlServer:
                     f"result of {method.name!r} is over {MAX_RESPONSE_LINE} bytes; "
                     "the method must stream it",
                 )
-        except ConnectionClosedError:
+        except ConnectionClosedError as error:
+            self._observe(call, RpcError(CONNECTION_LOST, f"connection lost: {error}"))
             raise
         except RpcError as error:
             outcome = error
@@ -396,6 +387,19 @@ class ControlServer:
             self.on_request(call, outcome)
         except Exception:
             log.exception("control_observer_failed", method=call.method.name)
+
+
+def _reject_now(sock: socket.socket, error: RpcError) -> None:
+    """Send one error line to a connection that is not served, and close it."""
+    try:
+        # A short line fits in the new socket's empty buffer, so the send
+        # does not block, and a full buffer fails rather than waits.
+        sock.setblocking(False)
+        sock.send(encode(error_message(None, error)))
+    except OSError as send_error:
+        log.info("control_reject_send_failed", error=str(send_error))
+    finally:
+        sock.close()
 
 
 def _shutdown(sock: socket.socket, how: int) -> None:

@@ -14,6 +14,7 @@ import pytest
 from raidd.control import ControlClient, RemoteError
 from raidd.control.client import ControlConnectionError
 from raidd.control.protocol import (
+    CONNECTION_LOST,
     INTERNAL_ERROR,
     INVALID_PARAMS,
     LINE_TOO_LONG,
@@ -278,12 +279,17 @@ def test_half_closed_client_gets_stream(make_server: ServerFactory) -> None:
 
 def test_client_disconnect_mid_stream(make_server: ServerFactory) -> None:
     server = make_server()
+    seen: list[tuple[str, int | None]] = []
+    server.on_request = lambda call, error: seen.append(
+        (call.method.name, None if error is None else error.code)
+    )
     sock = RawClient(server.path)
-    request = {"jsonrpc": "2.0", "id": 1, "method": "blob", "params": {"size": 50_000_000}}
+    request = {"jsonrpc": "2.0", "id": 1, "method": "blob", "params": {"size": 20_000_000}}
     sock.send(json.dumps(request).encode() + b"\n")
     sock.sock.recv(1000)
     sock.close()
     assert wait_until(lambda: server.connection_count == 0)
+    assert seen == [("blob", CONNECTION_LOST)]
     with ControlClient(server.path) as client:
         assert client.call("ping")["pong"] == ""
 
