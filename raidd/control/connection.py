@@ -32,15 +32,27 @@ _RECV_BYTES = 64 * 1024
 
 @dataclass(frozen=True)
 class Limits:
-    """Bounds on what one client may cost the server; times in seconds."""
+    """Bounds on what one client may cost the server; times in seconds.
 
+    The defaults are judgment, not measurement: a few operators and
+    monitors talk to one daemon, raidctl sends each request as one write,
+    and a person at a terminal may leave a connection idle for minutes.
+    """
+
+    # One thread per connection; a host rarely has more than a few clients.
     max_connections: int = 64
+    # Places of max_connections that only root may take.
     root_reserve: int = 4
     max_line: int = MAX_REQUEST_LINE
+    # Waiting for the next request on an open connection.
     idle_timeout: float = 300.0
+    # From the first byte of a request line to its newline.
     line_timeout: float = 10.0
+    # For the client to take one reply line off the socket.
     write_timeout: float = 30.0
+    # Minimum time between two progress frames of a followed job.
     progress_interval: float = 0.5
+    # How long close() lets requests in progress finish.
     close_grace: float = 5.0
 
 
