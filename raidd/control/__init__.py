@@ -15,11 +15,11 @@ Nouns:
 from raidd.control.client import ControlClient, RemoteError, default_socket_path
 from raidd.control.connection import ConnectionClosedError, Limits
 from raidd.control.files import TemporaryFileSink, directory_sinks, resolve_destination
-from raidd.control.jobs import Job, JobCancelledError, JobRegistry, JobState, add_job_methods
+from raidd.control.jobs import Job, JobCancelledError, JobRegistry, JobState
 from raidd.control.listener import DEFAULT_SOCKET, resolve_group
 from raidd.control.peer import Access, Peer, Policy, peer_credentials
 from raidd.control.protocol import PROTOCOL_VERSION, RpcError
-from raidd.control.registry import Registry, add_builtin_methods
+from raidd.control.registry import Registry
 from raidd.control.server import Call, ControlServer
 from raidd.control.stream import FileStreamDecoder, Frame, MemorySink, StreamError
 
@@ -46,8 +46,6 @@ __all__ = [
     "RpcError",
     "StreamError",
     "TemporaryFileSink",
-    "add_builtin_methods",
-    "add_job_methods",
     "default_socket_path",
     "directory_sinks",
     "peer_credentials",

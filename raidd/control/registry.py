@@ -15,13 +15,10 @@ import types
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from raidd.control.peer import Access
 from raidd.control.protocol import INVALID_PARAMS, METHOD_NOT_FOUND, RpcError
-
-if TYPE_CHECKING:
-    from raidd.control.server import Call
 
 Handler = Callable[..., Any]
 
@@ -230,17 +227,3 @@ class Registry:
 
     def __contains__(self, name: object) -> bool:
         return name in self._methods
-
-
-def add_builtin_methods(registry: Registry) -> None:
-    """Register `methods`, which lists the methods the caller may call."""
-
-    def list_methods(call: Call) -> list[dict[str, str]]:
-        """List the methods you may call, with their access and summary."""
-        return [
-            {"name": method.name, "access": method.access.value, "summary": method.summary}
-            for method in (registry.get(name) for name in registry.names())
-            if call.may_call(method)
-        ]
-
-    registry.add("methods", list_methods, Access.READ)

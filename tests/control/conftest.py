@@ -24,9 +24,9 @@ from raidd.control import (
     JobRegistry,
     Limits,
     Registry,
-    add_builtin_methods,
-    add_job_methods,
 )
+from raidd.control.methods import introspection
+from raidd.control.methods import jobs as job_methods
 from raidd.errors import IntegrityError
 
 NOBODY = 65534
@@ -37,8 +37,8 @@ CONTROL_GID = 54321
 def build_registry(jobs: JobRegistry) -> Registry:
     """Return a registry with the read and admin methods the tests call."""
     registry = Registry()
-    add_builtin_methods(registry)
-    add_job_methods(registry, jobs)
+    introspection.register(registry)
+    job_methods.register(registry, jobs)
 
     def ping(call: Call, *, payload: str = "") -> dict[str, Any]:
         """Return the payload and the caller's ids."""
