@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 import socket
 import threading
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from raidd.control import ControlClient
 from raidd.control.protocol import LINE_TOO_LONG
@@ -134,3 +137,66 @@ def test_malformed_flood(make_server: ServerFactory) -> None:
     assert len(served) > 0
     with ControlClient(server.path) as client:
         assert client.call("ping", {"payload": "after"})["pong"] == "after"
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def churn(path: Path, count: int, rng: random.Random) -> None:
+    """Open `count` connections that each do one of: nothing, a ping, junk, half a line."""
+    for _ in range(count):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(30)
+        sock.connect(str(path))
+        action = rng.randrange(4)
+        if action == 1:
+            sock.sendall(b'{"jsonrpc":"2.0","id":1,"method":"ping"}\n')
+            assert b'"pong"' in sock.recv(4096)
+        elif action == 2:
+            sock.sendall(bytes(rng.randrange(256) for _ in range(64)) + b"\n")
+        elif action == 3:
+            sock.sendall(b'{"jsonrpc":"2.0","id":1,"meth')
+        sock.close()
+
+
+def wait_for_idle(server: Any) -> bool:
+    for _ in range(1000):
+        if server.connection_count == 0:
+            return True
+        threading.Event().wait(0.01)
+    return False
+
+
+def test_connection_churn_leaks_nothing(make_server: ServerFactory) -> None:
+    """Hundreds of short connections leave no file descriptor or thread behind."""
+    server = make_server()
+    churn(server.path, 50, random.Random(SEED))
+    assert wait_for_idle(server)
+    fds, threads = open_fds(), threading.active_count()
+    churn(server.path, 500, random.Random(SEED + 1))
+    assert wait_for_idle(server), f"seed {SEED + 1}"
+    assert open_fds() == fds
+    assert threading.active_count() == threads
+
+
+@pytest.mark.soak
+def test_malformed_flood_soak(make_server: ServerFactory) -> None:
+    """Twenty times the flood, over fresh connections, with churn beside it."""
+    server = make_server(max_line=MAX_LINE)
+    rng = random.Random(SEED + 2)
+    fds = 0
+    for round_number in range(20):
+        errors: list[int] = []
+        problems: list[str] = []
+        lines = malformed_lines(rng, MALFORMED)
+        send_and_count(server.path, lines, errors, problems)
+        churn(server.path, 200, rng)
+        assert problems == [], f"seed {SEED + 2}, round {round_number}"
+        assert len(errors) == MALFORMED, f"seed {SEED + 2}, round {round_number}"
+        assert wait_for_idle(server)
+        # The first round leaves one epoll descriptor open for good (created on
+        # first use, and it does not grow), so the count starts after it.
+        if round_number == 0:
+            fds = open_fds()
+    assert open_fds() == fds
