@@ -2,8 +2,8 @@
 
 Nouns:
 
-- request / response: a JSON-RPC message from the client and the one reply
-  with the same id; a notification is a request without an id.
+- request / response: a JSON-RPC message from the client, and the one reply
+  with the same id. A notification is a request without an id.
 - method: a named handler in the `Registry`, with the access it requires
   (`Access.READ` for members of the control group, `Access.ADMIN` for root).
 - caller (`Peer`): the pid, uid, gid and groups a client connected with.

@@ -40,7 +40,7 @@ TOO_MANY_CONNECTIONS = -32004
 JOB_NOT_FOUND = -32005
 JOB_CANCELLED = -32006
 SHUTTING_DOWN = -32007
-# Never sent: the outcome a request observer sees for a client that left.
+# Never sent: the outcome passed to a request observer when the client left.
 CONNECTION_LOST = -32008
 # A RaiddError raised by a method: `data` carries its class name and exit code.
 OPERATION_FAILED = -32010

@@ -1,7 +1,7 @@
 """Block devices appearing and disappearing, from the kernel's uevents through pyudev.
 
-The monitor listens on the `udev` netlink source when udevd runs, which
-it tells by udevd's control socket /run/udev/control. Those events come
+The monitor listens on the `udev` netlink source when udevd runs, that is
+when udevd's control socket /run/udev/control exists. Those events come
 after udev's rules ran, and carry the `/dev/disk/by-id` links that
 members are configured by. Without udevd (containers, initramfs
 shells) it listens on the `kernel` source, whose events carry the device
