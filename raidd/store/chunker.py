@@ -21,9 +21,9 @@ running the public chunker.
 
 NOTE: a seeded gear table is a mitigation, not a cryptographic guarantee.
 Truong, Merz, Scarlata, Günther and Paterson ("Breaking and Fixing
-Content-Defined Chunking", Real World Crypto 2025) recover or sidestep such
-chunker secrets in borg and restic from chunk sizes under chosen or known
-plaintext; docs/FORMAT.md's threat model states that sealed sizes leak.
+Content-Defined Chunking", Real World Crypto 2025) report attacks that defeat
+the keyed chunkers of borg, restic and others under some assumptions. So the
+sizes of sealed chunks still leak roughly where content-defined cuts fall.
 
 Memory: a stream is scanned through pyfastcdc's stream chunker, whose buffer
 is twice the maximum chunk size (4 MiB), whatever the file's size.

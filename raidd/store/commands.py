@@ -1,0 +1,123 @@
+"""Run a root's pre_backup and post_backup commands.
+
+Each command runs in its own session (process group) with the root as its
+working directory, no standard input, and these variables added to the
+environment: RAIDD_ROOT (the root's path), RAIDD_ROOT_NAME and RAIDD_PHASE
+(`pre_backup` or `post_backup`). A command that exits non-zero, cannot start,
+or outlives its timeout fails; on a timeout the whole process group is
+killed. A failed pre_backup means that root is not committed this time.
+"""
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+
+__all__ = ["CommandResult", "run_backup_command"]
+
+log = structlog.get_logger(__name__)
+
+# Only the end of the output is kept for the report: the error usually is there.
+OUTPUT_TAIL = 4000
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResult:
+    """The outcome of one command: success, exit status and the tail of its output."""
+
+    ok: bool
+    phase: str
+    returncode: int | None
+    output: str
+    error: str | None
+    seconds: float
+
+    def describe(self) -> str:
+        """Return a one-line account for reports."""
+        if self.ok:
+            return f"{self.phase} succeeded in {self.seconds:.1f}s"
+        return f"{self.phase} failed: {self.error}"
+
+
+def run_backup_command(
+    command: Sequence[str], root: Path, root_name: str, phase: str, timeout: float
+) -> CommandResult:
+    """Run one pre_backup or post_backup command and report how it went.
+
+    Args:
+        command: program and arguments (a shell string arrives as /bin/sh -c).
+        root: the watched root; also the working directory.
+        root_name: the root's name in the catalog.
+        phase: "pre_backup" or "post_backup", for the environment and messages.
+        timeout: seconds before the command's process group is killed.
+
+    Returns:
+        The result; this function does not raise for a failing command.
+    """
+    environment = dict(os.environ)
+    environment.update(RAIDD_ROOT=os.fspath(root), RAIDD_ROOT_NAME=root_name, RAIDD_PHASE=phase)
+    started = time.monotonic()
+    try:
+        process = subprocess.Popen(
+            list(command),
+            cwd=root,
+            env=environment,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    except OSError as error:
+        result = CommandResult(
+            False, phase, None, "", f"cannot start {command[0]!r}: {error.strerror}", 0.0
+        )
+        log.warning("backup_command_failed", root=root_name, phase=phase, error=result.error)
+        return result
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(process)
+        output, _ = process.communicate()
+        result = CommandResult(
+            False,
+            phase,
+            process.returncode,
+            _tail(output),
+            f"timed out after {timeout:g}s and was killed (raise watch.command_timeout "
+            "if it needs longer)",
+            time.monotonic() - started,
+        )
+        log.warning("backup_command_failed", root=root_name, phase=phase, error=result.error)
+        return result
+    seconds = time.monotonic() - started
+    if process.returncode != 0:
+        last_line = _tail(output).strip().splitlines()[-1:] or [""]
+        error = f"exit status {process.returncode}"
+        if process.returncode < 0:
+            error = f"killed by signal {-process.returncode}"
+        if last_line[0]:
+            error += f": {last_line[0]}"
+        result = CommandResult(False, phase, process.returncode, _tail(output), error, seconds)
+        log.warning("backup_command_failed", root=root_name, phase=phase, error=error)
+        return result
+    log.info("backup_command_done", root=root_name, phase=phase, seconds=round(seconds, 3))
+    return CommandResult(True, phase, 0, _tail(output), None, seconds)
+
+
+def _tail(output: bytes | None) -> str:
+    if not output:
+        return ""
+    return output[-OUTPUT_TAIL:].decode("utf-8", "replace")
+
+
+def _kill_group(process: "subprocess.Popen[bytes]") -> None:
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        # The group already exited between the timeout and the kill.
+        log.info("backup_command_exited_before_kill", pid=process.pid)
