@@ -55,6 +55,7 @@ SIZE_UNITS = {
     "GB": 10**9,
     "TB": 10**12,
 }
+_NO_STRINGS: tuple[str, ...] = ()
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([A-Za-z]*)")
 
 Command = tuple[str, ...]
@@ -383,7 +384,7 @@ def _parse_array(table: _Table) -> ArrayConfig:
         name=table.get("name", _non_empty_string, None),
         spares=tuple(
             table.pattern(item, table.key("spares"))
-            for item in table.get("spares", _string_list, ())
+            for item in table.get("spares", _string_list, _NO_STRINGS)
         ),
         keyfile=table.get("keyfile", table.path, None),
     )
@@ -431,7 +432,7 @@ def _parse_watch(table: _Table) -> WatchConfig:
         name=name,
         exclude=tuple(
             _exclude_pattern(item, f"{table.key('exclude')}[{index}]")
-            for index, item in enumerate(table.get("exclude", _string_list, ()))
+            for index, item in enumerate(table.get("exclude", _string_list, _NO_STRINGS))
         ),
         retention=retention,
         pre_backup=table.get("pre_backup", _command, None),

@@ -11,6 +11,7 @@ with a message naming the offset.
 import base64
 import struct
 from dataclasses import dataclass, field
+from typing import Any
 
 from raidd.errors import IntegrityError
 from raidd.store.scan import EntryType
@@ -203,7 +204,7 @@ class _Reader:
         self.offset += size
         return value
 
-    def unpack(self, layout: struct.Struct, what: str) -> tuple[int, ...]:
+    def unpack(self, layout: struct.Struct, what: str) -> tuple[Any, ...]:
         return layout.unpack(self.take(layout.size, what))
 
     def sized(self, length: struct.Struct, what: str) -> bytes:

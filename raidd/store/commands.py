@@ -97,13 +97,13 @@ def run_backup_command(
     seconds = time.monotonic() - started
     if process.returncode != 0:
         last_line = _tail(output).strip().splitlines()[-1:] or [""]
-        error = f"exit status {process.returncode}"
+        reason = f"exit status {process.returncode}"
         if process.returncode < 0:
-            error = f"killed by signal {-process.returncode}"
+            reason = f"killed by signal {-process.returncode}"
         if last_line[0]:
-            error += f": {last_line[0]}"
-        result = CommandResult(False, phase, process.returncode, _tail(output), error, seconds)
-        log.warning("backup_command_failed", root=root_name, phase=phase, error=error)
+            reason += f": {last_line[0]}"
+        result = CommandResult(False, phase, process.returncode, _tail(output), reason, seconds)
+        log.warning("backup_command_failed", root=root_name, phase=phase, error=reason)
         return result
     log.info("backup_command_done", root=root_name, phase=phase, seconds=round(seconds, 3))
     return CommandResult(True, phase, 0, _tail(output), None, seconds)
