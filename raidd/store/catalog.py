@@ -72,6 +72,8 @@ CREATE TABLE IF NOT EXISTS versions (
     hard_link_group INTEGER NOT NULL,
     changed_during_read INTEGER NOT NULL,
     sqlite_copy INTEGER NOT NULL,
+    ctime_ns INTEGER NOT NULL,
+    inode INTEGER NOT NULL,
     xattrs BLOB NOT NULL,
     extents BLOB NOT NULL,
     chunks BLOB NOT NULL
@@ -83,7 +85,7 @@ CREATE INDEX IF NOT EXISTS versions_current ON versions (root, path) WHERE last 
 
 _VERSION_COLUMNS = (
     "root, path, first, last, type, mode, uid, gid, mtime_ns, size, link_target, "
-    "hard_link_group, changed_during_read, sqlite_copy, xattrs, extents, chunks"
+    "hard_link_group, changed_during_read, sqlite_copy, ctime_ns, inode, xattrs, extents, chunks"
 )
 
 
@@ -119,6 +121,11 @@ def _unpack_xattrs(blob: bytes) -> tuple[tuple[bytes, bytes], ...]:
     return tuple(pairs)
 
 
+def _to_signed(value: int) -> int:
+    """Map a u64 (an inode number) onto SQLite's signed 64-bit INTEGER."""
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
 def _row_to_version(row: sqlite3.Row) -> Version:
     kind = EntryType(row["type"])
     return Version(
@@ -140,6 +147,8 @@ def _row_to_version(row: sqlite3.Row) -> Version:
         xattrs=_unpack_xattrs(bytes(row["xattrs"])),
         changed_during_read=bool(row["changed_during_read"]),
         sqlite_copy=bool(row["sqlite_copy"]),
+        ctime_ns=row["ctime_ns"],
+        inode=row["inode"] % (1 << 64),
     )
 
 
@@ -264,7 +273,7 @@ class CatalogIndex:
             return
         self._db.execute(
             f"INSERT INTO versions ({_VERSION_COLUMNS}) VALUES "
-            "(?, ?, ?, NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "(?, ?, ?, NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 record.root,
                 record.path,
@@ -279,6 +288,8 @@ class CatalogIndex:
                 record.hard_link_group,
                 int(record.changed_during_read),
                 int(record.sqlite_copy),
+                record.ctime_ns,
+                _to_signed(record.inode),
                 _pack_xattrs(record.xattrs),
                 b"".join(EXTENT.pack(*extent) for extent in record.extents),
                 b"".join(CHUNK.pack(c.offset, c.length, c.chunk_id) for c in record.chunks),

@@ -47,8 +47,8 @@ _TYPES_BY_CODE = {code: kind for kind, code in _TYPE_CODES.items()}
 HEADER = struct.Struct("<4sHHQQqII")
 # record type, entry type, flags, reserved, root index, path length
 RECORD_HEAD = struct.Struct("<BBBBHI")
-# mode, uid, gid, reserved, mtime_ns, size, hard-link group
-VERSION_FIXED = struct.Struct("<IIIIqQQ")
+# mode, uid, gid, reserved, mtime_ns, size, hard-link group, ctime_ns, inode
+VERSION_FIXED = struct.Struct("<IIIIqQQqQ")
 CHUNK = struct.Struct(f"<QI{CHUNK_ID_SIZE}s")
 EXTENT = struct.Struct("<QQ")
 U16 = struct.Struct("<H")
@@ -70,7 +70,8 @@ class Version:
 
     `hard_link_group` is 0 for none; paths of one snapshot with the same
     non-zero group are hard links of one file. `extents` are the data runs;
-    the rest of `size` is holes.
+    the rest of `size` is holes. `ctime_ns` and `inode` are not restored;
+    the next backup compares them to tell an unchanged file from a changed one.
     """
 
     root: str
@@ -88,6 +89,8 @@ class Version:
     xattrs: tuple[tuple[bytes, bytes], ...] = ()
     changed_during_read: bool = False
     sqlite_copy: bool = False
+    ctime_ns: int = 0
+    inode: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +144,8 @@ def _encode_version(out: list[bytes], record: Version, root_index: int) -> None:
             record.mtime_ns,
             record.size,
             record.hard_link_group,
+            record.ctime_ns,
+            record.inode,
         )
     )
     _pack_bytes(out, record.link_target or b"")
@@ -220,7 +225,8 @@ def _decode_version(
         raise IntegrityError(f"catalog delta has unknown entry type {type_code} for {path!r}")
     if flags & ~_KNOWN_FLAGS:
         raise IntegrityError(f"catalog delta has unknown flags 0x{flags:02x} for {path!r}")
-    mode, uid, gid, _, mtime_ns, size, group = reader.unpack(VERSION_FIXED, "version fields")
+    fields = reader.unpack(VERSION_FIXED, "version fields")
+    mode, uid, gid, _, mtime_ns, size, group, ctime_ns, inode = fields
     target = reader.sized(U32, "symlink target")
     (xattr_count,) = reader.unpack(U32, "xattr count")
     xattrs = tuple(
@@ -253,6 +259,8 @@ def _decode_version(
         xattrs=xattrs,
         changed_during_read=bool(flags & FLAG_CHANGED_DURING_READ),
         sqlite_copy=bool(flags & FLAG_SQLITE_COPY),
+        ctime_ns=ctime_ns,
+        inode=inode,
     )
 
 

@@ -149,6 +149,8 @@ def test_version_fields_round_trip(index: CatalogIndex) -> None:
         xattrs=((b"user.a", b""), (b"system.posix_acl_access", b"\x02\x00\x00\x00")),
         changed_during_read=True,
         sqlite_copy=True,
+        ctime_ns=456,
+        inode=(1 << 63) + 1,
     )
     link = Version("crm", b"link", EntryType.SYMLINK, 0o777, 0, 0, 5, link_target=b"db/crm.db")
     commit(index, 100, version, link)

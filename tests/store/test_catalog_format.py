@@ -44,6 +44,8 @@ def sample_delta() -> CommitDelta:
                 (b"system.posix_acl_access", b"\x02\x00\x00\x00"),
             ),
             sqlite_copy=True,
+            ctime_ns=1_700_000_001_000_000_000,
+            inode=(1 << 63) + 5,
         ),
         Version(
             "crm", b"new\nline\xff", EntryType.FILE, 0o600, 0, 0, -5, changed_during_read=True
@@ -58,7 +60,7 @@ def sample_delta() -> CommitDelta:
 def test_struct_sizes_pinned() -> None:
     assert HEADER.size == 40
     assert RECORD_HEAD.size == 10
-    assert VERSION_FIXED.size == 40
+    assert VERSION_FIXED.size == 56
     assert CHUNK.size == 44
     assert EXTENT.size == 16
 
