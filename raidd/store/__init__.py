@@ -12,27 +12,55 @@ Nouns:
 - catalog delta: one commit's versions and deletions in their byte form.
 
 Modules, bottom up: chunker, compress, scan, reader (with sqlite_copy and
-commands), retention, restore_writer, catalog_format and catalog.
+commands), retention, restore_writer, catalog_format, catalog and snapshot.
 """
 
-from raidd.store.catalog import CatalogIndex, CommitInfo
-from raidd.store.catalog_format import (
-    ChunkEntry,
-    CommitDelta,
-    Deletion,
-    Version,
-    decode_delta,
-    encode_delta,
-    json_name,
-)
-from raidd.store.chunker import Chunk, Chunker
-from raidd.store.commands import CommandResult, run_backup_command
-from raidd.store.compress import Compressor, EncodedChunk, decode_chunk
-from raidd.store.reader import FileRead, FileReader, find_sqlite_sidecars
-from raidd.store.restore_writer import RestoreEntry, RestoreReport, RestoreWriter
-from raidd.store.retention import CommitPoint, RetentionDecision, apply_policy, versions_needed
-from raidd.store.scan import Entry, EntryType, Excluder, ScanProblem, scan_root
-from raidd.store.sqlite_copy import SqliteCopyError, copy_database
+import importlib
+from typing import Any
+
+# Submodules load on first use, so that the SQLite copy child process, which
+# runs `python -m raidd.store.sqlite_copy`, starts without importing numpy,
+# zstandard and pyfastcdc.
+_EXPORTS = {
+    "CatalogIndex": "raidd.store.catalog",
+    "Chunk": "raidd.store.chunker",
+    "ChunkEntry": "raidd.store.catalog_format",
+    "Chunker": "raidd.store.chunker",
+    "CommandResult": "raidd.store.commands",
+    "CommitDelta": "raidd.store.catalog_format",
+    "CommitInfo": "raidd.store.catalog",
+    "CommitPoint": "raidd.store.retention",
+    "Compressor": "raidd.store.compress",
+    "Deletion": "raidd.store.catalog_format",
+    "EncodedChunk": "raidd.store.compress",
+    "Entry": "raidd.store.scan",
+    "EntryType": "raidd.store.scan",
+    "Excluder": "raidd.store.scan",
+    "FileRead": "raidd.store.reader",
+    "FileReader": "raidd.store.reader",
+    "HardLinkGroups": "raidd.store.snapshot",
+    "RestoreEntry": "raidd.store.restore_writer",
+    "RestoreReport": "raidd.store.restore_writer",
+    "RestoreWriter": "raidd.store.restore_writer",
+    "RetentionDecision": "raidd.store.retention",
+    "ScanProblem": "raidd.store.scan",
+    "SqliteCopyError": "raidd.store.sqlite_copy",
+    "Version": "raidd.store.catalog_format",
+    "apply_policy": "raidd.store.retention",
+    "copy_database": "raidd.store.sqlite_copy",
+    "decode_chunk": "raidd.store.compress",
+    "decode_delta": "raidd.store.catalog_format",
+    "encode_delta": "raidd.store.catalog_format",
+    "find_sqlite_sidecars": "raidd.store.reader",
+    "is_unchanged": "raidd.store.snapshot",
+    "json_name": "raidd.store.catalog_format",
+    "restore_entries": "raidd.store.snapshot",
+    "run_backup_command": "raidd.store.commands",
+    "scan_root": "raidd.store.scan",
+    "version_from": "raidd.store.snapshot",
+    "versions_needed": "raidd.store.retention",
+}
+
 
 __all__ = [
     "CatalogIndex",
@@ -51,6 +79,7 @@ __all__ = [
     "Excluder",
     "FileRead",
     "FileReader",
+    "HardLinkGroups",
     "RestoreEntry",
     "RestoreReport",
     "RestoreWriter",
@@ -64,8 +93,18 @@ __all__ = [
     "decode_delta",
     "encode_delta",
     "find_sqlite_sidecars",
+    "is_unchanged",
     "json_name",
+    "restore_entries",
     "run_backup_command",
     "scan_root",
+    "version_from",
     "versions_needed",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'raidd.store' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

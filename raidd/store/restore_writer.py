@@ -109,6 +109,27 @@ class _Unsafe(Exception):
     """A path component that is not a plain directory inside the target."""
 
 
+def _reads_as_zeros(fd: int, start: int, end: int) -> bool:
+    """Return True when bytes start..end of a file are all zero, skipping holes."""
+    position = start
+    while position < end:
+        try:
+            position = os.lseek(fd, position, os.SEEK_DATA)
+        except OSError as error:
+            if error.errno == errno.ENXIO:
+                return True
+            raise
+        if position >= end:
+            return True
+        block = os.pread(fd, min(_COMPARE_BLOCK, end - position), position)
+        if not block:
+            return False
+        if block.count(0) != len(block):
+            return False
+        position += len(block)
+    return True
+
+
 def _syncfs(fd: int) -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.syncfs(fd) != 0:
@@ -301,17 +322,12 @@ class RestoreWriter:
         try:
             position = 0
             for offset, piece in data() if data is not None else ():
-                if offset > position and any(os.pread(fd, offset - position, position)):
+                if offset > position and not _reads_as_zeros(fd, position, offset):
                     return False
                 if os.pread(fd, len(piece), offset) != piece:
                     return False
                 position = offset + len(piece)
-            while position < entry.size:
-                block = os.pread(fd, min(_COMPARE_BLOCK, entry.size - position), position)
-                if not block or any(block):
-                    return False
-                position += len(block)
-            return True
+            return _reads_as_zeros(fd, position, entry.size)
         finally:
             os.close(fd)
 

@@ -174,10 +174,9 @@ def _copy_rollback(source: str, destination: str, busy_timeout: float) -> str:
         # holds on the file, SQLite's SHARED lock included; it is closed only
         # after the last byte is copied, so the copy is still consistent.
         with open(source, "rb") as reader, open(destination, "wb") as writer:
+            # No fsync: the copy is read right away and then deleted.
             while block := reader.read(_COPY_BLOCK):
                 writer.write(block)
-            writer.flush()
-            os.fsync(writer.fileno())
         connection.execute("COMMIT")
         return MODE_ROLLBACK
     finally:
@@ -193,15 +192,15 @@ def _copy_wal(source: str, destination: str, busy_timeout: float) -> str:
         target = sqlite3.connect(destination)
         try:
             origin.backup(target, pages=-1)
-            # Leave no -wal beside the copy: the copy must be one file.
-            target.execute("PRAGMA journal_mode=DELETE")
+            # Keep the database in WAL mode, as its application set it. Closing
+            # the only connection checkpoints and removes the copy's -wal and
+            # -shm, so the copy is one file whose header still says WAL.
+            target.execute("PRAGMA journal_mode=WAL")
             target.commit()
         finally:
             target.close()
     finally:
         origin.close()
-    with open(destination, "rb+") as handle:
-        os.fsync(handle.fileno())
     return MODE_WAL
 
 
