@@ -5,7 +5,7 @@ Nouns:
 - root: a watched directory, known in the catalog by its name.
 - entry: one path under a root with its metadata (file, directory or symlink).
 - chunk: a content-defined piece of a file, the unit of deduplication.
-- codec tag: the byte in front of a stored chunk that says how it was compressed.
+- codec tag: the byte in front of a stored chunk that records how it was compressed.
 - version: a path's content and metadata as written by one commit.
 - commit: the changes to the roots it lists, with a sequence number (its id)
   and a time that never goes backwards.

@@ -1,9 +1,9 @@
 """The catalog index: commits and versions of paths per root, in local SQLite.
 
 The catalog itself lives on the array as one sealed delta per commit
-(raidd.store.catalog_format); this index is a cache in the state directory,
-built by applying those deltas in commit order, and rebuilt from the array
-when it is missing or stale.
+(raidd.store.catalog_format). This index is a cache in the state directory:
+it is built by applying those deltas in commit order, and rebuilt from the
+array when it is missing or stale.
 
 Model:
 
@@ -162,7 +162,7 @@ class CatalogIndex:
         """Open or create the index at `path` (":memory:" for a throwaway one).
 
         Raises:
-            IntegrityError: the file holds an index of another schema version;
+            IntegrityError: the file contains an index of another schema version;
                 delete it and it is rebuilt from the array.
         """
         self.path = path
@@ -362,11 +362,11 @@ class CatalogIndex:
         return [(row["first"], row["last"], _row_to_version(row)) for row in rows]
 
     def forget(self, root: str, sequences: Iterable[int]) -> int:
-        """Remove commits from one root's history and drop the versions no one sees.
+        """Remove commits from one root's history and drop the versions no commit can see.
 
         A commit that lists several roots stays for the others; it is deleted
-        once no root lists it. A version is dropped when no remaining commit of
-        its root sees it.
+        once no root lists it. A version is dropped when it is visible to no
+        remaining commit of its root.
 
         Returns:
             The number of versions dropped.

@@ -1,8 +1,8 @@
 """Read files that may change while they are read, and hand their chunks on.
 
-A file is opened with O_NOFOLLOW and its identity (size, mtime, ctime, inode,
-device) taken with fstat before and after the read, and with lstat of the
-path after it, so that a file replaced by rename counts as changed too. If
+A file is opened with O_NOFOLLOW, and its identity (size, mtime, ctime,
+inode, device) is taken with fstat before and after the read. An lstat of the
+path after the read makes a file replaced by rename count as changed too. If
 the identity moved or fewer bytes arrived than the size promised, the file
 is read again, up to `max_attempts` times in all; the last read is then kept
 with `changed_during_read` set, which callers store as a marked version and

@@ -75,7 +75,7 @@ class RestoreEntry:
 
 @dataclass
 class RestoreReport:
-    """What a restore did, path by path (paths relative to the target)."""
+    """The outcome of a restore, path by path (paths relative to the target)."""
 
     written: list[bytes] = field(default_factory=list)
     unchanged: list[bytes] = field(default_factory=list)
@@ -220,7 +220,7 @@ class RestoreWriter:
                 os.close(parent)
 
     def _open_parent(self, parts: list[bytes]) -> int:
-        """Open the directory that holds an entry, creating missing components."""
+        """Open the parent directory of an entry, creating missing components."""
         fd = self._root_fd
         for index, part in enumerate(parts):
             try:

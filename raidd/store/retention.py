@@ -20,7 +20,7 @@ still keeps the newest one.
 
 A commit is a delta: the state of a root at commit C is the newest version of
 each path at or before C. So forgetting commits frees only the versions that
-no kept commit still sees; `versions_needed` computes those.
+are visible to no kept commit; `versions_needed` computes the others.
 """
 
 import bisect
@@ -153,11 +153,11 @@ def _decision(
 
 
 class VersionSpan(Protocol):
-    """What versions_needed reads of a version: the commits that see it.
+    """The part of a version that versions_needed reads: which commits it is visible to.
 
     `first` is the sequence of the commit that wrote it; `last` the sequence
-    of the commit that replaced or deleted it, or None while it is current. A
-    commit C sees the version when first <= C < last.
+    of the commit that replaced or deleted it, or None while it is current.
+    The version is visible to commit C when first <= C < last.
     """
 
     @property
@@ -171,7 +171,7 @@ V = TypeVar("V", bound=VersionSpan)
 
 
 def versions_needed(versions: Iterable["V"], kept: Iterable[int]) -> list["V"]:
-    """Return the versions that at least one kept commit sees.
+    """Return the versions visible to at least one kept commit.
 
     Every other version belongs only to forgotten commits, so its chunks may be
     released by garbage collection.

@@ -169,7 +169,7 @@ def test_versions_needed_matches_brute_force() -> None:
 
 @pytest.mark.parametrize("seed", [3, 17])
 def test_retention_never_drops_a_kept_snapshot(seed: int) -> None:
-    """Versions a kept commit sees survive pruning, so each kept snapshot stays whole."""
+    """Versions visible to a kept commit survive pruning, so each kept snapshot stays whole."""
     generator = random.Random(seed)
     commits = hourly_commits(100)
     current: dict[bytes, Version] = {}
