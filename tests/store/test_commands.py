@@ -29,14 +29,14 @@ def test_failure_reports_status_and_last_line(tmp_path: Path) -> None:
 
 def test_timeout_kills_process_group(tmp_path: Path) -> None:
     marker = tmp_path / "survived"
-    command = ("/bin/sh", "-c", f"(sleep 1; touch {marker}) & sleep 30")
+    command = ("/bin/sh", "-c", f"(sleep 0.6; touch {marker}) & sleep 30")
     started = time.monotonic()
-    result = run_backup_command(command, tmp_path, "crm", "post_backup", timeout=0.5)
+    result = run_backup_command(command, tmp_path, "crm", "post_backup", timeout=0.3)
     assert not result.ok
     assert result.error is not None
-    assert result.error.startswith("timed out after 0.5s and was killed")
+    assert result.error.startswith("timed out after 0.3s and was killed")
     assert time.monotonic() - started < 20
-    time.sleep(1.5)
+    time.sleep(0.9)
     assert not marker.exists()
 
 
