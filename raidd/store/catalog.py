@@ -35,6 +35,8 @@ from raidd.store.catalog_format import (
     ChunkEntry,
     CommitDelta,
     Deletion,
+    Forget,
+    Record,
     Version,
 )
 from raidd.store.scan import EntryType
@@ -248,9 +250,14 @@ class CatalogIndex:
                 "INSERT INTO commits (sequence, parent, time_ns, roots) VALUES (?, ?, ?, ?)",
                 (delta.sequence, delta.parent, delta.time_ns, json.dumps(list(delta.roots))),
             )
+            # A root whose only records are Forget records gets no snapshot
+            # at this commit: forgetting is not a new state of the root.
+            forget_only = {r.root for r in delta.records if isinstance(r, Forget)} - {
+                r.root for r in delta.records if not isinstance(r, Forget)
+            }
             self._db.executemany(
                 "INSERT INTO commit_roots (root, sequence) VALUES (?, ?)",
-                [(root, delta.sequence) for root in delta.roots],
+                [(root, delta.sequence) for root in delta.roots if root not in forget_only],
             )
             for record in delta.records:
                 self._apply_record(delta, record)
@@ -259,12 +266,15 @@ class CatalogIndex:
             raise
         self._db.execute("COMMIT")
 
-    def _apply_record(self, delta: CommitDelta, record: Version | Deletion) -> None:
+    def _apply_record(self, delta: CommitDelta, record: Record) -> None:
         if record.root not in delta.roots:
             raise IntegrityError(
                 f"commit {delta.sequence} has a record for root {record.root!r}, which it "
                 "does not list"
             )
+        if isinstance(record, Forget):
+            self._forget_in_transaction(record.root, record.sequences)
+            return
         self._db.execute(
             "UPDATE versions SET last = ? WHERE root = ? AND path = ? AND last IS NULL",
             (delta.sequence, record.root, record.path),
@@ -362,46 +372,56 @@ class CatalogIndex:
         return [(row["first"], row["last"], _row_to_version(row)) for row in rows]
 
     def forget(self, root: str, sequences: Iterable[int]) -> int:
-        """Remove commits from one root's history and drop the versions no commit can see.
+        """Remove commits from one root's history in the index alone.
 
-        A commit that lists several roots stays for the others; it is deleted
-        once no root lists it. A version is dropped when it is visible to no
-        remaining commit of its root.
+        The store records a forget on the array as a Forget record of a new
+        commit, which apply() carries out with the same rules; this method is
+        for an index that has no array behind it (tests, dry runs on a copy).
 
         Returns:
             The number of versions dropped.
 
         Raises:
-            IntegrityError: `sequences` includes the root's newest commit,
-                which retention always keeps.
+            IntegrityError: `sequences` includes the root's newest commit.
         """
-        sequences = sorted(set(sequences))
-        newest = self.commits(root=root, limit=1)
-        if newest and newest[0].sequence in sequences:
-            raise IntegrityError(
-                f"commit {newest[0].sequence} is the newest commit of root {root!r} and "
-                "cannot be forgotten"
-            )
         self._db.execute("BEGIN IMMEDIATE")
         try:
-            self._db.executemany(
-                "DELETE FROM commit_roots WHERE root = ? AND sequence = ?",
-                [(root, sequence) for sequence in sequences],
-            )
-            self._db.execute(
-                "DELETE FROM commits WHERE NOT EXISTS "
-                "(SELECT 1 FROM commit_roots r WHERE r.sequence = commits.sequence)"
-            )
-            cursor = self._db.execute(
-                "DELETE FROM versions WHERE root = ? AND NOT EXISTS (SELECT 1 FROM commit_roots r "
-                "WHERE r.root = versions.root AND r.sequence >= versions.first "
-                "AND (versions.last IS NULL OR r.sequence < versions.last))",
-                (root,),
-            )
+            dropped = self._forget_in_transaction(root, sequences)
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
+        return dropped
+
+    def _forget_in_transaction(self, root: str, sequences: Iterable[int]) -> int:
+        """Drop the root's commits, then every version visible to none of the rest.
+
+        A commit that lists several roots stays for the others; it is deleted
+        once no root lists it. A version is dropped when it is visible to no
+        remaining commit of its root. The root's newest commit is always kept.
+        """
+        wanted = sorted(set(sequences))
+        newest = self._db.execute(
+            "SELECT max(sequence) FROM commit_roots WHERE root = ?", (root,)
+        ).fetchone()[0]
+        if newest is not None and newest in wanted:
+            raise IntegrityError(
+                f"commit {newest} is the newest commit of root {root!r} and cannot be forgotten"
+            )
+        self._db.executemany(
+            "DELETE FROM commit_roots WHERE root = ? AND sequence = ?",
+            [(root, sequence) for sequence in wanted],
+        )
+        self._db.execute(
+            "DELETE FROM commits WHERE NOT EXISTS "
+            "(SELECT 1 FROM commit_roots r WHERE r.sequence = commits.sequence)"
+        )
+        cursor = self._db.execute(
+            "DELETE FROM versions WHERE root = ? AND NOT EXISTS (SELECT 1 FROM commit_roots r "
+            "WHERE r.root = versions.root AND r.sequence >= versions.first "
+            "AND (versions.last IS NULL OR r.sequence < versions.last))",
+            (root,),
+        )
         return cursor.rowcount
 
     def referenced_chunks(self) -> set[bytes]:

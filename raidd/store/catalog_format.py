@@ -23,6 +23,8 @@ __all__ = [
     "ChunkEntry",
     "CommitDelta",
     "Deletion",
+    "Forget",
+    "Record",
     "Version",
     "decode_delta",
     "encode_delta",
@@ -39,6 +41,8 @@ _KNOWN_FLAGS = FLAG_CHANGED_DURING_READ | FLAG_SQLITE_COPY
 
 RECORD_VERSION = 1
 RECORD_DELETION = 2
+RECORD_FORGET = 3
+U64 = struct.Struct("<Q")
 
 _TYPE_CODES = {EntryType.FILE: 1, EntryType.DIRECTORY: 2, EntryType.SYMLINK: 3}
 _TYPES_BY_CODE = {code: kind for kind, code in _TYPE_CODES.items()}
@@ -101,6 +105,21 @@ class Deletion:
     path: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class Forget:
+    """Commits removed from one root's history by retention or `forget`.
+
+    Recording the removal as a record of a new commit keeps it on the array,
+    so an index rebuilt from the deltas forgets the same commits.
+    """
+
+    root: str
+    sequences: tuple[int, ...]
+
+
+Record = Version | Deletion | Forget
+
+
 @dataclass(frozen=True)
 class CommitDelta:
     """One commit's changes: its sequence (the commit id), time, roots and records."""
@@ -109,7 +128,7 @@ class CommitDelta:
     parent: int
     time_ns: int
     roots: tuple[str, ...]
-    records: tuple[Version | Deletion, ...] = field(default=())
+    records: tuple[Record, ...] = field(default=())
 
 
 def json_name(name: bytes) -> str | dict[str, str]:
@@ -187,6 +206,10 @@ def encode_delta(delta: CommitDelta) -> bytes:
         if isinstance(record, Deletion):
             out.append(RECORD_HEAD.pack(RECORD_DELETION, 0, 0, 0, index, len(record.path)))
             out.append(record.path)
+        elif isinstance(record, Forget):
+            out.append(RECORD_HEAD.pack(RECORD_FORGET, 0, 0, 0, index, 0))
+            out.append(U32.pack(len(record.sequences)))
+            out.extend(U64.pack(sequence) for sequence in record.sequences)
         else:
             _encode_version(out, record, index)
     return b"".join(out)
@@ -285,7 +308,7 @@ def decode_delta(data: bytes) -> CommitDelta:
             f"version {CATALOG_DELTA_VERSION} (upgrade raidd to read it)"
         )
     roots = tuple(reader.sized(U16, "root name").decode("utf-8") for _ in range(root_count))
-    records: list[Version | Deletion] = []
+    records: list[Record] = []
     for _ in range(record_count):
         record_type, type_code, flags, _, root_index, path_length = reader.unpack(
             RECORD_HEAD, "record header"
@@ -295,6 +318,10 @@ def decode_delta(data: bytes) -> CommitDelta:
         path = reader.take(path_length, "path")
         if record_type == RECORD_DELETION:
             records.append(Deletion(roots[root_index], path))
+        elif record_type == RECORD_FORGET:
+            (count,) = reader.unpack(U32, "forget count")
+            sequences = tuple(reader.unpack(U64, "forgotten sequence")[0] for _ in range(count))
+            records.append(Forget(roots[root_index], sequences))
         elif record_type == RECORD_VERSION:
             records.append(_decode_version(reader, roots[root_index], path, type_code, flags))
         else:

@@ -11,6 +11,7 @@ from raidd.store.catalog_format import (
     ChunkEntry,
     CommitDelta,
     Deletion,
+    Forget,
     Version,
     decode_delta,
     encode_delta,
@@ -241,3 +242,27 @@ def test_other_schema_version_rejected(tmp_path: Path) -> None:
     connection.close()
     with pytest.raises(IntegrityError, match="schema version 99, this raidd uses 1: delete"):
         CatalogIndex(path)
+
+
+def test_forget_record_applies_and_rebuilds(tmp_path: Path) -> None:
+    """A Forget record in a commit forgets the same commits in a rebuilt index."""
+    encoded = []
+    with CatalogIndex(":memory:") as index:
+        for moment in (1, 2, 3):
+            encoded.append(encode_delta(commit(index, moment * 100, file_version(b"a", moment))))
+        encoded.append(encode_delta(commit(index, 400, Forget("crm", (1, 2)))))
+        assert [c.sequence for c in index.commits(root="crm")] == [3]
+        assert index.referenced_chunks() == {b"\x03" * 32}
+        assert index.next_commit(["crm"], now_ns=0).sequence == 5
+    with CatalogIndex(":memory:") as rebuilt:
+        for data in encoded:
+            rebuilt.apply(decode_delta(data))
+        assert [c.sequence for c in rebuilt.commits(root="crm")] == [3]
+        assert paths(rebuilt, "crm", 3) == {b"a": 3}
+
+
+def test_forget_record_of_newest_rejected(index: CatalogIndex) -> None:
+    commit(index, 100, file_version(b"a", 1))
+    with pytest.raises(IntegrityError, match="newest commit of root 'crm'"):
+        commit(index, 200, Forget("crm", (1,)))
+    assert [c.sequence for c in index.commits()] == [1]

@@ -14,6 +14,7 @@ from raidd.store.catalog_format import (
     ChunkEntry,
     CommitDelta,
     Deletion,
+    Forget,
     Version,
     decode_delta,
     encode_delta,
@@ -53,6 +54,7 @@ def sample_delta() -> CommitDelta:
         Version("crm", b"docs", EntryType.DIRECTORY, 0o755, 0, 0, 10),
         Version("exports", b"latest", EntryType.SYMLINK, 0o777, 0, 0, 11, link_target=b"../a\xfe"),
         Deletion("crm", b"old/report.txt"),
+        Forget("exports", (3, 5, (1 << 64) - 1)),
     )
     return CommitDelta(42, 41, 1_700_000_000_000_000_000, ("crm", "exports"), records)
 
@@ -73,7 +75,7 @@ def test_header_offsets_pinned() -> None:
     assert struct.unpack_from("<Q", data, 8) == (42,)
     assert struct.unpack_from("<Q", data, 16) == (41,)
     assert struct.unpack_from("<q", data, 24) == (1_700_000_000_000_000_000,)
-    assert struct.unpack_from("<II", data, 32) == (2, 5)
+    assert struct.unpack_from("<II", data, 32) == (2, 6)
     assert data[40:45] == b"\x03\x00crm"
 
 
@@ -146,3 +148,12 @@ def test_json_name() -> None:
     assert json_name(b"caf\xc3\xa9") == "café"
     assert json_name(b"new\nline") == "new\nline"
     assert json_name(b"\xff\xfe") == {"base64": "//4="}
+
+
+def test_forget_record_layout() -> None:
+    delta = CommitDelta(9, 8, 5, ("crm",), (Forget("crm", (2, 4)),))
+    data = encode_delta(delta)
+    record = data[HEADER.size + 2 + 3 :]
+    assert record[:10] == bytes([3, 0, 0, 0, 0, 0, 0, 0, 0, 0])
+    assert record[10:] == struct.pack("<IQQ", 2, 2, 4)
+    assert decode_delta(data) == delta
