@@ -54,6 +54,21 @@ DEFAULT_MAX_ATTEMPTS = 3
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK
 
 
+def _open_for_reading(path: bytes) -> int:
+    """Open a file without following a final symlink and, where allowed, without atime.
+
+    O_NOATIME keeps a backup from touching access times, but the kernel allows
+    it only to the file's owner or a process with CAP_FOWNER (EPERM otherwise),
+    so on EPERM the file is opened without it.
+    """
+    try:
+        return os.open(path, _OPEN_FLAGS | os.O_NOATIME)
+    except PermissionError as error:
+        if error.errno != errno.EPERM:
+            raise
+        return os.open(path, _OPEN_FLAGS)
+
+
 @dataclass(frozen=True, slots=True)
 class FileIdentity:
     """The stat fields that change when a file's content may have changed."""
@@ -183,7 +198,7 @@ class FileReader:
     def _read_once(
         self, path: bytes, consume: Callable[[Chunk], Ref], attempt: int
     ) -> FileRead[Ref]:
-        fd = os.open(path, _OPEN_FLAGS)
+        fd = _open_for_reading(path)
         try:
             before = os.fstat(fd)
             if not stat.S_ISREG(before.st_mode):

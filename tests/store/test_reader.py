@@ -231,3 +231,26 @@ def test_sidecars_found_beside_databases(tmp_path: Path) -> None:
     ]
     sidecars = find_sqlite_sidecars(paths, os.fsencode(tmp_path))
     assert sidecars == {b"crm.db-wal", b"crm.db-shm", b"crm.db-journal"}
+
+
+def test_read_leaves_atime_alone(tmp_path: Path) -> None:
+    path = tmp_path / "old"
+    path.write_bytes(b"x" * 10_000)
+    os.utime(path, ns=(1_000_000_000, 2_000_000_000))
+    collect(FileReader(Chunker(KEY)), path)
+    assert path.stat().st_atime_ns == 1_000_000_000
+
+
+def test_unowned_file_read_without_noatime(shared_tmp: Path) -> None:
+    """A reader that does not own the file falls back from O_NOATIME (EPERM) and reads it."""
+    path = shared_tmp / "public"
+    path.write_bytes(b"public data")
+    os.chmod(path, 0o644)
+    code = (
+        "parts = []\n"
+        "reader = FileReader(Chunker(bytes(32)))\n"
+        f"reader.read({os.fsencode(path)!r}, lambda chunk: parts.append(chunk.data))\n"
+        "print(json.dumps(b''.join(parts).decode()))\n"
+    )
+    imports = "from raidd.store.reader import FileReader\nfrom raidd.store.chunker import Chunker"
+    assert run_as_nobody(imports, code) == "public data"
