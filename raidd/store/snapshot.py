@@ -14,8 +14,10 @@
   the first path of each group is written, the others become links to it.
 """
 
-from collections.abc import Callable, Iterable, Iterator
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
+from raidd.errors import UsageError
 from raidd.store.catalog_format import ChunkEntry, Version
 from raidd.store.reader import FileRead
 from raidd.store.restore_writer import RestoreEntry
@@ -24,6 +26,8 @@ from raidd.store.scan import Entry, EntryType
 __all__ = [
     "HardLinkGroups",
     "is_unchanged",
+    "is_under",
+    "locate_path",
     "restore_entries",
     "restore_path",
     "version_from",
@@ -161,3 +165,42 @@ def restore_entries(
             hard_link_to=link_to,
         )
         yield entry, version
+
+
+def is_under(path: bytes, prefix: bytes) -> bool:
+    """Return True when `path` is `prefix` or inside it, matching whole components.
+
+    `docs/a` is under `docs`, `docs2/a` is not; every path is under b"".
+    """
+    return not prefix or path == prefix or path.startswith(prefix + b"/")
+
+
+def locate_path(path: bytes, roots: Mapping[str, bytes]) -> tuple[str, bytes]:
+    """Find the root and the root-relative prefix that a restore PATH names.
+
+    Args:
+        path: a root's name, or an absolute path at or under a root's path.
+        roots: each root's name and its absolute path.
+
+    Returns:
+        (root name, relative path), the relative path b"" for the whole root.
+
+    Raises:
+        UsageError: the path is neither a root's name nor under a root's path.
+    """
+    if b"/" not in path:
+        name = os.fsdecode(path)
+        if name in roots:
+            return name, b""
+    if path.startswith(b"/"):
+        normal = os.path.normpath(path)
+        for name, root in roots.items():
+            root_normal = os.path.normpath(root)
+            if is_under(normal, root_normal) or root_normal == b"/":
+                relative = normal[len(root_normal) :].lstrip(b"/")
+                return name, relative
+    known = ", ".join(f"{name} ({os.fsdecode(root)})" for name, root in sorted(roots.items()))
+    raise UsageError(
+        f"{os.fsdecode(path)!r} is not a watched root's name or a path under one "
+        f"(roots: {known or 'none configured'})"
+    )

@@ -294,3 +294,33 @@ def test_empty_directory_mtime_kept(source: Path, tmp_path: Path) -> None:
     restore_tree(source, target)
     assert (target / "crm" / "docs" / "empty").stat().st_mtime_ns == 1_600_000_000_000_000_000
     assert (target / "crm" / "docs").stat().st_mtime_ns == 1_500_000_000_000_000_000
+
+
+def test_one_gib_sparse_file_restored_with_holes(tmp_path: Path) -> None:
+    """1 GiB with 1 MiB of data restores with its holes, and a second restore is a no-op."""
+    data = os.urandom(1 << 20)
+    entry = RestoreEntry(
+        b"crm/big.img",
+        EntryType.FILE,
+        0o600,
+        0,
+        0,
+        1_700_000_000_000_000_000,
+        size=1 << 30,
+        extents=((600 << 20, 1 << 20),),
+    )
+    target = tmp_path / "target"
+    for expected in ("written", "unchanged"):
+        with RestoreWriter(target) as writer:
+            assert writer.restore(entry, lambda: [(600 << 20, data)]) == expected
+            writer.finish()
+    path = target / "crm" / "big.img"
+    info = path.stat()
+    assert info.st_size == 1 << 30
+    assert info.st_blocks * 512 <= 2 << 20
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        assert data_extents(fd, 1 << 30) == [(600 << 20, 1 << 20)]
+        assert os.pread(fd, 1 << 20, 600 << 20) == data
+    finally:
+        os.close(fd)

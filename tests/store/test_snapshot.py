@@ -6,9 +6,17 @@ from pathlib import Path
 
 import pytest
 
+from raidd.errors import UsageError
 from raidd.store.catalog_format import Version
 from raidd.store.scan import Entry, EntryType, scan_root
-from raidd.store.snapshot import HardLinkGroups, is_unchanged, restore_entries, version_from
+from raidd.store.snapshot import (
+    HardLinkGroups,
+    is_unchanged,
+    is_under,
+    locate_path,
+    restore_entries,
+    version_from,
+)
 
 
 def scanned(root: Path) -> dict[bytes, Entry]:
@@ -86,3 +94,36 @@ def test_restore_entries_link_later_paths() -> None:
     assert [entry.hard_link_to for entry in entries] == [None, None, b"crm/a", None, None]
     kept = [e.path for e, _ in restore_entries(versions, b"x", keep=lambda v: v.path != b"a")]
     assert kept == [b"x", b"x/b", b"x/c", b"x/d"]
+
+
+ROOTS = {"crm": b"/srv/crm", "exports": b"/srv/exports"}
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        (b"crm", ("crm", b"")),
+        (b"exports", ("exports", b"")),
+        (b"/srv/crm", ("crm", b"")),
+        (b"/srv/crm/", ("crm", b"")),
+        (b"/srv/crm/db/northwind.db", ("crm", b"db/northwind.db")),
+        (b"/srv/crm//db/../db/x", ("crm", b"db/x")),
+        (b"/srv/exports/new\nline\xff", ("exports", b"new\nline\xff")),
+    ],
+)
+def test_locate_path(path: bytes, expected: tuple[str, bytes]) -> None:
+    assert locate_path(path, ROOTS) == expected
+
+
+@pytest.mark.parametrize("path", [b"/srv/crm2/x", b"/srv", b"crm/db", b"other", b"/etc/passwd"])
+def test_locate_path_rejects(path: bytes) -> None:
+    with pytest.raises(UsageError, match=r"is not a watched root's name or a path under one"):
+        locate_path(path, ROOTS)
+
+
+def test_is_under_whole_components() -> None:
+    assert is_under(b"docs/a", b"docs")
+    assert is_under(b"docs", b"docs")
+    assert not is_under(b"docs2/a", b"docs")
+    assert not is_under(b"doc", b"docs")
+    assert is_under(b"anything", b"")
