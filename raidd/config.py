@@ -10,7 +10,6 @@ such as `30s` or `2h`; relative paths resolve against the file's directory.
 import grp
 import os
 import re
-import shlex
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -81,18 +80,7 @@ class RetentionPolicy:
     @property
     def keeps_everything(self) -> bool:
         """True when no rule is set, so that nothing is ever forgotten."""
-        return all(
-            value is None
-            for value in (
-                self.keep_last,
-                self.keep_hourly,
-                self.keep_daily,
-                self.keep_weekly,
-                self.keep_monthly,
-                self.keep_yearly,
-                self.keep_within,
-            )
-        )
+        return all(getattr(self, name) is None for name in self.__dataclass_fields__)
 
 
 @dataclass(frozen=True)
@@ -662,8 +650,3 @@ def prepare_state_directory(directory: Path) -> Path:
         # mkdir's mode is filtered by the umask; set it exactly.
         os.chmod(directory, 0o700)
     return directory
-
-
-def quote_command(command: Command) -> str:
-    """Return a command as one shell-quoted line, for messages."""
-    return shlex.join(command)

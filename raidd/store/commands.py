@@ -73,40 +73,47 @@ def run_backup_command(
             start_new_session=True,
         )
     except OSError as error:
-        result = CommandResult(
-            False, phase, None, "", f"cannot start {command[0]!r}: {error.strerror}", 0.0
-        )
-        log.warning("backup_command_failed", root=root_name, phase=phase, error=result.error)
-        return result
+        reason = f"cannot start {command[0]!r}: {error.strerror}"
+        return _failed(root_name, CommandResult(False, phase, None, "", reason, 0.0))
     try:
         output, _ = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         _kill_group(process)
         output, _ = process.communicate()
-        result = CommandResult(
-            False,
-            phase,
-            process.returncode,
-            _tail(output),
+        reason = (
             f"timed out after {timeout:g}s and was killed (raise watch.command_timeout "
-            "if it needs longer)",
-            time.monotonic() - started,
+            "if it needs longer)"
         )
-        log.warning("backup_command_failed", root=root_name, phase=phase, error=result.error)
-        return result
+        seconds = time.monotonic() - started
+        return _failed(
+            root_name,
+            CommandResult(False, phase, process.returncode, _tail(output), reason, seconds),
+        )
     seconds = time.monotonic() - started
     if process.returncode != 0:
-        last_line = _tail(output).strip().splitlines()[-1:] or [""]
-        reason = f"exit status {process.returncode}"
-        if process.returncode < 0:
-            reason = f"killed by signal {-process.returncode}"
-        if last_line[0]:
-            reason += f": {last_line[0]}"
-        result = CommandResult(False, phase, process.returncode, _tail(output), reason, seconds)
-        log.warning("backup_command_failed", root=root_name, phase=phase, error=reason)
-        return result
+        reason = _exit_reason(process.returncode, _tail(output))
+        return _failed(
+            root_name,
+            CommandResult(False, phase, process.returncode, _tail(output), reason, seconds),
+        )
     log.info("backup_command_done", root=root_name, phase=phase, seconds=round(seconds, 3))
     return CommandResult(True, phase, 0, _tail(output), None, seconds)
+
+
+def _failed(root_name: str, result: CommandResult) -> CommandResult:
+    log.warning("backup_command_failed", root=root_name, phase=result.phase, error=result.error)
+    return result
+
+
+def _exit_reason(returncode: int, output: str) -> str:
+    """Describe a non-zero exit: the status or signal, then the output's last line."""
+    reason = f"exit status {returncode}"
+    if returncode < 0:
+        reason = f"killed by signal {-returncode}"
+    last_line = output.strip().splitlines()[-1:]
+    if last_line and last_line[0]:
+        reason += f": {last_line[0]}"
+    return reason
 
 
 def _tail(output: bytes | None) -> str:
