@@ -287,6 +287,13 @@ def _decode_version(
     )
 
 
+def _root_name(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise IntegrityError(f"catalog delta has a root name that is not UTF-8: {raw!r}") from None
+
+
 def decode_delta(data: bytes) -> CommitDelta:
     """Parse a commit delta.
 
@@ -307,7 +314,7 @@ def decode_delta(data: bytes) -> CommitDelta:
             f"catalog delta format version {version} is not supported: this raidd reads "
             f"version {CATALOG_DELTA_VERSION} (upgrade raidd to read it)"
         )
-    roots = tuple(reader.sized(U16, "root name").decode("utf-8") for _ in range(root_count))
+    roots = tuple(_root_name(reader.sized(U16, "root name")) for _ in range(root_count))
     records: list[Record] = []
     for _ in range(record_count):
         record_type, type_code, flags, _, root_index, path_length = reader.unpack(

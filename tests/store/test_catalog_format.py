@@ -157,3 +157,10 @@ def test_forget_record_layout() -> None:
     assert record[:10] == bytes([3, 0, 0, 0, 0, 0, 0, 0, 0, 0])
     assert record[10:] == struct.pack("<IQQ", 2, 2, 4)
     assert decode_delta(data) == delta
+
+
+def test_non_utf8_root_name_rejected() -> None:
+    data = bytearray(encode_delta(CommitDelta(1, 0, 5, ("crm",))))
+    data[HEADER.size + 2] = 0xFF
+    with pytest.raises(IntegrityError, match="root name that is not UTF-8"):
+        decode_delta(bytes(data))

@@ -5,6 +5,8 @@ import random
 import tracemalloc
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pyfastcdc import FastCDC
 
 from raidd.store.chunker import (
@@ -166,3 +168,22 @@ def test_stream_memory_is_bounded() -> None:
         tracemalloc.stop()
     assert total == 96 << 20
     assert peak < 12 << 20
+
+
+@settings(
+    max_examples=40,
+    derandomize=True,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    size=st.integers(min_value=0, max_value=6 << 20),
+    limit=st.one_of(st.none(), st.integers(min_value=0, max_value=6 << 20)),
+)
+def test_stream_equals_buffer_any_size(data: bytes, size: int, limit: int | None) -> None:
+    """For any length and limit, streaming cuts exactly where the buffer cut does."""
+    payload = data[:size]
+    expected_bytes = payload if limit is None else payload[:limit]
+    chunker = Chunker(KEY_A)
+    streamed = [(c.offset, c.data) for c in chunker.chunk_stream(io.BytesIO(payload), limit=limit)]
+    assert streamed == [(c.offset, c.data) for c in chunker.chunk_buffer(expected_bytes)]
