@@ -6,6 +6,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from raidd.errors import UsageError
 from raidd.store.restore_writer import RestoreEntry, RestoreWriter, split_catalog_path
@@ -324,3 +326,41 @@ def test_one_gib_sparse_file_restored_with_holes(tmp_path: Path) -> None:
         assert os.pread(fd, 1 << 20, 600 << 20) == data
     finally:
         os.close(fd)
+
+
+COMPONENTS = [b"..", b".", b"", b"a", b"\xff", b"b\nc", b"link", b"a\0b"]
+
+
+@settings(
+    max_examples=60,
+    derandomize=True,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    st.lists(
+        st.lists(st.sampled_from(COMPONENTS), min_size=1, max_size=4).map(b"/".join),
+        min_size=1,
+        max_size=6,
+    ),
+    st.booleans(),
+)
+def test_nothing_written_outside_target(tmp_path: Path, names: list[bytes], lead: bool) -> None:
+    """Whatever the catalog paths, every write lands inside the target."""
+    base = tmp_path / f"case-{abs(hash((tuple(names), lead)))}"
+    outside = base / "outside"
+    outside.mkdir(parents=True)
+    target = base / "target"
+    (target / "link").parent.mkdir(parents=True)
+    os.symlink(outside, target / "link")
+    before = sorted(os.listdir(base))
+    with RestoreWriter(target, overwrite=True) as writer:
+        for name in names:
+            path = b"/" + name if lead else name
+            entry = RestoreEntry(path, EntryType.FILE, 0o644, 0, 0, 0, size=1)
+            writer.restore(entry, lambda: [(0, b"x")])
+            link = RestoreEntry(path + b"-l", EntryType.SYMLINK, 0o777, 0, 0, 0, link_target=b"/")
+            writer.restore(link)
+        writer.finish()
+    assert os.listdir(outside) == []
+    assert sorted(os.listdir(base)) == before
