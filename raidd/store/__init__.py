@@ -19,7 +19,7 @@ import importlib
 from typing import Any
 
 # Submodules load on first use, so that the SQLite copy child process, which
-# runs `python -m raidd.store.sqlite_copy`, starts without importing numpy,
+# runs `python -m raidd.store.sqlite_child`, starts without importing numpy,
 # zstandard and pyfastcdc.
 _EXPORTS = {
     "CatalogIndex": "raidd.store.catalog",

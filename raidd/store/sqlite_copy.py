@@ -18,13 +18,13 @@ file descriptor of a file drops all of that process's locks on it. A copy
 made by a thread of the daemon could lose a lock when another thread closes
 the same file, and so copy a torn state.
 
-The child is `python -m raidd.store.sqlite_copy MODE SOURCE DESTINATION
-BUSY_TIMEOUT`; it prints one JSON line with the result.
+The child is `python -m raidd.store.sqlite_child MODE SOURCE DESTINATION
+BUSY_TIMEOUT` (stdlib only, so it starts quickly); it prints one JSON line
+with the result.
 """
 
 import json
 import os
-import sqlite3
 import subprocess
 import sys
 import time
@@ -34,6 +34,7 @@ from pathlib import Path
 import structlog
 
 from raidd.errors import RaiddError
+from raidd.store.sqlite_child import MODE_ROLLBACK, MODE_WAL
 
 __all__ = [
     "SIDECAR_SUFFIXES",
@@ -49,10 +50,7 @@ __all__ = [
 log = structlog.get_logger(__name__)
 
 SQLITE_HEADER = b"SQLite format 3\x00"
-MODE_ROLLBACK = "rollback"
-MODE_WAL = "wal"
 SIDECAR_SUFFIXES = (b"-journal", b"-wal", b"-shm")
-_COPY_BLOCK = 1 << 20
 
 
 class SqliteCopyError(RaiddError):
@@ -113,7 +111,7 @@ def copy_database(
     command = [
         sys.executable,
         "-m",
-        "raidd.store.sqlite_copy",
+        "raidd.store.sqlite_child",
         mode,
         os.fsdecode(source),
         os.fsdecode(partial),
@@ -156,75 +154,6 @@ def _parse_report(stdout: str) -> dict[str, object]:
     except json.JSONDecodeError:
         return {"error": f"unreadable output from the copy process: {lines[-1][:200]!r}"}
     return report if isinstance(report, dict) else {}
-
-
-def _copy_rollback(source: str, destination: str, busy_timeout: float) -> str:
-    """Copy the file's bytes inside a read transaction; return the mode copied."""
-    uri = "file:" + _uri_path(source) + "?mode=ro"
-    connection = sqlite3.connect(uri, uri=True, timeout=busy_timeout, isolation_level=None)
-    try:
-        connection.execute("BEGIN")
-        # The first read takes the SHARED lock and keeps it until COMMIT.
-        connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
-        mode = connection.execute("PRAGMA journal_mode").fetchone()[0]
-        if str(mode).lower() == "wal":
-            connection.execute("COMMIT")
-            return _copy_wal(source, destination, busy_timeout)
-        # NOTE: closing this descriptor drops every POSIX lock this process
-        # holds on the file, SQLite's SHARED lock included; it is closed only
-        # after the last byte is copied, so the copy is still consistent.
-        with open(source, "rb") as reader, open(destination, "wb") as writer:
-            # No fsync: the copy is read right away and then deleted.
-            while block := reader.read(_COPY_BLOCK):
-                writer.write(block)
-        connection.execute("COMMIT")
-        return MODE_ROLLBACK
-    finally:
-        connection.close()
-
-
-def _copy_wal(source: str, destination: str, busy_timeout: float) -> str:
-    """Copy through the online backup API in one step; return the mode copied."""
-    if os.path.exists(destination):
-        os.unlink(destination)
-    origin = sqlite3.connect(source, timeout=busy_timeout)
-    try:
-        target = sqlite3.connect(destination)
-        try:
-            origin.backup(target, pages=-1)
-            # Keep the database in WAL mode, as its application set it. Closing
-            # the only connection checkpoints and removes the copy's -wal and
-            # -shm, so the copy is one file whose header still says WAL.
-            target.execute("PRAGMA journal_mode=WAL")
-            target.commit()
-        finally:
-            target.close()
-    finally:
-        origin.close()
-    return MODE_WAL
-
-
-def _uri_path(path: str) -> str:
-    from urllib.parse import quote
-
-    return quote(os.path.abspath(path))
-
-
-def _child_main(argv: list[str]) -> int:
-    mode, source, destination, busy_timeout = argv[0], argv[1], argv[2], float(argv[3])
-    try:
-        if mode == MODE_WAL:
-            copied = _copy_wal(source, destination, busy_timeout)
-        else:
-            copied = _copy_rollback(source, destination, busy_timeout)
-    except (sqlite3.Error, OSError) as error:
-        text = str(error)
-        if "locked" in text or "busy" in text:
-            text += f" (a writer held the lock for more than {busy_timeout:g}s)"
-        print(json.dumps({"error": text}))
-        return 1
-    print(json.dumps({"mode": copied}))
-    return 0
 
 
 class CopyLedger:
@@ -274,7 +203,3 @@ def _ledger_key(database: bytes) -> str:
     # JSON keys are text; os.fsdecode keeps undecodable bytes as lone
     # surrogates, which json writes as \udcXX escapes and reads back intact.
     return os.fsdecode(database)
-
-
-if __name__ == "__main__":
-    sys.exit(_child_main(sys.argv[1:]))
