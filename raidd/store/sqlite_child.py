@@ -22,10 +22,10 @@ def _open_for_copy(source: str, busy_timeout: float) -> sqlite3.Connection:
     """Open a read transaction on a rollback-journal database, holding SHARED.
 
     The connection is read-only unless a hot journal (left by a writer that
-    died mid-transaction) is present. SQLite must then roll it back before
-    anyone may read, and a read-only connection cannot, so the open is
-    repeated read-write: the rollback is what the database's own application
-    does on its next open, and it restores the last committed state.
+    died mid-transaction) is present. SQLite must roll such a journal back
+    before anyone may read, which a read-only connection cannot do, so the
+    open is repeated read-write. The rollback is what the database's own
+    application does on its next open, and it restores the last commit.
     """
     for mode in ("ro", "rw"):
         uri = "file:" + _uri_path(source) + "?mode=" + mode
@@ -51,7 +51,7 @@ def _copy_rollback(source: str, destination: str, busy_timeout: float) -> str:
             connection.execute("COMMIT")
             return _copy_wal(source, destination, busy_timeout)
         # NOTE: closing this descriptor drops every POSIX lock this process
-        # holds on the file, SQLite's SHARED lock included; it is closed only
+        # has on the file, SQLite's SHARED lock included. It is closed only
         # after the last byte is copied, so the copy is still consistent.
         with open(source, "rb") as reader, open(destination, "wb") as writer:
             # No fsync: the copy is read right away and then deleted.
