@@ -9,16 +9,30 @@ such as `30s` or `2h`; relative paths resolve against the file's directory.
 
 import grp
 import os
-import re
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from uuid import UUID
 
+from raidd.config_values import (
+    NO_STRINGS,
+    Command,
+    Table,
+    command,
+    count,
+    duration,
+    exclude_pattern,
+    non_empty_string,
+    parse_size,
+    positive_duration,
+    positive_int,
+    root_name,
+    string_list,
+    uuid_value,
+)
 from raidd.errors import ConfigError
-from raidd.timespec import TimeSpecError, parse_duration
 
 __all__ = [
     "DEFAULT_CONFIG_PATH",
@@ -40,25 +54,6 @@ __all__ = [
 ]
 
 DEFAULT_CONFIG_PATH = Path("/etc/raidd/raidd.toml")
-
-SIZE_UNITS = {
-    "": 1,
-    "B": 1,
-    "KiB": 1 << 10,
-    "MiB": 1 << 20,
-    "GiB": 1 << 30,
-    "TiB": 1 << 40,
-    "kB": 10**3,
-    "KB": 10**3,
-    "MB": 10**6,
-    "GB": 10**9,
-    "TB": 10**12,
-}
-_NO_STRINGS: tuple[str, ...] = ()
-_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([A-Za-z]*)")
-
-Command = tuple[str, ...]
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -189,190 +184,17 @@ class Config:
         return None
 
 
-def parse_size(value: object, key: str = "size") -> int:
-    """Parse a size: an integer of bytes or a string such as `64KiB`, `1.5GiB`, `10MB`.
-
-    Raises:
-        ConfigError: naming the key, the value and the accepted forms.
-    """
-    rule = "expected bytes as an integer or a string such as 64KiB, 512MiB or 2GB"
-    if isinstance(value, bool):
-        raise ConfigError(f"{key} = {value!r} is invalid: {rule}")
-    if isinstance(value, int):
-        if value < 0:
-            raise ConfigError(f"{key} = {value!r} is invalid: a size cannot be negative")
-        return value
-    if not isinstance(value, str):
-        raise ConfigError(f"{key} = {value!r} is invalid: {rule}")
-    match = _SIZE.fullmatch(value.strip())
-    if match is None or match.group(2) not in SIZE_UNITS:
-        raise ConfigError(
-            f"{key} = {value!r} is invalid: {rule} (units B, KiB, MiB, GiB, TiB, kB, MB, GB, TB)"
-        )
-    number = float(match.group(1)) * SIZE_UNITS[match.group(2)]
-    if number != int(number):
-        raise ConfigError(f"{key} = {value!r} is invalid: the size is not a whole number of bytes")
-    return int(number)
-
-
-class _Table:
-    """One TOML table under validation; it tracks which keys were read."""
-
-    def __init__(self, data: object, name: str, base: Path) -> None:
-        if not isinstance(data, Mapping):
-            raise ConfigError(f"{name} = {data!r} is invalid: expected a table")
-        self.data: Mapping[str, Any] = data
-        self.name = name
-        self.base = base
-        self.read: set[str] = set()
-
-    def key(self, key: str) -> str:
-        return f"{self.name}.{key}"
-
-    def get(self, key: str, convert: Callable[[object, str], T], default: T) -> T:
-        self.read.add(key)
-        if key not in self.data:
-            return default
-        return convert(self.data[key], self.key(key))
-
-    def require(self, key: str, convert: Callable[[object, str], T]) -> T:
-        self.read.add(key)
-        if key not in self.data:
-            raise ConfigError(f"{self.key(key)} is missing: this key is required")
-        return convert(self.data[key], self.key(key))
-
-    def path(self, value: object, key: str) -> Path:
-        text = _string(value, key)
-        if "\0" in text:
-            raise ConfigError(f"{key} = {text!r} is invalid: a path cannot contain a NUL byte")
-        return Path(os.path.normpath(self.base / Path(text).expanduser()))
-
-    def pattern(self, value: object, key: str) -> str:
-        return str(self.path(value, key))
-
-    def finish(self) -> None:
-        unknown = sorted(set(self.data) - self.read)
-        if unknown:
-            known = ", ".join(sorted(self.read))
-            raise ConfigError(
-                f"{self.key(unknown[0])} is not a known key (known keys in [{self.name}]: {known})"
-            )
-
-
-def _string(value: object, key: str) -> str:
-    if not isinstance(value, str):
-        raise ConfigError(f"{key} = {value!r} is invalid: expected a string")
-    return value
-
-
-def _non_empty_string(value: object, key: str) -> str:
-    text = _string(value, key)
-    if not text.strip():
-        raise ConfigError(f"{key} = {value!r} is invalid: expected a non-empty string")
-    return text
-
-
-def _string_list(value: object, key: str) -> tuple[str, ...]:
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, list):
-        raise ConfigError(f"{key} = {value!r} is invalid: expected a list of strings")
-    return tuple(_non_empty_string(item, f"{key}[{index}]") for index, item in enumerate(value))
-
-
-def _count(value: object, key: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ConfigError(f"{key} = {value!r} is invalid: expected an integer, 0 or more")
-    return value
-
-
-def _positive_int(value: object, key: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ConfigError(f"{key} = {value!r} is invalid: expected an integer greater than 0")
-    return value
-
-
-def _duration(value: object, key: str) -> float:
-    if isinstance(value, bool):
-        raise ConfigError(f"{key} = {value!r} is invalid: expected a duration such as 30s or 2h")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str):
-        try:
-            seconds = parse_duration(value)
-        except TimeSpecError as error:
-            raise ConfigError(f"{key} = {value!r} is invalid: {error}") from None
-    else:
-        raise ConfigError(f"{key} = {value!r} is invalid: expected a duration such as 30s or 2h")
-    if seconds < 0:
-        raise ConfigError(f"{key} = {value!r} is invalid: a duration cannot be negative")
-    return seconds
-
-
-def _positive_duration(value: object, key: str) -> float:
-    seconds = _duration(value, key)
-    if seconds <= 0:
-        raise ConfigError(f"{key} = {value!r} is invalid: the duration must be greater than 0")
-    return seconds
-
-
-def _command(value: object, key: str) -> Command:
-    """Convert a command: a string runs under /bin/sh -c, a list is program and arguments."""
-    if isinstance(value, str):
-        if not value.strip():
-            raise ConfigError(f"{key} = {value!r} is invalid: the command is empty")
-        return ("/bin/sh", "-c", value)
-    if isinstance(value, list) and value:
-        return _string_list(value, key)
-    raise ConfigError(
-        f"{key} = {value!r} is invalid: expected a shell command string or a non-empty list "
-        "of program and arguments"
-    )
-
-
-def _uuid(value: object, key: str) -> UUID:
-    text = _string(value, key)
-    try:
-        return UUID(text)
-    except ValueError:
-        raise ConfigError(
-            f"{key} = {text!r} is invalid: expected a UUID such as "
-            "123e4567-e89b-12d3-a456-426614174000 (raidd examine shows it)"
-        ) from None
-
-
-def _root_name(value: object, key: str) -> str:
-    text = _non_empty_string(value, key)
-    if "/" in text or "\0" in text or text in (".", ".."):
-        raise ConfigError(
-            f"{key} = {text!r} is invalid: a root name is one path component "
-            "(no '/', not '.' or '..')"
-        )
-    return text
-
-
-def _exclude_pattern(value: object, key: str) -> str:
-    text = _non_empty_string(value, key)
-    if text.startswith("/"):
-        raise ConfigError(
-            f"{key} = {text!r} is invalid: exclude patterns are relative to the watched root"
-        )
-    if "\0" in text:
-        raise ConfigError(f"{key} = {text!r} is invalid: a pattern cannot contain a NUL byte")
-    return text
-
-
-def _parse_array(table: _Table) -> ArrayConfig:
-    members = table.require("members", _string_list)
+def _parse_array(table: Table) -> ArrayConfig:
+    members = table.require("members", string_list)
     if not members:
         raise ConfigError(f"{table.key('members')} = [] is invalid: list at least one member path")
     config = ArrayConfig(
         members=tuple(table.pattern(item, table.key("members")) for item in members),
-        uuid=table.get("uuid", _uuid, None),
-        name=table.get("name", _non_empty_string, None),
+        uuid=table.get("uuid", uuid_value, None),
+        name=table.get("name", non_empty_string, None),
         spares=tuple(
             table.pattern(item, table.key("spares"))
-            for item in table.get("spares", _string_list, _NO_STRINGS)
+            for item in table.get("spares", string_list, NO_STRINGS)
         ),
         keyfile=table.get("keyfile", table.path, None),
     )
@@ -380,15 +202,15 @@ def _parse_array(table: _Table) -> ArrayConfig:
     return config
 
 
-def _parse_retention(table: _Table) -> RetentionPolicy:
+def _parse_retention(table: Table) -> RetentionPolicy:
     policy = RetentionPolicy(
-        keep_last=table.get("keep_last", _count, None),
-        keep_hourly=table.get("keep_hourly", _count, None),
-        keep_daily=table.get("keep_daily", _count, None),
-        keep_weekly=table.get("keep_weekly", _count, None),
-        keep_monthly=table.get("keep_monthly", _count, None),
-        keep_yearly=table.get("keep_yearly", _count, None),
-        keep_within=table.get("keep_within", _duration, None),
+        keep_last=table.get("keep_last", count, None),
+        keep_hourly=table.get("keep_hourly", count, None),
+        keep_daily=table.get("keep_daily", count, None),
+        keep_weekly=table.get("keep_weekly", count, None),
+        keep_monthly=table.get("keep_monthly", count, None),
+        keep_yearly=table.get("keep_yearly", count, None),
+        keep_within=table.get("keep_within", duration, None),
     )
     table.finish()
     values = [getattr(policy, name) for name in RetentionPolicy.__dataclass_fields__]
@@ -400,10 +222,10 @@ def _parse_retention(table: _Table) -> RetentionPolicy:
     return policy
 
 
-def _parse_watch(table: _Table) -> WatchConfig:
+def _parse_watch(table: Table) -> WatchConfig:
     path = table.require("path", table.path)
     default_name = path.name
-    name = table.get("name", _root_name, default_name)
+    name = table.get("name", root_name, default_name)
     if not name:
         raise ConfigError(
             f"{table.key('path')} = {str(path)!r} has no last component to name the root: "
@@ -411,7 +233,7 @@ def _parse_watch(table: _Table) -> WatchConfig:
         )
     retention_data = table.get("retention", lambda value, key: value, None)
     retention = (
-        _parse_retention(_Table(retention_data, table.key("retention"), table.base))
+        _parse_retention(Table(retention_data, table.key("retention"), table.base))
         if retention_data is not None
         else RetentionPolicy()
     )
@@ -419,13 +241,13 @@ def _parse_watch(table: _Table) -> WatchConfig:
         path=path,
         name=name,
         exclude=tuple(
-            _exclude_pattern(item, f"{table.key('exclude')}[{index}]")
-            for index, item in enumerate(table.get("exclude", _string_list, _NO_STRINGS))
+            exclude_pattern(item, f"{table.key('exclude')}[{index}]")
+            for index, item in enumerate(table.get("exclude", string_list, NO_STRINGS))
         ),
         retention=retention,
-        pre_backup=table.get("pre_backup", _command, None),
-        post_backup=table.get("post_backup", _command, None),
-        command_timeout=table.get("command_timeout", _positive_duration, 3600.0),
+        pre_backup=table.get("pre_backup", command, None),
+        post_backup=table.get("post_backup", command, None),
+        command_timeout=table.get("command_timeout", positive_duration, 3600.0),
     )
     table.finish()
     return config
@@ -457,7 +279,7 @@ def _check_watches(watches: list[WatchConfig]) -> None:
 
 
 def _group(value: object, key: str) -> str:
-    name = _non_empty_string(value, key)
+    name = non_empty_string(value, key)
     try:
         grp.getgrnam(name)
     except KeyError:
@@ -468,7 +290,7 @@ def _group(value: object, key: str) -> str:
     return name
 
 
-def _parse_control(table: _Table) -> ControlConfig:
+def _parse_control(table: Table) -> ControlConfig:
     explicit = "group" in table.data
     config = ControlConfig(
         socket=table.get("socket", table.path, ControlConfig.socket),
@@ -479,21 +301,21 @@ def _parse_control(table: _Table) -> ControlConfig:
     return config
 
 
-def _parse_events(table: _Table) -> EventsConfig:
+def _parse_events(table: Table) -> EventsConfig:
     config = EventsConfig(
-        program=table.get("program", _command, None),
-        timeout=table.get("timeout", _positive_duration, EventsConfig.timeout),
+        program=table.get("program", command, None),
+        timeout=table.get("timeout", positive_duration, EventsConfig.timeout),
     )
     table.finish()
     return config
 
 
-def _parse_watcher(table: _Table) -> WatcherConfig:
+def _parse_watcher(table: Table) -> WatcherConfig:
     config = WatcherConfig(
-        quiet_period=table.get("quiet_period", _duration, WatcherConfig.quiet_period),
-        max_delay=table.get("max_delay", _positive_duration, WatcherConfig.max_delay),
+        quiet_period=table.get("quiet_period", duration, WatcherConfig.quiet_period),
+        max_delay=table.get("max_delay", positive_duration, WatcherConfig.max_delay),
         rescan_interval=table.get(
-            "rescan_interval", _positive_duration, WatcherConfig.rescan_interval
+            "rescan_interval", positive_duration, WatcherConfig.rescan_interval
         ),
     )
     table.finish()
@@ -505,24 +327,24 @@ def _parse_watcher(table: _Table) -> WatcherConfig:
     return config
 
 
-def _parse_schedule(table: _Table) -> ScheduleConfig:
+def _parse_schedule(table: Table) -> ScheduleConfig:
     config = ScheduleConfig(
         retention_interval=table.get(
-            "retention_interval", _positive_duration, ScheduleConfig.retention_interval
+            "retention_interval", positive_duration, ScheduleConfig.retention_interval
         ),
-        gc_interval=table.get("gc_interval", _positive_duration, ScheduleConfig.gc_interval),
+        gc_interval=table.get("gc_interval", positive_duration, ScheduleConfig.gc_interval),
     )
     table.finish()
     return config
 
 
-def _parse_limits(table: _Table) -> LimitsConfig:
+def _parse_limits(table: Table) -> LimitsConfig:
     config = LimitsConfig(
         rebuild_min_mib_s=table.get(
-            "rebuild_min_mib_s", _positive_int, LimitsConfig.rebuild_min_mib_s
+            "rebuild_min_mib_s", positive_int, LimitsConfig.rebuild_min_mib_s
         ),
         rebuild_max_mib_s=table.get(
-            "rebuild_max_mib_s", _positive_int, LimitsConfig.rebuild_max_mib_s
+            "rebuild_max_mib_s", positive_int, LimitsConfig.rebuild_max_mib_s
         ),
     )
     table.finish()
@@ -534,20 +356,20 @@ def _parse_limits(table: _Table) -> LimitsConfig:
     return config
 
 
-def _parse_sqlite(table: _Table) -> SqliteConfig:
+def _parse_sqlite(table: Table) -> SqliteConfig:
     config = SqliteConfig(
         large_size=table.get("large_size", parse_size, SqliteConfig.large_size),
         large_copy_interval=table.get(
-            "large_copy_interval", _duration, SqliteConfig.large_copy_interval
+            "large_copy_interval", duration, SqliteConfig.large_copy_interval
         ),
-        busy_timeout=table.get("busy_timeout", _duration, SqliteConfig.busy_timeout),
-        copy_timeout=table.get("copy_timeout", _positive_duration, SqliteConfig.copy_timeout),
+        busy_timeout=table.get("busy_timeout", duration, SqliteConfig.busy_timeout),
+        copy_timeout=table.get("copy_timeout", positive_duration, SqliteConfig.copy_timeout),
     )
     table.finish()
     return config
 
 
-def _parse_state(table: _Table) -> StateConfig:
+def _parse_state(table: Table) -> StateConfig:
     config = StateConfig(directory=table.get("directory", table.path, StateConfig.directory))
     table.finish()
     return config
@@ -561,9 +383,9 @@ def parse_config(data: Mapping[str, Any], base: Path, source: Path | None = None
     """
     read: set[str] = set()
 
-    def table(name: str) -> _Table:
+    def table(name: str) -> Table:
         read.add(name)
-        return _Table(data.get(name, {}), name, base)
+        return Table(data.get(name, {}), name, base)
 
     sections: dict[str, Any] = {}
     if "array" not in data:
@@ -576,7 +398,7 @@ def parse_config(data: Mapping[str, Any], base: Path, source: Path | None = None
             f"watch = {raw_watches!r} is invalid: write each root as its own [[watch]] table"
         )
     watches = [
-        _parse_watch(_Table(item, f"watch[{index}]", base))
+        _parse_watch(Table(item, f"watch[{index}]", base))
         for index, item in enumerate(raw_watches)
     ]
     _check_watches(watches)
