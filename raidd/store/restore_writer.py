@@ -55,9 +55,10 @@ _COMPARE_BLOCK = 1 << 20
 class RestoreEntry:
     """One version to write: a path relative to the target and its metadata.
 
-    `extents` are the (offset, length) runs that hold data; the rest of `size`
-    stays a hole. `hard_link_to` names an entry restored earlier in the same
-    run that this one is a hard link of.
+    `extents` are the (offset, length) runs that hold data, kept for callers
+    and reports; the writer writes what the data source yields and leaves
+    the rest of `size` a hole. `hard_link_to` names an entry restored earlier
+    in the same run that this one is a hard link of.
     """
 
     path: bytes
