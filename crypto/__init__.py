@@ -38,7 +38,7 @@ from crypto.keyslots import (
     ScryptParams,
     SlotInfo,
 )
-from crypto.seal import SEAL_OVERHEAD, open, seal
+from crypto.sealing import SEAL_OVERHEAD, open, seal
 
 __all__ = [
     "DEFAULT_SCRYPT",
