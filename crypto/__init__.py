@@ -31,13 +31,8 @@ from crypto.errors import (
 )
 from crypto.keyfile import MIN_KEYFILE_SIZE, read_keyfile, write_new_keyfile
 from crypto.keys import KEY_SIZE, MasterKey, SecretKey, Subkeys, chunk_id, derive_subkeys
-from crypto.keyslots import (
-    DEFAULT_SCRYPT,
-    KEYSLOT_AREA_SIZE,
-    KeyslotArea,
-    ScryptParams,
-    SlotInfo,
-)
+from crypto.keyslot_format import DEFAULT_SCRYPT, KEYSLOT_AREA_SIZE, ScryptParams, SlotInfo
+from crypto.keyslots import KeyslotArea
 from crypto.sealing import SEAL_OVERHEAD, open, seal
 
 __all__ = [

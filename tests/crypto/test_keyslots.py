@@ -10,7 +10,7 @@ from Crypto.Cipher import AES
 
 import crypto
 from crypto import hkdf
-from crypto.keyslots import HEADER_SIZE, SLOT_SIZE
+from crypto.keyslot_format import HEADER_SIZE, SLOT_SIZE
 from tests.crypto.conftest import TEST_SCRYPT
 
 SECRET = bytes(range(32)) + b"\n"  # a key file whose last byte is a newline

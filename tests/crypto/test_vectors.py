@@ -4,7 +4,7 @@ import pytest
 from Crypto.Cipher import AES
 
 from crypto import hkdf
-from crypto.keyslots import ScryptParams, _passphrase_kek
+from crypto.keyslot_format import ScryptParams, passphrase_kek
 
 # AES-256-GCM, 96-bit IV, 128-bit tag.
 # "cavp": NIST CAVP "GCM Test Vectors (SP 800-38D)", file gcmEncryptExtIV256.rsp,
@@ -169,5 +169,5 @@ def test_passphrase_kek_scrypt_vector() -> None:
         "fdbabe1c9d3472007856e7190d01e9fe7c6ad7cbc8237830e77376634b373162"
         "2eaf30d92e22a3886ff109279d9830dac727afb94a83ee6d8360cbdfa2cc0640"
     )
-    kek = _passphrase_kek("password", b"NaCl", ScryptParams(log_n=10, r=8, p=16))
+    kek = passphrase_kek("password", b"NaCl", ScryptParams(log_n=10, r=8, p=16))
     assert kek.hex() == expected[:64]
