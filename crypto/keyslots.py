@@ -221,8 +221,7 @@ class KeyslotArea:
             raise ValueError("change() needs exactly one of keyfile_secret and passphrase")
         if keyfile_secret is not None:
             self._slots[number] = self._keyfile_slot(master, keyfile_secret)
-        else:
-            assert passphrase is not None
+        elif passphrase is not None:
             self._slots[number] = self._passphrase_slot(master, passphrase, scrypt)
 
     def remove(self, number: int) -> None:

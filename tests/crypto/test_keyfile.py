@@ -92,7 +92,7 @@ def test_write_new_keyfile(tmp_path: Path) -> None:
     assert crypto.read_keyfile(other) != secret
 
 
-def test_write_new_keyfile_ignores_permissive_umask(tmp_path: Path) -> None:
+def test_new_keyfile_ignores_umask(tmp_path: Path) -> None:
     previous = os.umask(0)
     try:
         crypto.write_new_keyfile(tmp_path / "new.key")
@@ -101,14 +101,14 @@ def test_write_new_keyfile_ignores_permissive_umask(tmp_path: Path) -> None:
     assert stat.S_IMODE((tmp_path / "new.key").stat().st_mode) == 0o400
 
 
-def test_write_new_keyfile_refuses_existing(tmp_path: Path) -> None:
+def test_new_keyfile_rejects_existing(tmp_path: Path) -> None:
     path = write_file(tmp_path / "key", b"old key content that must survive", 0o600)
     with pytest.raises(crypto.KeyFileError, match=f"key file {path} already exists"):
         crypto.write_new_keyfile(path)
     assert path.read_bytes() == b"old key content that must survive"
 
 
-def test_write_new_keyfile_refuses_symlink(tmp_path: Path) -> None:
+def test_new_keyfile_rejects_symlink(tmp_path: Path) -> None:
     link = tmp_path / "link"
     link.symlink_to(tmp_path / "elsewhere")
     with pytest.raises(crypto.KeyFileError, match="already exists"):
@@ -116,7 +116,7 @@ def test_write_new_keyfile_refuses_symlink(tmp_path: Path) -> None:
     assert not (tmp_path / "elsewhere").exists()
 
 
-def test_write_new_keyfile_missing_directory(tmp_path: Path) -> None:
+def test_new_keyfile_missing_directory(tmp_path: Path) -> None:
     path = tmp_path / "absent" / "new.key"
     with pytest.raises(crypto.KeyFileError, match=f"cannot create key file {path}"):
         crypto.write_new_keyfile(path)

@@ -41,7 +41,7 @@ def test_area_size_is_fixed(master: crypto.MasterKey) -> None:
 
 
 def test_life_cycle(master: crypto.MasterKey) -> None:
-    """Add, open with each, change a passphrase, remove, and refuse to remove the last slot."""
+    """Add, open with each, change a passphrase, remove, and reject removing the last slot."""
     area = crypto.KeyslotArea.create(master, keyfile_secret=SECRET)
     assert area.add_passphrase(master, "first passphrase", scrypt=TEST_SCRYPT) == 1
     assert area.add_passphrase(master, "second passphrase", scrypt=TEST_SCRYPT) == 2
