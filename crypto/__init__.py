@@ -26,6 +26,7 @@ from crypto.errors import (
     LastKeyslot,
     MasterKeyMismatch,
     NoKeyslotOpens,
+    SelfTestFailed,
     UnsupportedSealedVersion,
     UnsupportedVersion,
 )
@@ -34,6 +35,7 @@ from crypto.keys import KEY_SIZE, MasterKey, SecretKey, Subkeys, chunk_id, deriv
 from crypto.keyslot_format import DEFAULT_SCRYPT, KEYSLOT_AREA_SIZE, ScryptParams, SlotInfo
 from crypto.keyslots import KeyslotArea
 from crypto.sealing import SEAL_OVERHEAD, open, seal
+from crypto.selftest import self_test
 
 __all__ = [
     "DEFAULT_SCRYPT",
@@ -55,6 +57,7 @@ __all__ = [
     "NoKeyslotOpens",
     "ScryptParams",
     "SecretKey",
+    "SelfTestFailed",
     "SlotInfo",
     "Subkeys",
     "UnsupportedSealedVersion",
@@ -64,5 +67,6 @@ __all__ = [
     "open",
     "read_keyfile",
     "seal",
+    "self_test",
     "write_new_keyfile",
 ]

@@ -88,3 +88,7 @@ class KeyFileError(CryptoError):
 
     The message names the path and, for a permission problem, the mode.
     """
+
+
+class SelfTestFailed(CryptoError):
+    """A primitive that returned a wrong known answer in self_test()."""

@@ -161,7 +161,7 @@ def test_passphrase_kek_scrypt_vector() -> None:
     """The passphrase KEK is scrypt with the slot's N, r and p.
 
     RFC 7914, "The scrypt Password-Based Key Derivation Function", section
-    12, third vector: scrypt("password", "NaCl", N = 1024, r = 8, p = 16,
+    12, second vector: scrypt("password", "NaCl", N = 1024, r = 8, p = 16,
     dkLen = 64). The KEK is 32 bytes, the vector's first half (scrypt's
     final PBKDF2 step makes a shorter output a prefix of a longer one).
     """
