@@ -40,7 +40,7 @@ def reused(key: crypto.SecretKey, blocks: list[bytes]) -> list[bytes]:
     repeats: list[bytes] = []
     for block in blocks:
         assert crypto.open(key, block, ASSOCIATED_DATA) == PLAINTEXT
-        body = block[sealing.HEADER_SIZE :]
+        body = bytes(block[sealing.HEADER_SIZE :])
         if body in seen:
             repeats.append(body)
         seen.add(body)

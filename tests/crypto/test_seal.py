@@ -22,8 +22,11 @@ def bind(array: bytes, object_id: int) -> bytes:
 def test_round_trip(subkeys: crypto.Subkeys, size: int) -> None:
     plaintext = bytes((index * 7 + 3) % 256 for index in range(size))
     sealed = crypto.seal(subkeys.chunk, plaintext, bind(ARRAY_A, 1))
+    assert isinstance(sealed, bytearray)
     assert len(sealed) == size + crypto.SEAL_OVERHEAD
-    assert crypto.open(subkeys.chunk, sealed, bind(ARRAY_A, 1)) == plaintext
+    opened = crypto.open(subkeys.chunk, sealed, bind(ARRAY_A, 1))
+    assert isinstance(opened, bytearray)
+    assert opened == plaintext
     if size >= 16:
         assert plaintext[:16] not in sealed
 
