@@ -95,9 +95,9 @@ def seal(key: SecretKey, plaintext: BytesLike, associated_data: BytesLike) -> by
     """Encrypt and authenticate ``plaintext``, bound to ``associated_data``.
 
     Nonce rule: every call draws a fresh 192-bit salt and derives a one-time
-    AES-256 key and 96-bit GCM nonce from it (see the module docstring), so
-    callers never manage nonces and may seal any number of blocks under one
-    key, from any number of threads or processes.
+    AES-256 key and 96-bit GCM nonce from it (see the module docstring).
+    Callers never manage nonces, and may seal any number of blocks under
+    one key from any number of threads or processes.
 
     The tag covers the version byte, the salt, the ciphertext and the
     associated data. The associated data is not stored: open() must be given

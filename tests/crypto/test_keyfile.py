@@ -79,6 +79,13 @@ def test_directory_rejected(tmp_path: Path) -> None:
         crypto.read_keyfile(directory)
 
 
+def test_fifo_rejected_without_blocking(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo, 0o600)
+    with pytest.raises(crypto.KeyFileError, match="is not a regular file"):
+        crypto.read_keyfile(fifo)
+
+
 def test_write_new_keyfile(tmp_path: Path) -> None:
     path = tmp_path / "new.key"
     crypto.write_new_keyfile(path)
