@@ -25,6 +25,7 @@ import subprocess
 import sys
 import threading
 import time
+import timeit
 from collections.abc import Callable
 from pathlib import Path
 
@@ -34,6 +35,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import Crypto
+from Crypto.Cipher import AES
 
 import crypto
 
@@ -117,6 +119,30 @@ def measure(seconds: float, repeat: int) -> dict[tuple[str, int], float]:
     return best
 
 
+def fixed_costs() -> dict[str, float]:
+    """Measure per-call times in microseconds, best of 30 repeats: fixed costs and a seal."""
+    key = crypto.derive_subkeys(crypto.MasterKey.generate()).chunk
+    raw_key, nonce = os.urandom(32), os.urandom(12)
+    block = os.urandom(TARGET_SIZE)
+
+    def gcm_setup() -> None:
+        cipher = AES.new(raw_key, AES.MODE_GCM, nonce=nonce, mac_len=16)
+        cipher.update(ASSOCIATED_DATA)
+        cipher.encrypt_and_digest(b"")
+
+    cases: dict[str, Callable[[], object]] = {
+        "pycryptodome AES-GCM object, update and digest of 0 bytes": gcm_setup,
+        "crypto.seal of 0 bytes": lambda: crypto.seal(key, b"", ASSOCIATED_DATA),
+        f"crypto.seal of {TARGET_SIZE // 1024} KiB": lambda: crypto.seal(
+            key, block, ASSOCIATED_DATA
+        ),
+    }
+    return {
+        name: min(timeit.repeat(case, number=20, repeat=30)) / 20 * 1e6
+        for name, case in cases.items()
+    }
+
+
 def machine_description() -> str:
     model = "unknown"
     try:
@@ -190,6 +216,9 @@ def main() -> None:
     print(machine_description())
     print(f"command: {' '.join(sys.argv)} (seconds {args.seconds}, repeat {args.repeat})")
     print("figures in GB/s (10^9 bytes of plaintext per second, wall clock), best of the rounds")
+    print()
+    for name, microseconds in fixed_costs().items():
+        print(f"{name}: {microseconds:.0f} us per call")
     print()
     best = measure(args.seconds, args.repeat)
     load = " ".join(f"{value:.2f}" for value in os.getloadavg())
