@@ -58,7 +58,7 @@ def test_any_flipped_byte_fails(subkeys: crypto.Subkeys) -> None:
                 crypto.open(subkeys.chunk, damaged, associated_data)
 
 
-def test_any_flipped_associated_data_byte_fails(subkeys: crypto.Subkeys) -> None:
+def test_flipped_associated_data_fails(subkeys: crypto.Subkeys) -> None:
     associated_data = bind(ARRAY_A, 7)
     sealed = crypto.seal(subkeys.chunk, b"payload", associated_data)
     for position in range(len(associated_data)):
