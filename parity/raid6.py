@@ -1,0 +1,219 @@
+"""RAID6 syndromes P and Q, and recovery of any two lost strips of a stripe.
+
+The math is that of H. Peter Anvin, "The mathematics of RAID-6" (see
+``parity.gf256`` for the field: GF(2^8) modulo 0x11d, generator g = 2).
+For k data strips D_0 .. D_{k-1}, bytewise:
+
+    P = D_0 + D_1 + ... + D_{k-1}
+    Q = g^0 * D_0 + g^1 * D_1 + ... + g^(k-1) * D_{k-1}
+
+where + is XOR. This is the Q of Linux md, ISA-L's ``pq_gen`` and SnapRAID.
+Q is computed with Horner's rule, so the only multiplication is by g (the
+SWAR step on uint64 words):
+
+    Q = ((D_{k-1} * g + D_{k-2}) * g + ... ) * g + D_0
+
+Recovery, with the syndromes of the surviving data strips written
+P_s = sum of D_i and Q_s = sum of g^i * D_i over the present i:
+
+* one data strip x and anything but P lost: D_x = P + P_s.
+* data strip x and P lost: Q + Q_s = g^x * D_x, so D_x = g^(-x) * (Q + Q_s).
+* data strips x < y lost: with dP = P + P_s = D_x + D_y and
+  dQ = Q + Q_s = g^x * D_x + g^y * D_y,
+
+      dQ + g^x * dP = (g^x + g^y) * D_y
+      D_y = (g^x + g^y)^(-1) * (dQ + g^x * dP)
+      D_x = dP + D_y
+
+  This is Anvin's two-failure case solved for D_y first. The term
+  Q_s + g^x * dP is one Horner pass over the surviving strips with dP put in
+  place of D_x and zero in place of D_y, so the recovery costs one encode
+  plus one multiplication by a constant.
+* P and/or Q lost with all data present: encode them again.
+
+Locating a single corrupted strip (``locate_corruption``): with the stored
+P, Q and the data as read, the syndromes dP = P + P(D) and dQ = Q + Q(D)
+are zero where nothing is wrong. If only data strip z holds an error E,
+then dP = E and dQ = g^z * E at every byte where E is nonzero, so
+z = log_g(dQ / dP) = log dQ - log dP (mod 255) is the same at every such
+byte and below k. An error in P alone gives dP != 0 = dQ, an error in Q
+alone dQ != 0 = dP. Any other pattern means more than one strip is wrong.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from parity import gf256
+from parity.errors import GeometryError
+from parity.geometry import MAX_RAID6_DATA_STRIPS
+from parity.raid5 import xor_lanes
+from parity.strips import (
+    BLOCK_BYTES,
+    Buffer,
+    Lane,
+    Mul2,
+    U8Array,
+    as_strips,
+    output_strip,
+    segments,
+)
+
+
+def check_data_count(count: int) -> None:
+    """Raise GeometryError unless 1 <= count <= 255 data strips."""
+    if not 1 <= count <= MAX_RAID6_DATA_STRIPS:
+        raise GeometryError(f"RAID6 needs 1 to {MAX_RAID6_DATA_STRIPS} data strips; got {count}")
+
+
+def horner(out: Lane, terms: Sequence[Lane | None], mul2: Mul2) -> None:
+    """Set ``out`` to the sum of g^i * terms[i] (None terms are zero) by Horner's rule."""
+    present = [i for i, term in enumerate(terms) if term is not None]
+    if not present:
+        out.fill(0)
+        return
+    top = present[-1]
+    top_term = terms[top]
+    assert top_term is not None
+    np.copyto(out, top_term)
+    for i in range(top - 1, -1, -1):
+        mul2(out)
+        term = terms[i]
+        if term is not None:
+            np.bitwise_xor(out, term, out=out)
+
+
+def pq_lanes(data: Sequence[Lane], p: Lane, q: Lane, mul2: Mul2) -> None:
+    """Set ``p`` and ``q`` to the P and Q of one segment of the data strips."""
+    top = len(data) - 1
+    np.copyto(q, data[top])
+    if top == 0:
+        np.copyto(p, data[0])
+        return
+    np.bitwise_xor(data[top], data[top - 1], out=p)
+    for i in range(top - 1, -1, -1):
+        mul2(q)
+        np.bitwise_xor(q, data[i], out=q)
+        if i < top - 1:
+            np.bitwise_xor(p, data[i], out=p)
+
+
+def encode_pq(
+    data: Sequence[Buffer], p_out: U8Array | None = None, q_out: U8Array | None = None
+) -> tuple[U8Array, U8Array]:
+    """Compute the P and Q strips of one RAID6 stripe.
+
+    Args:
+        data: the stripe's data strips in logical order (1 to 255), all of one size.
+        p_out: array to write P into (1-D uint8, the strip size); None allocates one.
+        q_out: array to write Q into, likewise.
+
+    Returns:
+        (P, Q), as ``p_out`` and ``q_out`` when given.
+
+    Raises:
+        GeometryError: no data strips or more than 255, strips of different
+            sizes, or an output of the wrong size.
+        TypeError: a strip or an output is not a supported buffer.
+    """
+    check_data_count(len(data))
+    strips = as_strips(data, "data strip")
+    size = strips[0].size
+    p = output_strip(p_out, size, "p_out")
+    q = output_strip(q_out, size, "q_out")
+    k = len(strips)
+    for lanes, mul2 in segments([*strips, p, q]):
+        data_lanes = [lane for lane in lanes[:k] if lane is not None]
+        p_lane, q_lane = lanes[k], lanes[k + 1]
+        assert p_lane is not None and q_lane is not None
+        pq_lanes(data_lanes, p_lane, q_lane, mul2)
+    return p, q
+
+
+def recover_data_from_q(
+    data: Sequence[U8Array | None], q: U8Array, x: int, out: U8Array
+) -> U8Array:
+    """Rebuild data strip ``x`` from Q and the other data strips (P is lost).
+
+    D_x = g^(-x) * (Q + Q_s), where Q_s sums g^i * D_i over the present i.
+    """
+    index_scratch = np.empty(BLOCK_BYTES // 2, dtype=np.intp)
+    factor = gf256.power(-x)
+    for lanes, mul2 in segments([*data, q, out]):
+        *data_lanes, q_lane, out_lane = lanes
+        assert q_lane is not None and out_lane is not None
+        horner(out_lane, data_lanes, mul2)
+        np.bitwise_xor(out_lane, q_lane, out=out_lane)
+        as_bytes = out_lane.view(np.uint8)
+        gf256.mul_const(factor, as_bytes, as_bytes, index_scratch)
+    return out
+
+
+def recover_two_data(
+    data: Sequence[U8Array | None],
+    p: U8Array,
+    q: U8Array,
+    x: int,
+    y: int,
+    x_out: U8Array,
+    y_out: U8Array,
+) -> None:
+    """Rebuild data strips ``x < y`` from P, Q and the other data strips.
+
+    With dP = P + P_s and R = Q + Q_s + g^x * dP (one Horner pass that puts dP
+    in place of D_x):  D_y = (g^x + g^y)^(-1) * R  and  D_x = dP + D_y.
+    """
+    factor = gf256.inverse(gf256.power(x) ^ gf256.power(y))
+    index_scratch = np.empty(BLOCK_BYTES // 2, dtype=np.intp)
+    for lanes, mul2 in segments([*data, p, q, x_out, y_out]):
+        *data_lanes, p_lane, q_lane, dp, r = lanes
+        assert p_lane is not None and q_lane is not None
+        assert dp is not None and r is not None
+        xor_lanes(dp, [p_lane, *(lane for lane in data_lanes if lane is not None)])
+        terms = list(data_lanes)
+        terms[x] = dp
+        horner(r, terms, mul2)
+        np.bitwise_xor(r, q_lane, out=r)
+        as_bytes = r.view(np.uint8)
+        gf256.mul_const(factor, as_bytes, as_bytes, index_scratch)
+        np.bitwise_xor(dp, r, out=dp)
+
+
+def syndromes(data: Sequence[U8Array], p: U8Array, q: U8Array) -> tuple[U8Array, U8Array]:
+    """Return dP = P + P(D) and dQ = Q + Q(D): zero where the stripe is consistent."""
+    size = p.size
+    d_p, d_q = encode_pq(data, np.empty(size, dtype=np.uint8), np.empty(size, dtype=np.uint8))
+    np.bitwise_xor(d_p, p, out=d_p)
+    np.bitwise_xor(d_q, q, out=d_q)
+    return d_p, d_q
+
+
+def locate_corruption(d_p: U8Array, d_q: U8Array, k: int) -> int | None:
+    """Find the one strip that explains nonzero syndromes, if one does.
+
+    Args:
+        d_p: P syndrome, not all zero together with ``d_q``.
+        d_q: Q syndrome.
+        k: number of data strips.
+
+    Returns:
+        The logical index of the corrupted strip (0..k-1 data, k for P, k + 1
+        for Q), or None when no single strip explains the syndromes.
+    """
+    p_bad = d_p != 0
+    q_bad = d_q != 0
+    if not q_bad.any():
+        return k
+    if not p_bad.any():
+        return k + 1
+    if not np.array_equal(p_bad, q_bad):
+        return None
+    log_p = gf256.LOG_ARRAY[d_p[p_bad]]
+    log_q = gf256.LOG_ARRAY[d_q[q_bad]]
+    z = (log_q - log_p) % gf256.ORDER
+    first = int(z[0])
+    if first < k and bool((z == first).all()):
+        return first
+    return None
