@@ -1,0 +1,306 @@
+"""Strip I/O across the members: full-stripe writes, verified reads, reconstruction.
+
+`StripeIO` owns the member slots (one per role) and the error counters. It
+knows the strip checksums only when the caller passes them, so the same
+code serves verified data reads and the map's node reads during assembly.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import structlog
+
+from raidd.array.codec import StripeCodec, UnrecoverableStripeError, strip_checksum
+from raidd.array.member import Member, MemberError, MemberVanishedError
+from raidd.array.superblock import MemberState
+from raidd.errors import ArrayError, IntegrityError
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class ErrorCounters:
+    """Per-member error counts, as `zpool status` shows them."""
+
+    read: int = 0
+    write: int = 0
+    checksum: int = 0
+
+
+@dataclass
+class Slot:
+    """One role of the array and the member that fills it, if any.
+
+    A REBUILDING member holds valid strips only below `rebuild_next` and for
+    stripes written after `rebuild_since` (those went to it directly).
+    """
+
+    role: int
+    member_uuid: uuid.UUID
+    state: MemberState
+    in_sync_event: int
+    path: str
+    member: Member | None
+    counters: ErrorCounters = field(default_factory=ErrorCounters)
+    rebuild_next: int = 0
+    rebuild_since: int = 0
+
+    @property
+    def writable(self) -> bool:
+        return self.member is not None and self.state in (
+            MemberState.ACTIVE,
+            MemberState.REBUILDING,
+        )
+
+    def holds(self, stripe: int, written_at: int) -> bool:
+        """Tell whether this member holds a valid strip of `stripe`."""
+        if self.member is None:
+            return False
+        if self.state is MemberState.ACTIVE:
+            return True
+        if self.state is MemberState.REBUILDING:
+            return stripe < self.rebuild_next or written_at > self.rebuild_since
+        return False
+
+
+class StripeIO:
+    """Reads and writes whole stripes on the slots, verifying and repairing strips."""
+
+    def __init__(
+        self,
+        codec: StripeCodec,
+        slots: list[Slot],
+        data_offset: int,
+        on_member_failed: Callable[[Slot, str], None],
+        read_only: bool,
+    ) -> None:
+        self.codec = codec
+        self.slots = slots
+        self.data_offset = data_offset
+        self.strip_size = codec.strip_size
+        self.on_member_failed = on_member_failed
+        self.read_only = read_only
+        self.lock = threading.RLock()
+
+    def strip_offset(self, stripe: int) -> int:
+        return self.data_offset + stripe * self.strip_size
+
+    # -- writes ----------------------------------------------------------------------
+
+    def write_stripe(self, stripe: int, data: bytes | bytearray | memoryview) -> list[int]:
+        """Encode and write one stripe to every writable member; return strip checksums.
+
+        A member whose write fails is failed (through `on_member_failed`) and
+        the stripe stays readable from the others while within the tolerance.
+        """
+        strips = self.codec.encode(stripe, data)
+        checksums = [strip_checksum(strip) for strip in strips]
+        offset = self.strip_offset(stripe)
+        for slot in self.slots:
+            if not slot.writable:
+                continue
+            assert slot.member is not None
+            try:
+                slot.member.pwrite(strips[slot.role], offset)
+            except MemberError as error:
+                slot.counters.write += 1
+                self.on_member_failed(slot, f"write failed: {error}")
+        return checksums
+
+    def rewrite_strip(self, slot: Slot, stripe: int, strip: bytes) -> bool:
+        """Write back a repaired strip; return whether it was written."""
+        if self.read_only or not slot.writable:
+            return False
+        assert slot.member is not None
+        try:
+            slot.member.pwrite(strip, self.strip_offset(stripe))
+        except MemberError as error:
+            slot.counters.write += 1
+            self.on_member_failed(slot, f"write of repaired strip failed: {error}")
+            return False
+        log.info("strip_repaired", stripe=stripe, role=slot.role, member=slot.path)
+        return True
+
+    def sync(self) -> None:
+        """fsync every writable member; a member whose fsync fails is failed."""
+        for slot in self.slots:
+            if not slot.writable:
+                continue
+            assert slot.member is not None
+            try:
+                slot.member.fsync()
+            except MemberError as error:
+                slot.counters.write += 1
+                self.on_member_failed(slot, f"fsync failed: {error}")
+
+    # -- reads -----------------------------------------------------------------------
+
+    def read_strip(self, slot: Slot, stripe: int, written_at: int) -> bytes | None:
+        """Read one member's strip; None when absent, not in sync or unreadable."""
+        if not slot.holds(stripe, written_at):
+            return None
+        assert slot.member is not None
+        try:
+            return slot.member.pread(self.strip_size, self.strip_offset(stripe))
+        except MemberVanishedError as error:
+            slot.counters.read += 1
+            self.on_member_failed(slot, str(error))
+            return None
+        except MemberError as error:
+            slot.counters.read += 1
+            log.warning(
+                "strip_read_failed",
+                stripe=stripe,
+                role=slot.role,
+                member=slot.path,
+                error=str(error),
+            )
+            return None
+
+    def read_verified(
+        self,
+        stripe: int,
+        written_at: int,
+        checksums: Sequence[int],
+        lost: int,
+        indices: Sequence[int],
+        repair: bool = True,
+    ) -> dict[int, bytes]:
+        """Return the data strips `indices` of a stripe, each matching its checksum.
+
+        Strips that are missing, unreadable or wrong are reconstructed from the
+        other members, and (with `repair`) written back where the member is
+        present. Each bad strip counts against its member.
+
+        Raises:
+            IntegrityError: a requested strip cannot be recovered.
+        """
+        result: dict[int, bytes] = {}
+        data_roles = self.codec.data_roles(stripe)
+        need_rebuild = False
+        for index in indices:
+            for role in data_roles[index]:
+                if lost & (1 << role):
+                    continue
+                strip = self._read_checked(self.slots[role], stripe, written_at, checksums[role])
+                if strip is not None:
+                    result[index] = strip
+                    break
+            else:
+                need_rebuild = True
+        if need_rebuild:
+            full = self.reconstruct_stripe(stripe, written_at, checksums, lost, repair=repair)
+            for index in indices:
+                result[index] = full[data_roles[index][0]]
+        return result
+
+    def _read_checked(
+        self, slot: Slot, stripe: int, written_at: int, expected: int
+    ) -> bytes | None:
+        strip = self.read_strip(slot, stripe, written_at)
+        if strip is None:
+            return None
+        if strip_checksum(strip) != expected:
+            slot.counters.checksum += 1
+            log.warning("strip_checksum_mismatch", stripe=stripe, role=slot.role, member=slot.path)
+            return None
+        return strip
+
+    def reconstruct_stripe(
+        self,
+        stripe: int,
+        written_at: int,
+        checksums: Sequence[int],
+        lost: int,
+        repair: bool = True,
+    ) -> list[bytes]:
+        """Read every strip, verify each, rebuild the bad ones and optionally write them back.
+
+        Raises:
+            IntegrityError: more strips bad than the level can reconstruct.
+        """
+        strips: list[bytes | None] = []
+        bad: list[int] = []
+        for slot in self.slots:
+            if lost & (1 << slot.role):
+                strips.append(None)
+                bad.append(slot.role)
+                continue
+            strip = self._read_checked(slot, stripe, written_at, checksums[slot.role])
+            strips.append(strip)
+            if strip is None:
+                bad.append(slot.role)
+        if not bad:
+            return [s for s in strips if s is not None]
+        try:
+            full = self.codec.reconstruct(stripe, strips)
+        except UnrecoverableStripeError:
+            raise IntegrityError(self._loss_message(stripe, bad)) from None
+        for role in bad:
+            if strip_checksum(full[role]) != checksums[role]:
+                raise IntegrityError(self._loss_message(stripe, bad))
+        if repair:
+            for role in bad:
+                if not lost & (1 << role) and self.slots[role].holds(stripe, written_at):
+                    self.rewrite_strip(self.slots[role], stripe, full[role])
+        return full
+
+    def _loss_message(self, stripe: int, bad: Sequence[int]) -> str:
+        names = ", ".join(f"role {r} ({self.slots[r].path or 'missing'})" for r in bad)
+        return (
+            f"stripe {stripe} cannot be read: strips on {names} are missing or wrong, "
+            "more than the array can reconstruct"
+        )
+
+    def read_unverified_range(
+        self, stripe: int, offset: int, length: int, check: Callable[[bytes], bool]
+    ) -> bytes:
+        """Read a byte range of a stripe's data whose strip checksums are unknown.
+
+        `check` validates the bytes (a map node's checksum). When the direct
+        read fails it, every erasure pattern within the tolerance is tried.
+
+        Raises:
+            IntegrityError: no combination of strips gives bytes that pass `check`.
+        """
+        strips = [self.read_strip(slot, stripe, 0) for slot in self.slots]
+        data_roles = self.codec.data_roles(stripe)
+        present = [
+            next((strips[r] for r in holders if strips[r] is not None), None)
+            for holders in data_roles
+        ]
+        if all(p is not None for p in present):
+            data = b"".join(p for p in present if p is not None)[offset : offset + length]
+            if check(data):
+                return data
+        available = [role for role, strip in enumerate(strips) if strip is not None]
+        tolerance = self.codec.geometry.tolerance
+        for count in range(0, tolerance + 1):
+            for erased in itertools.combinations(available, count):
+                trial = [None if r in erased else s for r, s in enumerate(strips)]
+                try:
+                    full = self.codec.reconstruct(stripe, trial)
+                except UnrecoverableStripeError:
+                    continue
+                data = self.codec.join(stripe, full)[offset : offset + length]
+                if check(data):
+                    for role in erased:
+                        self.slots[role].counters.checksum += 1
+                    return data
+        raise IntegrityError(
+            f"allocation map node in stripe {stripe} (offset {offset}, {length} bytes) "
+            "fails its checksum on every combination of members"
+        )
+
+    def check_tolerance(self, what: str) -> None:
+        """Raise ArrayError when more roles are unusable than the level tolerates."""
+        missing = [slot.role for slot in self.slots if slot.state is not MemberState.ACTIVE]
+        if not self.codec.geometry.survives(missing):
+            raise ArrayError(
+                f"{what}: roles {missing} are missing or failed, beyond the array's tolerance"
+            )
