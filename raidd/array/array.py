@@ -499,6 +499,12 @@ class Array:
                     f"were recorded as lost during a rebuild (members {names})"
                 )
 
+    def scrub(self, *, repair: bool = True) -> Any:
+        """Scrub every allocated stripe now; return the job's result (see `jobs.Scrub`)."""
+        from raidd.array.jobs import scrub  # jobs builds on Array, so import late
+
+        return scrub(self, repair=repair)
+
     # -- status and lifetime ---------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
@@ -540,6 +546,7 @@ class Array:
             if self._closed:
                 return
             self._closed = True
+            self.io.close()
             for slot in self.slots:
                 if slot.member is not None:
                     slot.member.close()

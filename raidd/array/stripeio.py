@@ -11,6 +11,7 @@ import itertools
 import threading
 import uuid
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import structlog
@@ -21,6 +22,10 @@ from raidd.array.superblock import MemberState
 from raidd.errors import ArrayError, IntegrityError
 
 log = structlog.get_logger(__name__)
+
+# Strips at least this large are written to the members from parallel threads;
+# below it the thread hand-off costs more than the copy.
+PARALLEL_WRITE_SIZE = 64 * 1024
 
 
 @dataclass
@@ -36,8 +41,10 @@ class ErrorCounters:
 class Slot:
     """One role of the array and the member that fills it, if any.
 
-    A REBUILDING member holds valid strips only below `rebuild_next` and for
-    stripes written after `rebuild_since` (those went to it directly).
+    A REBUILDING member holds valid strips only below `rebuild_next`, for
+    stripes written after `rebuild_since` (those went to it directly) and,
+    when it is being resynced, for stripes written at or before
+    `resync_base`, the last commit it held before it went away.
     """
 
     role: int
@@ -49,6 +56,7 @@ class Slot:
     counters: ErrorCounters = field(default_factory=ErrorCounters)
     rebuild_next: int = 0
     rebuild_since: int = 0
+    resync_base: int = 0
 
     @property
     def writable(self) -> bool:
@@ -64,7 +72,11 @@ class Slot:
         if self.state is MemberState.ACTIVE:
             return True
         if self.state is MemberState.REBUILDING:
-            return stripe < self.rebuild_next or written_at > self.rebuild_since
+            return (
+                stripe < self.rebuild_next
+                or written_at > self.rebuild_since
+                or 0 < written_at <= self.resync_base
+            )
         return False
 
 
@@ -86,6 +98,27 @@ class StripeIO:
         self.on_member_failed = on_member_failed
         self.read_only = read_only
         self.lock = threading.RLock()
+        # One thread per member, so fsyncs and large writes on different
+        # devices overlap (os.fsync and os.pwrite release the GIL).
+        self._pool = ThreadPoolExecutor(
+            max_workers=max(1, len(slots)), thread_name_prefix="member"
+        )
+
+    def _on_each(self, action: Callable[[Slot], None], what: str) -> None:
+        """Run `action` on every writable slot in parallel; fail the slots where it raises."""
+        slots = [slot for slot in self.slots if slot.writable]
+        futures = [(slot, self._pool.submit(action, slot)) for slot in slots]
+        for slot, future in futures:
+            error = future.exception()
+            if error is None:
+                continue
+            if not isinstance(error, MemberError):
+                raise error
+            slot.counters.write += 1
+            self.on_member_failed(slot, f"{what} failed: {error}")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
 
     def strip_offset(self, stripe: int) -> int:
         return self.data_offset + stripe * self.strip_size
@@ -101,12 +134,19 @@ class StripeIO:
         strips = self.codec.encode(stripe, data)
         checksums = [strip_checksum(strip) for strip in strips]
         offset = self.strip_offset(stripe)
+
+        def write(slot: Slot) -> None:
+            assert slot.member is not None
+            slot.member.pwrite(strips[slot.role], offset)
+
+        if self.strip_size >= PARALLEL_WRITE_SIZE:
+            self._on_each(write, "write")
+            return checksums
         for slot in self.slots:
             if not slot.writable:
                 continue
-            assert slot.member is not None
             try:
-                slot.member.pwrite(strips[slot.role], offset)
+                write(slot)
             except MemberError as error:
                 slot.counters.write += 1
                 self.on_member_failed(slot, f"write failed: {error}")
@@ -128,15 +168,12 @@ class StripeIO:
 
     def sync(self) -> None:
         """fsync every writable member; a member whose fsync fails is failed."""
-        for slot in self.slots:
-            if not slot.writable:
-                continue
+
+        def fsync(slot: Slot) -> None:
             assert slot.member is not None
-            try:
-                slot.member.fsync()
-            except MemberError as error:
-                slot.counters.write += 1
-                self.on_member_failed(slot, f"fsync failed: {error}")
+            slot.member.fsync()
+
+        self._on_each(fsync, "fsync")
 
     # -- reads -----------------------------------------------------------------------
 
