@@ -363,7 +363,7 @@ class Array:
         return stripes[0] if tail else None
 
     def _build_table(self, event: int) -> list[MemberEntry]:
-        by_uuid = {slot.member_uuid: slot for slot in self.slots}
+        by_uuid = {slot.member_uuid: slot for slot in [*self.slots, *self.io.shadows]}
         for entry in self._table:
             slot = by_uuid.get(entry.member_uuid)
             if slot is None:
@@ -396,9 +396,7 @@ class Array:
             base.metadata_root = self.metadata_root
             base.keyslot_area = self.keyslot_area
             base.checkpoint = copy.copy(self.checkpoint)
-            for slot in self.slots:
-                if not slot.writable:
-                    continue
+            for slot in self.io.writable_slots():
                 assert slot.member is not None
                 sb = copy.copy(base)
                 sb.member_uuid = slot.member_uuid

@@ -98,6 +98,8 @@ class StripeIO:
         self.on_member_failed = on_member_failed
         self.read_only = read_only
         self.lock = threading.RLock()
+        # Members being filled by a hot replace: written like the others, never read.
+        self.shadows: list[Slot] = []
         # One thread per member, so fsyncs and large writes on different
         # devices overlap (os.fsync and os.pwrite release the GIL).
         self._pool = ThreadPoolExecutor(
@@ -106,7 +108,7 @@ class StripeIO:
 
     def _on_each(self, action: Callable[[Slot], None], what: str) -> None:
         """Run `action` on every writable slot in parallel; fail the slots where it raises."""
-        slots = [slot for slot in self.slots if slot.writable]
+        slots = self.writable_slots()
         futures = [(slot, self._pool.submit(action, slot)) for slot in slots]
         for slot, future in futures:
             error = future.exception()
@@ -116,6 +118,10 @@ class StripeIO:
                 raise error
             slot.counters.write += 1
             self.on_member_failed(slot, f"{what} failed: {error}")
+
+    def writable_slots(self) -> list[Slot]:
+        """Return the slots every write goes to: writable members and shadows."""
+        return [slot for slot in [*self.slots, *self.shadows] if slot.writable]
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -142,9 +148,7 @@ class StripeIO:
         if self.strip_size >= PARALLEL_WRITE_SIZE:
             self._on_each(write, "write")
             return checksums
-        for slot in self.slots:
-            if not slot.writable:
-                continue
+        for slot in self.writable_slots():
             try:
                 write(slot)
             except MemberError as error:
@@ -219,19 +223,25 @@ class StripeIO:
         """
         result: dict[int, bytes] = {}
         data_roles = self.codec.data_roles(stripe)
-        need_rebuild = False
+        known: dict[int, bytes | None] = {}
         for index in indices:
+            bad: list[int] = []
             for role in data_roles[index]:
                 if lost & (1 << role):
                     continue
                 strip = self._read_checked(self.slots[role], stripe, written_at, checksums[role])
-                if strip is not None:
-                    result[index] = strip
-                    break
-            else:
-                need_rebuild = True
-        if need_rebuild:
-            full = self.reconstruct_stripe(stripe, written_at, checksums, lost, repair=repair)
+                known[role] = strip
+                if strip is None:
+                    bad.append(role)
+                    continue
+                result[index] = strip
+                # A mirror copy that failed before this one is repaired from it.
+                for bad_role in bad:
+                    if repair and self.slots[bad_role].holds(stripe, written_at):
+                        self.rewrite_strip(self.slots[bad_role], stripe, strip)
+                break
+        if len(result) < len(indices):
+            full = self.reconstruct_stripe(stripe, written_at, checksums, lost, repair, known)
             for index in indices:
                 result[index] = full[data_roles[index][0]]
         return result
@@ -255,20 +265,28 @@ class StripeIO:
         checksums: Sequence[int],
         lost: int,
         repair: bool = True,
+        known: dict[int, bytes | None] | None = None,
     ) -> list[bytes]:
         """Read every strip, verify each, rebuild the bad ones and optionally write them back.
+
+        `known` holds strips the caller already read and checked (None for bad
+        ones), so that they are neither read nor counted twice.
 
         Raises:
             IntegrityError: more strips bad than the level can reconstruct.
         """
         strips: list[bytes | None] = []
         bad: list[int] = []
+        known = known or {}
         for slot in self.slots:
             if lost & (1 << slot.role):
                 strips.append(None)
                 bad.append(slot.role)
                 continue
-            strip = self._read_checked(slot, stripe, written_at, checksums[slot.role])
+            if slot.role in known:
+                strip = known[slot.role]
+            else:
+                strip = self._read_checked(slot, stripe, written_at, checksums[slot.role])
             strips.append(strip)
             if strip is None:
                 bad.append(slot.role)
