@@ -21,5 +21,7 @@ def test_version(script: str) -> None:
 
 @pytest.mark.parametrize("script", ["raidd", "raidctl"])
 def test_help(script: str) -> None:
-    result = subprocess.run([SCRIPTS / script, "--help"], capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [SCRIPTS / script, "--help"], capture_output=True, text=True, check=True
+    )
     assert result.stdout.startswith(f"usage: {script}")

@@ -8,6 +8,7 @@ the member tables at once. Growing an array (more roles) is not supported:
 
 from __future__ import annotations
 
+import copy
 import threading
 import uuid
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from raidd.array.jobs import Rebuild
 from raidd.array.member import Member, MemberError, identify, open_member
 from raidd.array.stripeio import Slot
 from raidd.array.superblock import (
+    SLOT_OFFSETS,
     SPARE_ROLE,
     SUPERBLOCK_SIZE,
     MemberEntry,
@@ -147,13 +149,24 @@ def add_spare(array: Array, path: str, *, force: bool = False) -> Spare:
         return spare
 
 
-def _write_spare_superblock(array: Array, spare: Spare) -> None:
-    sb = array._template.__class__(**array._template.__dict__)
+def _write_spare_superblock(array: Array, spare: Spare, *, both_slots: bool = False) -> None:
+    sb = copy.copy(array._template)
     sb.member_uuid = spare.member_uuid
     sb.role = SPARE_ROLE
-    sb.members = [MemberEntry(**e.__dict__) for e in array._table]
+    sb.members = [copy.copy(e) for e in array._table]
     write_superblock(spare.member, sb)
+    if both_slots:
+        # The older slot gets the same content one event earlier, so no copy keeps old keyslots.
+        sb.event_counter -= 1
+        spare.member.pwrite(sb.pack(), SLOT_OFFSETS[sb.event_counter % 2])
     spare.member.fsync()
+
+
+def rewrite_spare_superblocks(array: Array) -> None:
+    """Rewrite every copy on every present spare with the current superblock content."""
+    with array.lock:
+        for spare in array.spares:
+            _write_spare_superblock(array, spare, both_slots=True)
 
 
 def _start_rebuild_slot(array: Array, role: int, member: Member, member_uuid: uuid.UUID) -> Slot:

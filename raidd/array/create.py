@@ -6,7 +6,7 @@ import os
 import secrets
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -103,36 +103,43 @@ def _prepare_paths(paths: Sequence[str], size: int | None) -> list[str]:
     return list(paths)
 
 
+def _check_member(member: Member, force: bool) -> None:
+    if member.size < MIN_MEMBER_SIZE:
+        raise UsageError(
+            f"member {member.path} holds {member.size} bytes; a member needs at least "
+            f"{MIN_MEMBER_SIZE} bytes (16 MiB)"
+        )
+    copies = read_superblocks(member)
+    if copies.newest is not None and not force:
+        raise UsageError(
+            f"member {member.path} already carries a raidd superblock (array "
+            f"{copies.newest.array_uuid}); pass --force to overwrite it"
+        )
+
+
 def _open_all(paths: Sequence[str], size: int | None, force: bool) -> list[Member]:
+    """Open and check the existing members first, then create the missing image files."""
+    members: dict[str, Member] = {}
     created = []
-    members: list[Member] = []
     try:
         for path in paths:
-            if not os.path.exists(path):
+            if os.path.exists(path):
+                members[path] = open_member(path, writable=True, claim=True)
+                _check_member(members[path], force)
+        for path in paths:
+            if path not in members:
                 assert size is not None
                 with open(path, "xb") as image:
                     image.truncate(size)
                 created.append(path)
-            member = open_member(path, writable=True, claim=True)
-            members.append(member)
-            if member.size < MIN_MEMBER_SIZE:
-                raise UsageError(
-                    f"member {path} holds {member.size} bytes; a member needs at least "
-                    f"{MIN_MEMBER_SIZE} bytes (16 MiB)"
-                )
-            copies = read_superblocks(member)
-            if copies.newest is not None and not force:
-                raise UsageError(
-                    f"member {path} already carries a raidd superblock (array "
-                    f"{copies.newest.array_uuid}); pass --force to overwrite it"
-                )
+                members[path] = open_member(path, writable=True, claim=True)
     except BaseException:
-        for member in members:
+        for member in members.values():
             member.close()
         for path in created:
             os.unlink(path)
         raise
-    return members
+    return [members[path] for path in paths]
 
 
 def create_array(
@@ -142,7 +149,7 @@ def create_array(
     strip_size: int = DEFAULT_STRIP_SIZE,
     name: str = "",
     spares: Sequence[str] = (),
-    keyslot_area: bytes = b"",
+    keyslot_area: bytes | Callable[[], bytes] = b"",
     size: int | None = None,
     force: bool = False,
 ) -> CreatedArray:
@@ -154,7 +161,9 @@ def create_array(
         strip_size: bytes per strip, a power of two from 4 KiB to 2 MiB.
         name: operator's name, at most 64 bytes of UTF-8.
         spares: paths that get spare superblocks.
-        keyslot_area: the crypto keyslot area stored in every superblock.
+        keyslot_area: the crypto keyslot area stored in every superblock, or a
+            function that returns it, called once every check has passed
+            (so that `--new-keyfile` creates its file only then).
         size: create missing image files of this many bytes.
         force: overwrite members that already carry a raidd superblock.
 
@@ -175,14 +184,32 @@ def create_array(
     except MemberError as error:
         raise UsageError(str(error)) from error
     try:
-        return _write_new(members, len(paths), geometry, name, keyslot_area)
+        layout = _check_layout(members, geometry)
+        area = keyslot_area() if callable(keyslot_area) else keyslot_area
+        return _write_new(members, len(paths), geometry, name, area, layout)
     finally:
         for member in members:
             member.close()
 
 
+def _check_layout(members: list[Member], geometry: Geometry) -> MemberLayout:
+    smallest = min(m.size for m in members)
+    layout = plan_layout(smallest, geometry.strip_size)
+    if layout.stripe_count < MIN_STRIPES:
+        raise UsageError(
+            f"members of {smallest} bytes hold only {layout.stripe_count} stripes of "
+            f"{geometry.strip_size}-byte strips; at least {MIN_STRIPES} are needed"
+        )
+    return layout
+
+
 def _write_new(
-    members: list[Member], count: int, geometry: Geometry, name: str, keyslot_area: bytes
+    members: list[Member],
+    count: int,
+    geometry: Geometry,
+    name: str,
+    keyslot_area: bytes,
+    layout: MemberLayout,
 ) -> CreatedArray:
     warnings = []
     sizes = {m.size for m in members}
@@ -192,12 +219,7 @@ def _write_new(
             f"members differ in size; every member uses {smallest} bytes, the smallest "
             f"({', '.join(m.path for m in members if m.size == smallest)})"
         )
-    layout = plan_layout(smallest, geometry.strip_size)
-    if layout.stripe_count < MIN_STRIPES:
-        raise UsageError(
-            f"members of {smallest} bytes hold only {layout.stripe_count} stripes of "
-            f"{geometry.strip_size}-byte strips; at least {MIN_STRIPES} are needed"
-        )
+        log.warning("member_sizes_differ", smallest=smallest)
     array_uuid = uuid.uuid4()
     member_uuids = [uuid.uuid4() for _ in members]
     table = [
