@@ -154,7 +154,14 @@ class Array:
         self._root = newest.map_root
         self.last_foreground_io = 0.0
         self.failure_listeners: list[Callable[[Slot, str], None]] = []
-        self.io = StripeIO(self.codec, slots, newest.data_offset, self._member_failed, read_only)
+        self.io = StripeIO(
+            self.codec,
+            slots,
+            newest.data_offset,
+            self._member_failed,
+            read_only,
+            on_flushed=self._record_checksums,
+        )
         shape = MapShape(newest.map_entries_per_leaf, newest.map_fanout, newest.map_depth)
         self.map = AllocationMap(newest.stripe_count, newest.member_count, shape)
 
@@ -237,18 +244,29 @@ class Array:
                     f"{len(data)} bytes do not fit a stripe of {self.stripe_data_size} bytes"
                 )
             (stripe,) = self._allocate(1, use_reserve)
-            checksums = self.io.write_stripe(stripe, data)
+            self.map.set_entry(stripe, self.event + 1, FLAG_DATA, [0] * self.geometry.members)
+            self.io.write_stripe(stripe, data)
             self._stop_if_beyond_tolerance("write")
-            self.map.set_entry(stripe, self.event + 1, FLAG_DATA, checksums)
             self._uncommitted.add(stripe)
             self._map_changed = True
             self.last_foreground_io = time.monotonic()
             return stripe
 
+    def _record_checksums(self, checksums: dict[int, list[int]]) -> None:
+        for stripe, values in checksums.items():
+            self.map.entries[stripe]["checksums"] = values
+
+    def flush(self) -> None:
+        """Write out stripes queued by `write_stripe` (reads and commits do it themselves)."""
+        with self._lock:
+            self.io.flush()
+            self._stop_if_beyond_tolerance("write")
+
     def free(self, stripes: Iterable[int]) -> None:
         """Release stripes; the next commit records it (reuse two commits later)."""
         with self._lock:
             self._check_writable()
+            self.io.flush()
             for stripe in stripes:
                 self._free_one(int(stripe))
 
@@ -291,6 +309,7 @@ class Array:
         """
         with self._lock:
             self._check_writable()
+            self.io.flush()
             for stripe in freed:
                 self._free_one(int(stripe))
             if len(metadata_root) > 256:
@@ -322,6 +341,7 @@ class Array:
         """Write superblocks only (member states, checkpoint, keyslots); return the event."""
         with self._lock:
             self._check_writable()
+            self.io.flush()
             self.io.sync()
             self._write_superblocks(self.event + 1)
             return self.event
@@ -353,9 +373,12 @@ class Array:
                 buffer[: len(tail)] = tail
             for node_offset, data in nodes.get(stripe, []):
                 buffer[node_offset : node_offset + len(data)] = data
-            checksums = self.io.write_stripe(stripe, buffer)
+            self.io.write_stripe(stripe, buffer)
+        self.io.flush()
+        for index, stripe in enumerate(stripes):
             flags = FLAG_MAP | (FLAG_DATA if index == 0 and tail else 0)
-            pending.append(PendingStripe(stripe, flags, tuple(checksums)))
+            checksums = tuple(int(c) for c in self.map.entries[stripe]["checksums"])
+            pending.append(PendingStripe(stripe, flags, checksums))
         self._stop_if_beyond_tolerance("commit")
         self.map.apply_pending(pending, event)
         self._pending = pending
@@ -467,6 +490,7 @@ class Array:
                 raise ArrayError(
                     f"range {offset}+{length} exceeds the stripe's {self.stripe_data_size} bytes"
                 )
+            self.io.flush()
             written_at, checksums, lost = self._entry(stripe)
             if length == 0:
                 return b""
@@ -544,6 +568,7 @@ class Array:
             if self._closed:
                 return
             self._closed = True
+            # NOTE: queued stripes are dropped, like every uncommitted write.
             self.io.close()
             for slot in self.slots:
                 if slot.member is not None:

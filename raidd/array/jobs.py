@@ -17,8 +17,10 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
+import numpy as np
 import structlog
 
+from parity import Level, Verification
 from raidd.array.array import Array
 from raidd.array.codec import strip_checksum
 from raidd.array.stripeio import Slot
@@ -31,6 +33,8 @@ MiB = 1024 * 1024
 DEFAULT_MIN_RATE = 1.0
 DEFAULT_MAX_RATE = 0.0
 READ_RETRIES = 3
+# A job reads up to this many bytes per member with one pread.
+RUN_BYTES = 2 * MiB
 FOREGROUND_WINDOW = 1.0
 
 
@@ -85,6 +89,7 @@ class Job:
             stripes = array.map.allocated_stripes()
             self.stripes = stripes[stripes >= start]
         self.index = 0
+        self.run_stripes = max(1, RUN_BYTES // array.io.strip_size)
         self._bytes = 0
         self._started = time.monotonic()
         self._last_checkpoint = self._started
@@ -114,19 +119,44 @@ class Job:
         return int(self.stripes[self.index])
 
     def step(self) -> bool:
-        """Process the next stripe; return False once every stripe is done."""
+        """Process the next run of consecutive stripes; return False once all are done."""
         if self.finished:
             return False
-        stripe = int(self.stripes[self.index])
         with self.array.lock:
-            if self.array.map.is_allocated(stripe):
-                self._bytes += self.process(stripe)
-            self.index += 1
-            self._after_stripe(stripe)
+            self.array.io.flush()
+            run = self._next_run()
+            live = [stripe for stripe in run if self.array.map.is_allocated(stripe)]
+            if live:
+                self._bytes += self.process_run(live)
+            self.index += len(run)
+            self._after_stripe(run[-1])
         self._throttle()
         if time.monotonic() - self._last_checkpoint >= self.checkpoint_interval:
             self.write_checkpoint()
         return not self.finished
+
+    def _next_run(self) -> list[int]:
+        limit = self.run_stripes
+        run = [int(self.stripes[self.index])]
+        while (
+            len(run) < limit
+            and self.index + len(run) < len(self.stripes)
+            and int(self.stripes[self.index + len(run)]) == run[-1] + 1
+        ):
+            run.append(run[-1] + 1)
+        return run
+
+    def entries(self, run: list[int]) -> list[tuple[int, list[int], int]]:
+        """Return (written_at, checksums, lost) of each stripe of a run."""
+        rows = self.array.map.entries[run[0] : run[-1] + 1]
+        return [
+            (int(row["written_at"]), [int(c) for c in row["checksums"]], int(row["lost"]))
+            for row in rows
+        ]
+
+    def process_run(self, run: list[int]) -> int:
+        """Process consecutive stripes; return the bytes read."""
+        return sum(self.process(stripe) for stripe in run)
 
     def run(self) -> JobResult:
         """Run to the end (or until `stop_event` is set), then finish the job."""
@@ -204,33 +234,112 @@ class Rebuild(Job):
     def _after_stripe(self, stripe: int) -> None:
         self.slot.rebuild_next = stripe + 1
 
-    def process(self, stripe: int) -> int:
+    def process_run(self, run: list[int]) -> int:
         io = self.array.io
-        entry = self.array.map.entries[stripe]
-        written_at, lost = int(entry["written_at"]), int(entry["lost"])
-        checksums = [int(c) for c in entry["checksums"]]
-        if self.slot.holds(stripe, written_at):
-            return 0
-        full = None
+        rows = self.entries(run)
+        strips, _faults, buffers = io.read_run(run[0], [(w, c) for w, c, _ in rows])
+        if self._rebuild_run_at_once(run, rows, strips, buffers):
+            return io.strip_size * sum(len(known) for known in strips)
+        rebuilt: list[tuple[int, bytes]] = []
+        for i, stripe in enumerate(run):
+            written_at, checksums, lost = rows[i]
+            if self.slot.holds(stripe, written_at):
+                continue
+            full = self._reconstruct(stripe, written_at, checksums, lost, strips[i])
+            if full is not None:
+                rebuilt.append((stripe, full[self.slot.role]))
+        self._write_rebuilt(rebuilt)
+        return io.strip_size * sum(len(known) for known in strips)
+
+    def _rebuild_run_at_once(
+        self,
+        run: list[int],
+        rows: list[tuple[int, list[int], int]],
+        strips: list[dict[int, bytes | None]],
+        buffers: dict[int, bytes],
+    ) -> bool:
+        """Rebuild a whole run with one XOR (RAID5) or copy (mirrors) when every source is good.
+
+        RAID5's lost strip is the XOR of all the other strips of its stripe,
+        whichever of them is P, so a run of stripes is rebuilt as the XOR of
+        the other members' runs. Returns False when the per-stripe path is
+        needed (a bad source strip, a lost mark, a stripe already held).
+        """
+        level = self.array.codec.level
+        role = self.slot.role
+        members = len(self.array.slots)
+        if level is Level.RAID5:
+            sources = [r for r in range(members) if r != role]
+        elif level is Level.RAID1:
+            sources = [next(r for r in range(members) if r != role)]
+        elif level is Level.RAID10:
+            sources = [role ^ 1]
+        else:
+            return False
+        for i, stripe in enumerate(run):
+            written_at, _checksums, lost = rows[i]
+            if lost or self.slot.holds(stripe, written_at):
+                return False
+            if any(strips[i].get(r) is None for r in sources) or set(buffers) < set(sources):
+                return False
+        if len(sources) == 1:
+            data = buffers[sources[0]]
+        else:
+            result = np.frombuffer(buffers[sources[0]], dtype=np.uint8).copy()
+            for source in sources[1:]:
+                np.bitwise_xor(result, np.frombuffer(buffers[source], dtype=np.uint8), out=result)
+            data = result.tobytes()
+        size = self.array.io.strip_size
+        for i in range(len(run)):
+            if strip_checksum(data[i * size : (i + 1) * size]) != rows[i][1][role]:
+                return False
+        self._write_rebuilt([(run[0], data)])
+        return True
+
+    def _reconstruct(
+        self,
+        stripe: int,
+        written_at: int,
+        checksums: list[int],
+        lost: int,
+        known: dict[int, bytes | None],
+    ) -> list[bytes] | None:
+        io = self.array.io
         for attempt in range(READ_RETRIES):
             try:
-                full = io.reconstruct_stripe(stripe, written_at, checksums, lost, repair=True)
-                break
+                return io.reconstruct_stripe(
+                    stripe,
+                    written_at,
+                    checksums,
+                    lost,
+                    repair=True,
+                    known=known if attempt == 0 else None,
+                )
             except IntegrityError as error:
                 log.warning(
                     "rebuild_read_retry", stripe=stripe, attempt=attempt + 1, error=str(error)
                 )
-        if full is None:
-            self._record_lost(stripe, checksums, written_at)
-            return 0
+        self._record_lost(stripe, checksums, written_at)
+        return None
+
+    def _write_rebuilt(self, rebuilt: list[tuple[int, bytes]]) -> None:
+        """Write rebuilt strips to the target, one pwrite per run of consecutive stripes."""
         assert self.slot.member is not None
-        try:
-            self.slot.member.pwrite(full[self.slot.role], io.strip_offset(stripe))
-        except MemberError as error:
-            self.slot.counters.write += 1
-            self.array._member_failed(self.slot, f"rebuild write failed: {error}")
-            raise ArrayError(f"rebuild onto {self.slot.path} failed: {error}") from error
-        return io.strip_size * (len(self.array.slots) - 1)
+        io = self.array.io
+        groups: list[list[tuple[int, bytes]]] = []
+        for stripe, strip in rebuilt:
+            if groups and groups[-1][-1][0] == stripe - 1:
+                groups[-1].append((stripe, strip))
+            else:
+                groups.append([(stripe, strip)])
+        for group in groups:
+            offset = io.strip_offset(group[0][0])
+            try:
+                self.slot.member.pwrite(b"".join(strip for _, strip in group), offset)
+            except MemberError as error:
+                self.slot.counters.write += 1
+                self.array._member_failed(self.slot, f"rebuild write failed: {error}")
+                raise ArrayError(f"rebuild onto {self.slot.path} failed: {error}") from error
 
     def _record_lost(self, stripe: int, checksums: list[int], written_at: int) -> None:
         mask = 1 << self.slot.role
@@ -277,38 +386,37 @@ class Scrub(Job):
             return None
         return Checkpoint(CheckpointKind.SCRUB, -1, uuid.UUID(int=0), self.next_stripe(), 0)
 
-    def process(self, stripe: int) -> int:
+    def process_run(self, run: list[int]) -> int:
         io = self.array.io
-        entry = self.array.map.entries[stripe]
-        written_at, lost = int(entry["written_at"]), int(entry["lost"])
-        checksums = [int(c) for c in entry["checksums"]]
-        strips: list[bytes | None] = []
-        for slot in self.array.slots:
-            strip = io.read_strip(slot, stripe, written_at)
-            if strip is not None and strip_checksum(strip) != checksums[slot.role]:
-                slot.counters.checksum += 1
-                self._report(stripe, slot, "checksum")
-                strip = None
-            elif strip is None and slot.holds(stripe, written_at):
-                self._report(stripe, slot, "read")
-            strips.append(strip)
-        bad = [
-            s.role
-            for s in self.array.slots
-            if strips[s.role] is None and s.holds(stripe, written_at)
-        ]
-        if bad:
-            try:
-                io.reconstruct_stripe(stripe, written_at, checksums, lost, repair=self.repair)
-                self.result.repaired += len(bad) if self.repair else 0
-            except IntegrityError as error:
-                log.error("scrub_unrecoverable", stripe=stripe, error=str(error))
-        elif all(s is not None for s in strips):
-            self._check_parity(stripe, [s for s in strips if s is not None])
-        return io.strip_size * len(self.array.slots)
+        rows = self.entries(run)
+        strips, faults, _buffers = io.read_run(run[0], [(w, c) for w, c, _ in rows])
+        for fault in faults:
+            self._report(fault.stripe, fault.role, fault.path, fault.kind)
+        checks = []
+        for i, stripe in enumerate(run):
+            written_at, checksums, lost = rows[i]
+            known = strips[i]
+            bad = [role for role, strip in known.items() if strip is None]
+            if bad:
+                try:
+                    io.reconstruct_stripe(
+                        stripe, written_at, checksums, lost, repair=self.repair, known=known
+                    )
+                    self.result.repaired += len(bad) if self.repair else 0
+                except IntegrityError as error:
+                    log.error("scrub_unrecoverable", stripe=stripe, error=str(error))
+            elif len(known) == len(self.array.slots):
+                checks.append((stripe, [known[role] for role in range(len(self.array.slots))]))
+        # One task per run, so the thread hand-off costs once per run, not per stripe.
+        verdicts = io.submit(self._verify_all, checks).result()
+        for (stripe, _), verdict in zip(checks, verdicts, strict=True):  # type: ignore[call-overload]
+            self._check_parity(stripe, verdict)
+        return io.strip_size * sum(len(known) for known in strips)
 
-    def _check_parity(self, stripe: int, strips: list[bytes]) -> None:
-        verdict = self.array.codec.verify(stripe, strips)
+    def _verify_all(self, checks: list[tuple[int, list[bytes | None]]]) -> list[Verification]:
+        return [self.array.codec.verify(stripe, strips) for stripe, strips in checks]  # type: ignore[arg-type]
+
+    def _check_parity(self, stripe: int, verdict: Verification) -> None:
         if verdict.ok:
             return
         # Every strip matches its checksum, yet parity disagrees: the map entry or a
@@ -321,10 +429,10 @@ class Scrub(Job):
         self.result.details.append(StripeError(stripe, role, path, "parity"))
         log.error("scrub_parity_mismatch", stripe=stripe, role=role)
 
-    def _report(self, stripe: int, slot: Slot, kind: str) -> None:
+    def _report(self, stripe: int, role: int, path: str, kind: str) -> None:
         self.result.errors += 1
-        self.result.details.append(StripeError(stripe, slot.role, slot.path, kind))
-        log.warning("scrub_error", stripe=stripe, role=slot.role, member=slot.path, kind=kind)
+        self.result.details.append(StripeError(stripe, role, path, kind))
+        log.warning("scrub_error", stripe=stripe, role=role, member=path, kind=kind)
 
     def finish(self) -> None:
         if self.repair and self.array.checkpoint.kind is CheckpointKind.SCRUB:

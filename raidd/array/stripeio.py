@@ -11,7 +11,7 @@ import itertools
 import threading
 import uuid
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import structlog
@@ -23,9 +23,8 @@ from raidd.errors import ArrayError, IntegrityError
 
 log = structlog.get_logger(__name__)
 
-# Strips at least this large are written to the members from parallel threads;
-# below it the thread hand-off costs more than the copy.
-PARALLEL_WRITE_SIZE = 64 * 1024
+# Queued consecutive stripes are written once a member's share reaches this size.
+WRITE_BATCH_SIZE = 4 * 1024 * 1024
 
 
 @dataclass
@@ -35,6 +34,16 @@ class ErrorCounters:
     read: int = 0
     write: int = 0
     checksum: int = 0
+
+
+@dataclass(frozen=True)
+class StripeFault:
+    """One bad strip: the stripe, the role and path of its member, "read" or "checksum"."""
+
+    stripe: int
+    role: int
+    path: str
+    kind: str
 
 
 @dataclass
@@ -90,12 +99,16 @@ class StripeIO:
         data_offset: int,
         on_member_failed: Callable[[Slot, str], None],
         read_only: bool,
+        on_flushed: Callable[[dict[int, list[int]]], None] = lambda sums: None,
     ) -> None:
         self.codec = codec
         self.slots = slots
         self.data_offset = data_offset
         self.strip_size = codec.strip_size
         self.on_member_failed = on_member_failed
+        self.on_flushed = on_flushed
+        self._batch: list[list[bytes | memoryview]] = []
+        self._batch_first = 0
         self.read_only = read_only
         self.lock = threading.RLock()
         # Members being filled by a hot replace: written like the others, never read.
@@ -131,30 +144,48 @@ class StripeIO:
 
     # -- writes ----------------------------------------------------------------------
 
-    def write_stripe(self, stripe: int, data: bytes | bytearray | memoryview) -> list[int]:
-        """Encode and write one stripe to every writable member; return strip checksums.
+    def write_stripe(self, stripe: int, data: bytes | bytearray | memoryview) -> None:
+        """Encode one stripe and queue it; `flush` writes queued runs to every member.
 
-        A member whose write fails is failed (through `on_member_failed`) and
-        the stripe stays readable from the others while within the tolerance.
+        Consecutive stripes are written with one pwrite per member, and their
+        checksums are computed in the member threads. A member whose write
+        fails is failed (through `on_member_failed`) and the stripe stays
+        readable from the others while within the tolerance.
         """
-        strips = self.codec.encode(stripe, data)
-        checksums = [strip_checksum(strip) for strip in strips]
-        offset = self.strip_offset(stripe)
+        if self._batch and stripe != self._batch_first + len(self._batch):
+            self.flush()
+        if not self._batch:
+            self._batch_first = stripe
+        self._batch.append(self.codec.encode(stripe, data))
+        if len(self._batch) * self.strip_size >= WRITE_BATCH_SIZE:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the queued stripes and hand their strip checksums to `on_flushed`."""
+        if not self._batch:
+            return
+        batch, first = self._batch, self._batch_first
+        self._batch = []
+        offset = self.strip_offset(first)
+
+        def checksum(role: int) -> list[int]:
+            return [strip_checksum(strips[role]) for strips in batch]
 
         def write(slot: Slot) -> None:
             assert slot.member is not None
-            slot.member.pwrite(strips[slot.role], offset)
+            data = b"".join(strips[slot.role] for strips in batch)
+            slot.member.pwrite(data, offset)
+            slot.member.start_writeback(offset, len(data))
 
-        if self.strip_size >= PARALLEL_WRITE_SIZE:
-            self._on_each(write, "write")
-            return checksums
-        for slot in self.writable_slots():
-            try:
-                write(slot)
-            except MemberError as error:
-                slot.counters.write += 1
-                self.on_member_failed(slot, f"write failed: {error}")
-        return checksums
+        sums = [self._pool.submit(checksum, role) for role in range(self.codec.members)]
+        self._on_each(write, "write")
+        by_role = [future.result() for future in sums]
+        self.on_flushed(
+            {
+                first + i: [by_role[role][i] for role in range(self.codec.members)]
+                for i in range(len(batch))
+            }
+        )
 
     def rewrite_strip(self, slot: Slot, stripe: int, strip: bytes) -> bool:
         """Write back a repaired strip; return whether it was written."""
@@ -180,6 +211,96 @@ class StripeIO:
         self._on_each(fsync, "fsync")
 
     # -- reads -----------------------------------------------------------------------
+
+    def read_run(
+        self, first: int, entries: Sequence[tuple[int, Sequence[int]]]
+    ) -> tuple[list[dict[int, bytes | None]], list[StripeFault], dict[int, bytes]]:
+        """Read consecutive stripes from `first` on, one pread per member, checked in threads.
+
+        `entries` gives (written_at, checksums) per stripe. Returns per stripe
+        the strips by role (None for a bad or unreadable strip of a member that
+        should hold it; roles that hold nothing are left out), the faults
+        found (already counted against their members), and each role's whole
+        run as read when one pread served it.
+        """
+        count = len(entries)
+        offset = self.strip_offset(first)
+        size = self.strip_size
+
+        buffers: dict[int, bytes] = {}
+
+        def read(slot: Slot) -> tuple[list[bytes | None], list[str]]:
+            strips: list[bytes | None] = [None] * count
+            kinds = [""] * count
+            if not any(slot.holds(first + i, entries[i][0]) for i in range(count)):
+                return strips, kinds
+            assert slot.member is not None
+            try:
+                data = slot.member.pread(size * count, offset)
+            except MemberVanishedError:
+                raise
+            except MemberError:
+                # One strip at a time, so a single bad sector costs one strip.
+                return self._read_run_slowly(slot, first, entries)
+            buffers[slot.role] = data
+            for i in range(count):
+                if not slot.holds(first + i, entries[i][0]):
+                    continue
+                strip = data[i * size : (i + 1) * size]
+                if strip_checksum(strip) == entries[i][1][slot.role]:
+                    strips[i] = strip
+                else:
+                    kinds[i] = "checksum"
+            return strips, kinds
+
+        futures = [(slot, self._pool.submit(read, slot)) for slot in self.slots]
+        result: list[dict[int, bytes | None]] = [{} for _ in range(count)]
+        faults: list[StripeFault] = []
+        for slot, future in futures:
+            try:
+                strips, kinds = future.result()
+            except MemberVanishedError as error:
+                slot.counters.read += 1
+                self.on_member_failed(slot, str(error))
+                continue
+            for i in range(count):
+                if kinds[i]:
+                    faults.append(StripeFault(first + i, slot.role, slot.path, kinds[i]))
+                    if kinds[i] == "checksum":
+                        slot.counters.checksum += 1
+                    else:
+                        slot.counters.read += 1
+                if slot.holds(first + i, entries[i][0]):
+                    result[i][slot.role] = strips[i]
+        return result, faults, buffers
+
+    def _read_run_slowly(
+        self, slot: Slot, first: int, entries: Sequence[tuple[int, Sequence[int]]]
+    ) -> tuple[list[bytes | None], list[str]]:
+        strips: list[bytes | None] = []
+        kinds = []
+        for i, (written_at, checksums) in enumerate(entries):
+            if not slot.holds(first + i, written_at):
+                strips.append(None)
+                kinds.append("")
+                continue
+            assert slot.member is not None
+            try:
+                strip = slot.member.pread(self.strip_size, self.strip_offset(first + i))
+            except MemberVanishedError:
+                raise
+            except MemberError:
+                strips.append(None)
+                kinds.append("read")
+                continue
+            good = strip_checksum(strip) == checksums[slot.role]
+            strips.append(strip if good else None)
+            kinds.append("" if good else "checksum")
+        return strips, kinds
+
+    def submit(self, function: Callable[..., object], *args: object) -> Future[object]:
+        """Run `function` on the member thread pool (for CPU work that releases the GIL)."""
+        return self._pool.submit(function, *args)
 
     def read_strip(self, slot: Slot, stripe: int, written_at: int) -> bytes | None:
         """Read one member's strip; None when absent, not in sync or unreadable."""

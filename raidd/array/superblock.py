@@ -37,7 +37,7 @@ KEYSLOT_OFFSET = 20480
 KEYSLOT_RESERVED = 40960
 CHECKSUM_OFFSET = SUPERBLOCK_SIZE - 32
 SPARE_ROLE = -1
-STRIP_CHECKSUM_SHA256_64 = 1
+STRIP_CHECKSUM_CRC32 = 1
 
 # (field, struct code, why): the header, packed in this order with no padding.
 HEADER_FIELDS: tuple[tuple[str, str, str], ...] = (
@@ -58,7 +58,7 @@ HEADER_FIELDS: tuple[tuple[str, str, str], ...] = (
     ("created_time", "Q", "array creation, Unix seconds"),
     ("commit_time", "Q", "this commit, Unix seconds"),
     ("array_name", "64s", "operator's name for the array, UTF-8, NUL padded"),
-    ("strip_checksum", "I", "strip checksum algorithm: 1 = first 8 bytes of SHA-256"),
+    ("strip_checksum", "I", "strip checksum algorithm: 1 = CRC-32 (zlib's), zero extended to u64"),
     ("reserve_stripes", "I", "free stripes kept back for garbage collection"),
     ("map_entries_per_leaf", "I", "allocation map: stripes per leaf node"),
     ("map_fanout", "I", "allocation map: children per internal node"),
@@ -197,7 +197,7 @@ class Superblock:
     metadata_root: bytes = b""
     keyslot_area: bytes = b""
     version: int = FORMAT_VERSION
-    strip_checksum: int = STRIP_CHECKSUM_SHA256_64
+    strip_checksum: int = STRIP_CHECKSUM_CRC32
 
     def entry(self, member_uuid: uuid.UUID) -> MemberEntry | None:
         """Return this superblock's member-table entry for `member_uuid`."""

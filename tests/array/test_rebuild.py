@@ -83,6 +83,7 @@ def test_rebuild_resumes_from_checkpoint(
     with image.open() as array:
         _, job = replace_member(array, image.paths[2], new)
         total = len(job.stripes)
+        job.run_stripes = 1
         for _ in range(total // 2):
             job.step()
         job.write_checkpoint()
@@ -289,6 +290,7 @@ def test_rates_and_progress(make_array: Callable[..., ImageArray], tmp_path: Pat
         with pytest.raises(ArrayError, match="invalid rate limits"):
             job.set_rates(5, 1)
         job.set_rates(0, 0)
+        job.run_stripes = 1
         job.step()
         progress = job.progress()
         assert progress.done == 1
