@@ -115,7 +115,7 @@ def _open_new_member(array: Array, path: str, force: bool) -> Member:
         needed = template.data_offset + template.data_size + SUPERBLOCK_SIZE
         if member.size < needed:
             raise ArrayError(
-                f"member {path} holds {member.size} bytes; array {array.name or array.uuid} "
+                f"member {path} has {member.size} bytes; array {array.name or array.uuid} "
                 f"needs {needed} bytes per member"
             )
         copies = read_superblocks(member)

@@ -275,7 +275,7 @@ class Array:
             raise ArrayError(f"stripe {stripe} is out of range 0..{self.stripe_count - 1}")
         flags = int(self.map.entries[stripe]["flags"])
         if not flags & FLAG_DATA:
-            raise ArrayError(f"stripe {stripe} holds no data; it cannot be freed")
+            raise ArrayError(f"stripe {stripe} contains no data, so it cannot be freed")
         if stripe in self._uncommitted:
             self._uncommitted.discard(stripe)
             self.map.set_entry(stripe, 0, 0, [0] * self.geometry.members)

@@ -106,7 +106,7 @@ def _prepare_paths(paths: Sequence[str], size: int | None) -> list[str]:
 def _check_member(member: Member, force: bool) -> None:
     if member.size < MIN_MEMBER_SIZE:
         raise UsageError(
-            f"member {member.path} holds {member.size} bytes; a member needs at least "
+            f"member {member.path} has {member.size} bytes; a member needs at least "
             f"{MIN_MEMBER_SIZE} bytes (16 MiB)"
         )
     copies = read_superblocks(member)

@@ -125,6 +125,7 @@ class Job:
         with self.array.lock:
             self.array.io.flush()
             run = self._next_run()
+            self._prefetch_after(len(run))
             live = [stripe for stripe in run if self.array.map.is_allocated(stripe)]
             if live:
                 self._bytes += self.process_run(live)
@@ -145,6 +146,14 @@ class Job:
         ):
             run.append(run[-1] + 1)
         return run
+
+    def _prefetch_after(self, count: int) -> None:
+        """Let the devices read the following run while this one is checked."""
+        following = self.index + count
+        if following < len(self.stripes):
+            first = int(self.stripes[following])
+            last = int(self.stripes[min(following + self.run_stripes, len(self.stripes)) - 1])
+            self.array.io.prefetch(first, min(last - first + 1, self.run_stripes))
 
     def entries(self, run: list[int]) -> list[tuple[int, list[int], int]]:
         """Return (written_at, checksums, lost) of each stripe of a run."""
@@ -335,7 +344,9 @@ class Rebuild(Job):
         for group in groups:
             offset = io.strip_offset(group[0][0])
             try:
-                self.slot.member.pwrite(b"".join(strip for _, strip in group), offset)
+                data = b"".join(strip for _, strip in group)
+                self.slot.member.pwrite(data, offset)
+                self.slot.member.start_writeback(offset, len(data))
             except MemberError as error:
                 self.slot.counters.write += 1
                 self.array._member_failed(self.slot, f"rebuild write failed: {error}")

@@ -1,7 +1,7 @@
 """The array lock file: one per array UUID, holding the owner's pid.
 
 The member claims (`O_EXCL`, `flock`) keep a second process off the members;
-this file is what lets the refused process name the holder. It is locked
+this file is what lets the rejected process name the holder. It is locked
 with `flock` as well, so a stale file left by a killed process is taken over
 at once: the kernel drops the lock with the process.
 """
@@ -32,7 +32,7 @@ def lock_path(lock_dir: Path, array_uuid: uuid.UUID) -> Path:
 
 
 def read_holder_pid(path: Path) -> int | None:
-    """Return the pid recorded in a lock file, or None when it holds none."""
+    """Return the pid recorded in a lock file, or None when it contains none."""
     try:
         text = path.read_text(encoding="ascii").strip()
     except FileNotFoundError:

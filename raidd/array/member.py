@@ -1,7 +1,7 @@
 """Member I/O: image files and block devices, read and written with pread/pwrite.
 
 A member is opened once per process. When opened for writing it is claimed:
-block devices with `O_EXCL` (the kernel refuses a second exclusive opener and
+block devices with `O_EXCL` (the kernel rejects a second exclusive opener and
 any mounted filesystem), image files with an exclusive `flock`. Read-only
 opens (`raidd examine`) take no claim, so they work beside a running daemon.
 """
@@ -199,6 +199,13 @@ class Member:
             return
         if _sync_file_range(self.fd, offset, length, SYNC_FILE_RANGE_WRITE) != 0:
             log.debug("writeback_hint_failed", path=self.path, errno=ctypes.get_errno())
+
+    def prefetch(self, offset: int, length: int) -> None:
+        """Ask the kernel to read a range ahead (POSIX_FADV_WILLNEED), without waiting."""
+        try:
+            os.posix_fadvise(self.fd, offset, length, os.POSIX_FADV_WILLNEED)
+        except OSError as error:
+            log.debug("prefetch_hint_failed", path=self.path, error=error.strerror)
 
     def fsync(self) -> None:
         """Make every write so far durable.

@@ -1,7 +1,7 @@
 """Strip I/O across the members: full-stripe writes, verified reads, reconstruction.
 
 `StripeIO` owns the member slots (one per role) and the error counters. It
-knows the strip checksums only when the caller passes them, so the same
+has the strip checksums only when the caller passes them, so the same
 code serves verified data reads and the map's node reads during assembly.
 """
 
@@ -297,6 +297,12 @@ class StripeIO:
             strips.append(strip if good else None)
             kinds.append("" if good else "checksum")
         return strips, kinds
+
+    def prefetch(self, first: int, count: int) -> None:
+        """Start reading `count` stripes from `first` into the page cache on every member."""
+        for slot in self.slots:
+            if slot.member is not None and slot.state is not MemberState.FAILED:
+                slot.member.prefetch(self.strip_offset(first), count * self.strip_size)
 
     def submit(self, function: Callable[..., object], *args: object) -> Future[object]:
         """Run `function` on the member thread pool (for CPU work that releases the GIL)."""

@@ -42,7 +42,7 @@ STRIP_CHECKSUM_CRC32 = 1
 # (field, struct code, why): the header, packed in this order with no padding.
 HEADER_FIELDS: tuple[tuple[str, str, str], ...] = (
     ("magic", "8s", 'b"RAIDDSB\\0": tells a raidd member from anything else'),
-    ("version", "I", "format version; a newer one is refused, naming both"),
+    ("version", "I", "format version; a newer one is rejected, naming both"),
     ("superblock_size", "I", "bytes covered by the checksum plus the checksum (65536)"),
     ("array_uuid", "16s", "which array this member belongs to"),
     ("member_uuid", "16s", "which member this is, independent of its path"),

@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         if not args.new_keyfile.parent.is_dir():
             raise UsageError(f"directory {args.new_keyfile.parent} of --new-keyfile not found")
     else:
-        # Read it now, so a bad key file is refused before anything is written.
+        # Read it now, so a bad key file is rejected before anything is written.
         crypto.read_keyfile(args.keyfile)
 
     def make_keyslot_area() -> bytes:

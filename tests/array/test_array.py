@@ -191,7 +191,7 @@ def test_free_twice_rejected(make_array: Callable[..., ImageArray]) -> None:
         stripe = array.write_stripe(b"x")
         array.commit(b"r")
         array.free([stripe])
-        with pytest.raises(ArrayError, match="holds no data"):
+        with pytest.raises(ArrayError, match="contains no data"):
             array.free([stripe])
         assert not int(array.map.entries[stripe]["flags"]) & FLAG_DATA
 

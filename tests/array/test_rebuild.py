@@ -244,7 +244,7 @@ def test_add_spare_checks(make_array: Callable[..., ImageArray], tmp_path: Path)
     used = tmp_path / "used.img"
     shutil.copyfile(image.paths[0], used)
     with image.open() as array:
-        with pytest.raises(ArrayError, match=r"small\.img holds 8388608 bytes"):
+        with pytest.raises(ArrayError, match=r"small\.img has 8388608 bytes"):
             add_spare(array, small)
         with pytest.raises(ArrayError, match="already carries a raidd superblock"):
             add_spare(array, str(used))

@@ -135,7 +135,7 @@ def test_refuses_small_member(raidd: Callable[..., Result], tmp_path: Path) -> N
     ]
     result = raidd("create", "--level", "5", "--new-keyfile", tmp_path / "k", *members)
     assert result.code == 2
-    assert f"member {members[2]} holds 8388608 bytes" in result.err
+    assert f"member {members[2]} has 8388608 bytes" in result.err
 
 
 def test_refuses_existing_new_keyfile(raidd: Callable[..., Result], tmp_path: Path) -> None:
