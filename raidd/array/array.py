@@ -150,6 +150,8 @@ class Array:
         self._map_changed = False
         self._state_changed = False
         self._cursor = 0
+        self._free_cache: np.ndarray | None = None
+        self._free_position = 0
         self._pending = list(newest.pending)
         self._root = newest.map_root
         self.last_foreground_io = 0.0
@@ -211,9 +213,25 @@ class Array:
         with self._lock:
             return int(np.count_nonzero(self.map.free_mask(self.event + 1)))
 
+    def _free_list(self) -> np.ndarray:
+        """Return the stripes the next commit may write, in allocation order from the cursor.
+
+        It is computed once per commit (a scan of the whole map) and consumed
+        from `_free_position`. Stripes freed in the meantime become writable
+        only two commits later, so the list stays valid until the next commit.
+        """
+        if self._free_cache is None:
+            mask = self.map.free_mask(self.event + 1)
+            order = np.concatenate(
+                [np.arange(self._cursor, self.stripe_count), np.arange(self._cursor)]
+            )
+            self._free_cache = order[mask[order]]
+            self._free_position = 0
+        return self._free_cache
+
     def _allocate(self, count: int, use_reserve: bool) -> list[int]:
-        mask = self.map.free_mask(self.event + 1)
-        free = int(np.count_nonzero(mask))
+        candidates = self._free_list()
+        free = len(candidates) - self._free_position
         keep = 0 if use_reserve else self.reserve_stripes
         if free - count < keep:
             raise ArrayFullError(
@@ -221,10 +239,8 @@ class Array:
                 f"{self.reserve_stripes} kept for garbage collection; free space by "
                 "expiring old versions"
             )
-        order = np.concatenate(
-            [np.arange(self._cursor, self.stripe_count), np.arange(self._cursor)]
-        )
-        chosen = order[mask[order]][:count]
+        chosen = candidates[self._free_position : self._free_position + count]
+        self._free_position += count
         self._cursor = (int(chosen[-1]) + 1) % self.stripe_count
         return [int(s) for s in chosen]
 
@@ -277,8 +293,10 @@ class Array:
         if not flags & FLAG_DATA:
             raise ArrayError(f"stripe {stripe} contains no data, so it cannot be freed")
         if stripe in self._uncommitted:
+            # Never referenced by a commit, so it may be written again at once.
             self._uncommitted.discard(stripe)
             self.map.set_entry(stripe, 0, 0, [0] * self.geometry.members)
+            self._free_cache = None
             return
         if flags & FLAG_MAP:
             self.map.entries[stripe]["flags"] = flags & ~FLAG_DATA
@@ -432,6 +450,7 @@ class Array:
             self.io.sync()
             self._stop_if_beyond_tolerance("commit")
             self.event = event
+            self._free_cache = None
             self._template = base
             self._state_changed = False
             if sum(1 for slot in self.slots if not slot.writable) == failed_before:

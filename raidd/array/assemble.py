@@ -296,6 +296,15 @@ def _open(
     opened: list[Member] = []
     try:
         slots, behind, spares = _build_slots(newest, by_member, kinds, read_only, opener, opened)
+        used = {slot.member_uuid for slot in slots} | {spare.member_uuid for spare in spares}
+        for member_uuid, candidate in by_member.items():
+            if member_uuid not in used:
+                _reject(
+                    report,
+                    candidate,
+                    "not used: another member serves its role (an "
+                    "interrupted replace); run the replace again",
+                )
         missing = [slot.role for slot in slots if slot.member is None]
         unusable = missing + [s.role for s in slots if s.state is MemberState.REBUILDING]
         if not _survives(newest, unusable):
@@ -333,6 +342,8 @@ def _build_slots(
             for e in newest.members
             if e.role == role and e.state in (MemberState.ACTIVE, MemberState.REBUILDING)
         ]
+        # An interrupted hot replace leaves an active and a rebuilding entry: the active wins.
+        entries.sort(key=lambda e: e.state is not MemberState.ACTIVE)
         entry = entries[0] if entries else None
         if entry is None:
             slots.append(Slot(role, uuid.UUID(int=0), MemberState.ABSENT, 0, "", None))
