@@ -223,7 +223,7 @@ def assemble(
     *,
     array_uuid: uuid.UUID | str | None = None,
     read_only: bool = False,
-    lock_dir: Path | None = None,
+    lock_dir: str | os.PathLike[str] | None = None,
     opener: MemberOpener | None = None,
     search_recorded_paths: bool = True,
 ) -> Array:
@@ -271,7 +271,8 @@ def assemble(
     newest = max((c.sb for c in active if c.sb is not None), key=lambda sb: sb.event_counter)
     _check_split_brain(active, newest)
     kinds = {c.path: _classify(c, newest, report) for c in members}
-    return _open(newest, members, kinds, report, read_only, lock_dir, opener or default_opener)
+    directory = Path(lock_dir) if lock_dir is not None else default_lock_dir()
+    return _open(newest, members, kinds, report, read_only, directory, opener or default_opener)
 
 
 def _open(
@@ -280,19 +281,13 @@ def _open(
     kinds: dict[str, str],
     report: AssemblyReport,
     read_only: bool,
-    lock_dir: Path | None,
+    lock_dir: Path,
     opener: MemberOpener,
 ) -> Array:
     by_member = {
         c.sb.member_uuid: c for c in members if c.sb is not None and kinds[c.path] != "unused"
     }
-    lock = (
-        None
-        if read_only
-        else ArrayLock.acquire(
-            lock_dir or default_lock_dir(), newest.array_uuid, newest.array_name
-        )
-    )
+    lock = None if read_only else ArrayLock.acquire(lock_dir, newest.array_uuid, newest.array_name)
     opened: list[Member] = []
     try:
         slots, behind, spares = _build_slots(newest, by_member, kinds, read_only, opener, opened)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -34,7 +35,7 @@ DEFAULT_MIN_RATE = 1.0
 DEFAULT_MAX_RATE = 0.0
 READ_RETRIES = 3
 # A job reads up to this many bytes per member with one pread.
-RUN_BYTES = 2 * MiB
+RUN_BYTES = 8 * MiB
 FOREGROUND_WINDOW = 1.0
 
 
@@ -66,6 +67,16 @@ class JobResult:
     details: list[StripeError] = field(default_factory=list)
 
 
+def _consecutive(stripes: list[int]) -> list[list[int]]:
+    groups: list[list[int]] = []
+    for stripe in stripes:
+        if groups and groups[-1][-1] == stripe - 1:
+            groups[-1].append(stripe)
+        else:
+            groups.append([stripe])
+    return groups
+
+
 class Job:
     """Base of rebuild, resync and scrub: stripe walk, rates, progress, checkpoints."""
 
@@ -90,6 +101,10 @@ class Job:
             self.stripes = stripes[stripes >= start]
         self.index = 0
         self.run_stripes = max(1, RUN_BYTES // array.io.strip_size)
+        # One thread reads the next run while the current one is checked and written.
+        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="read-ahead")
+        self._ahead: tuple[list[int], Future[dict[int, bytes | MemberError]]] | None = None
+        self._fetched: dict[int, bytes | MemberError] | None = None
         self._bytes = 0
         self._started = time.monotonic()
         self._last_checkpoint = self._started
@@ -124,11 +139,18 @@ class Job:
             return False
         with self.array.lock:
             self.array.io.flush()
-            run = self._next_run()
-            self._prefetch_after(len(run))
+            run = self._run_at(self.index)
+            self._fetched = self._take_read_ahead(run)
+            self._read_ahead(self.index + len(run))
             live = [stripe for stripe in run if self.array.map.is_allocated(stripe)]
-            if live:
-                self._bytes += self.process_run(live)
+            if live == run:
+                self._bytes += self.process_run(run)
+            else:
+                # A stripe was freed since the job started: the fetched run no longer fits.
+                self._fetched = None
+                for group in _consecutive(live):
+                    self._bytes += self.process_run(group)
+            self._fetched = None
             self.index += len(run)
             self._after_stripe(run[-1])
         self._throttle()
@@ -136,24 +158,35 @@ class Job:
             self.write_checkpoint()
         return not self.finished
 
-    def _next_run(self) -> list[int]:
-        limit = self.run_stripes
-        run = [int(self.stripes[self.index])]
+    def _run_at(self, index: int) -> list[int]:
+        """Return the consecutive stripes from position `index`, at most `run_stripes`."""
+        run = [int(self.stripes[index])]
         while (
-            len(run) < limit
-            and self.index + len(run) < len(self.stripes)
-            and int(self.stripes[self.index + len(run)]) == run[-1] + 1
+            len(run) < self.run_stripes
+            and index + len(run) < len(self.stripes)
+            and int(self.stripes[index + len(run)]) == run[-1] + 1
         ):
             run.append(run[-1] + 1)
         return run
 
-    def _prefetch_after(self, count: int) -> None:
-        """Let the devices read the following run while this one is checked."""
-        following = self.index + count
-        if following < len(self.stripes):
-            first = int(self.stripes[following])
-            last = int(self.stripes[min(following + self.run_stripes, len(self.stripes)) - 1])
-            self.array.io.prefetch(first, min(last - first + 1, self.run_stripes))
+    def _read_ahead(self, index: int) -> None:
+        """Start reading the run at `index` in the read-ahead thread, while this one is checked."""
+        if index >= len(self.stripes):
+            self._ahead = None
+            return
+        run = self._run_at(index)
+        future = self._reader.submit(self.array.io.fetch_run, run[0], len(run))
+        self._ahead = (run, future)
+
+    def _take_read_ahead(self, run: list[int]) -> dict[int, bytes | MemberError] | None:
+        ahead, self._ahead = self._ahead, None
+        if ahead is None or ahead[0] != run:
+            return None
+        return ahead[1].result()
+
+    def _fetched_for(self, run: list[int]) -> dict[int, bytes | MemberError] | None:
+        """Return the read-ahead data of this step (it always covers exactly `run`)."""
+        return self._fetched
 
     def entries(self, run: list[int]) -> list[tuple[int, list[int], int]]:
         """Return (written_at, checksums, lost) of each stripe of a run."""
@@ -171,6 +204,7 @@ class Job:
         """Run to the end (or until `stop_event` is set), then finish the job."""
         while not self.stop_event.is_set() and self.step():
             pass
+        self._reader.shutdown(wait=True)
         if self.finished:
             self.finish()
         else:
@@ -246,7 +280,9 @@ class Rebuild(Job):
     def process_run(self, run: list[int]) -> int:
         io = self.array.io
         rows = self.entries(run)
-        strips, _faults, buffers = io.read_run(run[0], [(w, c) for w, c, _ in rows])
+        strips, _faults, buffers = io.read_run(
+            run[0], [(w, c) for w, c, _ in rows], self._fetched_for(run)
+        )
         if self._rebuild_run_at_once(run, rows, strips, buffers):
             return io.strip_size * sum(len(known) for known in strips)
         rebuilt: list[tuple[int, bytes]] = []
@@ -294,9 +330,10 @@ class Rebuild(Job):
         if len(sources) == 1:
             data = buffers[sources[0]]
         else:
-            result = np.frombuffer(buffers[sources[0]], dtype=np.uint8).copy()
-            for source in sources[1:]:
-                np.bitwise_xor(result, np.frombuffer(buffers[source], dtype=np.uint8), out=result)
+            views = [np.frombuffer(buffers[source], dtype=np.uint64) for source in sources]
+            result = np.bitwise_xor(views[0], views[1])
+            for view in views[2:]:
+                np.bitwise_xor(result, view, out=result)
             data = result.tobytes()
         size = self.array.io.strip_size
         for i in range(len(run)):
@@ -400,7 +437,9 @@ class Scrub(Job):
     def process_run(self, run: list[int]) -> int:
         io = self.array.io
         rows = self.entries(run)
-        strips, faults, _buffers = io.read_run(run[0], [(w, c) for w, c, _ in rows])
+        strips, faults, buffers = io.read_run(
+            run[0], [(w, c) for w, c, _ in rows], self._fetched_for(run)
+        )
         for fault in faults:
             self._report(fault.stripe, fault.role, fault.path, fault.kind)
         checks = []
@@ -418,11 +457,35 @@ class Scrub(Job):
                     log.error("scrub_unrecoverable", stripe=stripe, error=str(error))
             elif len(known) == len(self.array.slots):
                 checks.append((stripe, [known[role] for role in range(len(self.array.slots))]))
+        checks = self._drop_consistent(run, checks, buffers)
         # One task per run, so the thread hand-off costs once per run, not per stripe.
         verdicts = io.submit(self._verify_all, checks).result()
         for (stripe, _), verdict in zip(checks, verdicts, strict=True):  # type: ignore[call-overload]
             self._check_parity(stripe, verdict)
         return io.strip_size * sum(len(known) for known in strips)
+
+    def _drop_consistent(
+        self,
+        run: list[int],
+        checks: list[tuple[int, list[bytes | None]]],
+        buffers: dict[int, bytes],
+    ) -> list[tuple[int, list[bytes | None]]]:
+        """Check RAID5 parity of a whole run at once; return the checks still to run.
+
+        In a RAID5 stripe P is the XOR of the data strips, so the XOR of all
+        of a stripe's strips is zero whichever member holds P: one XOR over the
+        members' runs clears every consistent stripe.
+        """
+        members = len(self.array.slots)
+        if self.array.codec.level is not Level.RAID5 or len(buffers) < members or not checks:
+            return checks
+        words = self.array.io.strip_size // 8
+        views = [np.frombuffer(buffers[role], dtype=np.uint64) for role in range(members)]
+        total = np.bitwise_xor(views[0], views[1])
+        for view in views[2:]:
+            np.bitwise_xor(total, view, out=total)
+        nonzero = total.reshape(len(run), words).any(axis=1)
+        return [(stripe, strips) for stripe, strips in checks if nonzero[stripe - run[0]]]
 
     def _verify_all(self, checks: list[tuple[int, list[bytes | None]]]) -> list[Verification]:
         return [self.array.codec.verify(stripe, strips) for stripe, strips in checks]  # type: ignore[arg-type]

@@ -200,13 +200,6 @@ class Member:
         if _sync_file_range(self.fd, offset, length, SYNC_FILE_RANGE_WRITE) != 0:
             log.debug("writeback_hint_failed", path=self.path, errno=ctypes.get_errno())
 
-    def prefetch(self, offset: int, length: int) -> None:
-        """Ask the kernel to read a range ahead (POSIX_FADV_WILLNEED), without waiting."""
-        try:
-            os.posix_fadvise(self.fd, offset, length, os.POSIX_FADV_WILLNEED)
-        except OSError as error:
-            log.debug("prefetch_hint_failed", path=self.path, error=error.strerror)
-
     def fsync(self) -> None:
         """Make every write so far durable.
 

@@ -212,8 +212,31 @@ class StripeIO:
 
     # -- reads -----------------------------------------------------------------------
 
+    def fetch_run(self, first: int, count: int) -> dict[int, bytes | MemberError]:
+        """Read `count` stripes from `first` on every member, raw, one pread each.
+
+        Safe to call without the array lock (a job's read-ahead thread does):
+        it only reads, and returns errors instead of acting on them.
+        """
+        offset = self.strip_offset(first)
+        futures = {
+            slot.role: self._pool.submit(slot.member.pread, self.strip_size * count, offset)
+            for slot in self.slots
+            if slot.member is not None and slot.state is not MemberState.FAILED
+        }
+        fetched: dict[int, bytes | MemberError] = {}
+        for role, future in futures.items():
+            try:
+                fetched[role] = future.result()
+            except MemberError as error:
+                fetched[role] = error
+        return fetched
+
     def read_run(
-        self, first: int, entries: Sequence[tuple[int, Sequence[int]]]
+        self,
+        first: int,
+        entries: Sequence[tuple[int, Sequence[int]]],
+        fetched: dict[int, bytes | MemberError] | None = None,
     ) -> tuple[list[dict[int, bytes | None]], list[StripeFault], dict[int, bytes]]:
         """Read consecutive stripes from `first` on, one pread per member, checked in threads.
 
@@ -221,7 +244,8 @@ class StripeIO:
         the strips by role (None for a bad or unreadable strip of a member that
         should hold it; roles that hold nothing are left out), the faults
         found (already counted against their members), and each role's whole
-        run as read when one pread served it.
+        run as read when one pread served it. `fetched` is a `fetch_run`
+        result read ahead; members missing from it are read now.
         """
         count = len(entries)
         offset = self.strip_offset(first)
@@ -236,7 +260,10 @@ class StripeIO:
                 return strips, kinds
             assert slot.member is not None
             try:
-                data = slot.member.pread(size * count, offset)
+                early = fetched.get(slot.role) if fetched is not None else None
+                if isinstance(early, MemberError):
+                    raise early
+                data = early if early is not None else slot.member.pread(size * count, offset)
             except MemberVanishedError:
                 raise
             except MemberError:
@@ -297,12 +324,6 @@ class StripeIO:
             strips.append(strip if good else None)
             kinds.append("" if good else "checksum")
         return strips, kinds
-
-    def prefetch(self, first: int, count: int) -> None:
-        """Start reading `count` stripes from `first` into the page cache on every member."""
-        for slot in self.slots:
-            if slot.member is not None and slot.state is not MemberState.FAILED:
-                slot.member.prefetch(self.strip_offset(first), count * self.strip_size)
 
     def submit(self, function: Callable[..., object], *args: object) -> Future[object]:
         """Run `function` on the member thread pool (for CPU work that releases the GIL)."""
