@@ -285,7 +285,7 @@ class Rebuild(Job):
         )
         if self._rebuild_run_at_once(run, rows, strips, buffers):
             return io.strip_size * sum(len(known) for known in strips)
-        rebuilt: list[tuple[int, bytes]] = []
+        rebuilt: list[tuple[int, bytes | memoryview]] = []
         for i, stripe in enumerate(run):
             written_at, checksums, lost = rows[i]
             if self.slot.holds(stripe, written_at):
@@ -327,6 +327,7 @@ class Rebuild(Job):
                 return False
             if any(strips[i].get(r) is None for r in sources) or set(buffers) < set(sources):
                 return False
+        data: bytes | memoryview
         if len(sources) == 1:
             data = buffers[sources[0]]
         else:
@@ -334,7 +335,7 @@ class Rebuild(Job):
             result = np.bitwise_xor(views[0], views[1])
             for view in views[2:]:
                 np.bitwise_xor(result, view, out=result)
-            data = result.tobytes()
+            data = memoryview(result).cast("B")
         size = self.array.io.strip_size
         for i in range(len(run)):
             if strip_checksum(data[i * size : (i + 1) * size]) != rows[i][1][role]:
@@ -368,7 +369,7 @@ class Rebuild(Job):
         self._record_lost(stripe, checksums, written_at)
         return None
 
-    def _write_rebuilt(self, rebuilt: list[tuple[int, bytes]]) -> None:
+    def _write_rebuilt(self, rebuilt: list[tuple[int, bytes | memoryview]]) -> None:
         """Write rebuilt strips to the target, one pwrite per run of consecutive stripes."""
         assert self.slot.member is not None
         io = self.array.io
@@ -381,7 +382,7 @@ class Rebuild(Job):
         for group in groups:
             offset = io.strip_offset(group[0][0])
             try:
-                data = b"".join(strip for _, strip in group)
+                data = group[0][1] if len(group) == 1 else b"".join(s for _, s in group)
                 self.slot.member.pwrite(data, offset)
                 self.slot.member.start_writeback(offset, len(data))
             except MemberError as error:
