@@ -272,7 +272,7 @@ def re_add(array: Array, path: str, *, force: bool = False) -> Rebuild:
         slot.state = MemberState.REBUILDING
         slot.rebuild_next = 0
         slot.rebuild_since = array.event
-        # The member's own counter may be older than the table says (a disk
+        # The member's own counter may be older than its table entry (a disk
         # swapped back from an old copy), so resync from the older of the two.
         slot.resync_base = 0 if diverged else min(entry.in_sync_event, sb.event_counter)
         job = Rebuild(array, slot)

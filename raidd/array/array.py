@@ -44,7 +44,7 @@ log = structlog.get_logger(__name__)
 
 @dataclass(frozen=True)
 class CommitResult:
-    """What a commit made durable: its event counter, and where the tail went."""
+    """The outcome of a commit: its event counter, and the stripe that holds the tail."""
 
     event: int
     tail_stripe: int | None
@@ -59,7 +59,7 @@ class Spare:
 
 @dataclass
 class AssemblyReport:
-    """What assembly found besides the members it used; each item names path, UUID, reason."""
+    """Assembly findings besides the members used; each item names path, UUID and reason."""
 
     degraded: bool = False
     missing_roles: list[int] = field(default_factory=list)
@@ -89,10 +89,10 @@ class Array:
        next event counter on every member. `metadata_root` (at most 256
        bytes) is the store's own root reference, kept in the superblock and
        returned by `metadata_root` after assembly. `tail` is a partial
-       stripe of the store's data (its metadata, say) that the engine packs
+       stripe of the store's data (its metadata, say). The engine packs it
        together with the map nodes into one stripe, so a small commit costs
-       one stripe; the result names that stripe (the tail starts at
-       offset 0).
+       one stripe. The result names that stripe, and the tail starts at its
+       offset 0.
     3. `read(stripe, offset, length)` returns bytes of a stripe's data. Every
        strip is checked against the checksum in the allocation map; a
        missing member, a read error or a mismatch is repaired from parity,
@@ -315,11 +315,11 @@ class Array:
     ) -> CommitResult:
         """Make every stripe written since the last commit durable and referenced.
 
-        Order (docs/FORMAT.md, "Commit order"): data stripes are already
-        written; the changed map nodes (and `tail`) go to fresh stripes; every
-        member is fsynced; then the superblock with the next event counter is
-        written to every member and fsynced. The commit point is the first
-        durable superblock.
+        Order (docs/FORMAT.md, "Commit order"): the data stripes are already
+        written. The changed map nodes and `tail` go to fresh stripes, and
+        every member is fsynced. Then the superblock with the next event
+        counter is written to every member and fsynced. The commit point is
+        the first durable superblock.
 
         Raises:
             ArrayFullError: no stripe left for the map nodes.

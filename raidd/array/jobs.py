@@ -59,7 +59,7 @@ class StripeError:
 
 @dataclass
 class JobResult:
-    """What a job found: one StripeError per bad strip, and stripes recorded as lost."""
+    """A job's findings: one StripeError per bad strip, and the stripes recorded as lost."""
 
     errors: int = 0
     repaired: int = 0

@@ -240,11 +240,11 @@ class StripeIO:
     ) -> tuple[list[dict[int, bytes | None]], list[StripeFault], dict[int, bytes]]:
         """Read consecutive stripes from `first` on, one pread per member, checked in threads.
 
-        `entries` gives (written_at, checksums) per stripe. Returns per stripe
-        the strips by role (None for a bad or unreadable strip of a member that
-        should hold it; roles that hold nothing are left out), the faults
-        found (already counted against their members), and each role's whole
-        run as read when one pread served it. `fetched` is a `fetch_run`
+        `entries` gives (written_at, checksums) per stripe. Returns three
+        things. First, per stripe, the strips by role: None marks a bad or
+        unreadable strip, and roles whose member should not hold the stripe
+        are left out. Second, the faults found, already counted against their
+        members. Third, each role's whole run as read, when one pread served it. `fetched` is a `fetch_run`
         result read ahead; members missing from it are read now.
         """
         count = len(entries)
@@ -417,7 +417,7 @@ class StripeIO:
     ) -> list[bytes]:
         """Read every strip, verify each, rebuild the bad ones and optionally write them back.
 
-        `known` holds strips the caller already read and checked (None for bad
+        `known` contains strips the caller already read and checked (None for bad
         ones), so that they are neither read nor counted twice.
 
         Raises:
