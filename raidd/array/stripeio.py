@@ -244,8 +244,9 @@ class StripeIO:
         things. First, per stripe, the strips by role: None marks a bad or
         unreadable strip, and roles whose member should not hold the stripe
         are left out. Second, the faults found, already counted against their
-        members. Third, each role's whole run as read, when one pread served it. `fetched` is a `fetch_run`
-        result read ahead; members missing from it are read now.
+        members. Third, each role's whole run as read, when one pread served
+        it. `fetched` is a `fetch_run` result read ahead, and members missing
+        from it are read now.
         """
         count = len(entries)
         offset = self.strip_offset(first)
