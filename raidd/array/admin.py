@@ -16,13 +16,14 @@ from collections.abc import Callable
 import structlog
 
 from raidd.array.array import Array, Spare
-from raidd.array.jobs import Rebuild
+from raidd.array.jobs import Job, Rebuild, Scrub
 from raidd.array.member import Member, MemberError, identify, open_member
 from raidd.array.stripeio import Slot
 from raidd.array.superblock import (
     SLOT_OFFSETS,
     SPARE_ROLE,
     SUPERBLOCK_SIZE,
+    CheckpointKind,
     MemberEntry,
     MemberState,
     read_superblocks,
@@ -282,11 +283,18 @@ def re_add(array: Array, path: str, *, force: bool = False) -> Rebuild:
         return job
 
 
-def resume_job(array: Array) -> Rebuild | None:
-    """Return the rebuild or resync job the superblock checkpoint records, if any."""
+def resume_job(array: Array) -> Job | None:
+    """Return the rebuild, resync or scrub job the superblock checkpoint records, if any.
+
+    A rebuilding member always gets its job back (from its checkpoint, or
+    from the start when the checkpoint names another job); a scrub resumes
+    at its checkpoint.
+    """
     for slot in array.slots:
         if slot.state is MemberState.REBUILDING and slot.member is not None:
             return Rebuild(array, slot)
+    if array.checkpoint.kind is CheckpointKind.SCRUB:
+        return Scrub(array, start=array.checkpoint.next_stripe)
     return None
 
 

@@ -98,3 +98,34 @@ def test_block_member_claimed_exclusively(loop: Callable[[Path], str], tmp_path:
         reader.close()
     finally:
         first.close()
+
+
+def test_commands_on_loop_devices(
+    loop: Callable[[Path], str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """raidd create, examine, key and header-backup work on block devices too."""
+    import json
+
+    from raidd.cli import main
+
+    monkeypatch.setenv("RAIDD_LOCK_DIR", str(tmp_path / "lock"))
+    devices = [loop(image) for image in make_images(tmp_path, 3)]
+    key = tmp_path / "k"
+    assert main(["create", "--level", "5", "--new-keyfile", str(key), *devices]) == 0
+    capsys.readouterr()
+    assert main(["examine", "--json", *devices]) == 0
+    examined = json.loads(capsys.readouterr().out)
+    assert [item["role"] for item in examined] == [0, 1, 2]
+    assert all(item["level"] == 5 for item in examined)
+    second = tmp_path / "k2"
+    assert main(["key", "add", "--keyfile", str(key), "--new-keyfile", str(second), *devices]) == 0
+    capsys.readouterr()
+    assert main(["key", "list", "--json", *devices]) == 0
+    assert [row["slot"] for row in json.loads(capsys.readouterr().out)] == [0, 1]
+    backup = tmp_path / "headers"
+    members = [arg for device in devices for arg in ("--member", device)]
+    assert main(["header-backup", *members, str(backup)]) == 0
+    assert backup.stat().st_size > 3 * 3 * 65536

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import random
 import shutil
+import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,7 +23,7 @@ from raidd.array.admin import (
     resume_job,
 )
 from raidd.array.faulty import FaultyMember
-from raidd.array.jobs import Rebuild
+from raidd.array.jobs import Rebuild, Scrub
 from raidd.array.superblock import CheckpointKind, MemberState
 from raidd.errors import ArrayError, IntegrityError
 from tests.array.conftest import ImageArray, MiB, write_random
@@ -105,6 +107,70 @@ def test_rebuild_resumes_from_checkpoint(
         search_recorded_paths=False,
     ) as array:
         read_all(array, written)
+
+
+def test_rebuild_killed_resumes(make_array: Callable[..., ImageArray], tmp_path: Path) -> None:
+    """A rebuild process killed with SIGKILL after a checkpoint resumes there, not at zero."""
+    image = make_array(5)
+    with image.open() as array:
+        written = write_random(array, random.Random(12), 80)
+        array.commit(b"r")
+    os.unlink(image.paths[2])
+    new = blank_image(tmp_path / "new.img")
+    with image.open() as array:
+        _, job = replace_member(array, image.paths[2], new)
+        total = len(job.stripes)
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            with image.open() as array:
+                job = resume_job(array)
+                assert job is not None
+                job.run_stripes = 1
+                job.checkpoint_interval = 0.0
+                while job.step():
+                    if job.index == total // 2:
+                        os.write(write_end, b"c")
+                        time.sleep(60)
+        finally:
+            os._exit(1)
+    os.close(write_end)
+    assert os.read(read_end, 1) == b"c"
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    os.close(read_end)
+    with image.open() as array:
+        assert array.checkpoint.kind is CheckpointKind.REBUILD
+        assert array.checkpoint.next_stripe > 0
+        resumed = resume_job(array)
+        assert resumed is not None
+        assert total // 2 - 1 <= total - len(resumed.stripes) <= total // 2
+        resumed.run()
+        assert not array.degraded
+    with assemble(
+        [new, image.paths[0], image.paths[3]], lock_dir=image.lock_dir, search_recorded_paths=False
+    ) as array:
+        read_all(array, written)
+
+
+def test_scrub_resumes_from_checkpoint(make_array: Callable[..., ImageArray]) -> None:
+    image = make_array(6)
+    with image.open() as array:
+        write_random(array, random.Random(13), 40)
+        array.commit(b"r")
+        job = Scrub(array, min_rate=0, max_rate=0)
+        job.run_stripes = 1
+        for _ in range(10):
+            job.step()
+        job.write_checkpoint()
+        stopped = job.next_stripe()
+    with image.open() as array:
+        resumed = resume_job(array)
+        assert isinstance(resumed, Scrub)
+        assert int(resumed.stripes[0]) == stopped
+        assert resumed.run().errors == 0
+        assert array.checkpoint.kind is CheckpointKind.NONE
 
 
 def test_second_read_error_loses_one_stripe(
