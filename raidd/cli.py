@@ -46,9 +46,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    # The offline commands print their results; their log events go to stderr.
+    # The offline commands print their results; their warnings go to stderr
+    # (looked up at each event, so a replaced sys.stderr is followed).
     structlog.configure(
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=lambda *args: structlog.PrintLogger(sys.stderr),
         wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
     )
     try:

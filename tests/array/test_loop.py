@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 
 from raidd.array import assemble, create_array
 from raidd.array.member import MemberClaimedError, open_member
@@ -107,11 +108,24 @@ def test_commands_on_loop_devices(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """raidd create, examine, key and header-backup work on block devices too."""
-    import json
-
     from raidd.cli import main
 
     monkeypatch.setenv("RAIDD_LOCK_DIR", str(tmp_path / "lock"))
+    saved = structlog.get_config()
+    try:
+        run_commands(loop, tmp_path, capsys, main)
+    finally:
+        structlog.configure(**saved)
+
+
+def run_commands(
+    loop: Callable[[Path], str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    main: Callable[[list[str]], int],
+) -> None:
+    import json
+
     devices = [loop(image) for image in make_images(tmp_path, 3)]
     key = tmp_path / "k"
     assert main(["create", "--level", "5", "--new-keyfile", str(key), *devices]) == 0
