@@ -23,6 +23,7 @@ from raidd.array.lock import ArrayLock, default_lock_dir
 from raidd.array.member import DeviceIdentity, Member, MemberError, identify, open_member
 from raidd.array.stripeio import Slot
 from raidd.array.superblock import (
+    CheckpointKind,
     MemberState,
     MemberSuperblocks,
     Superblock,
@@ -355,9 +356,7 @@ def _build_slots(
             if kinds[candidate.path] == "behind":
                 behind.append(slot)
         if entry.state is MemberState.REBUILDING:
-            cp = newest.checkpoint
-            slot.rebuild_next = cp.next_stripe if cp.member_uuid == entry.member_uuid else 0
-            slot.rebuild_since = cp.since_event if cp.member_uuid == entry.member_uuid else 0
+            _restore_progress(slot, newest)
         slots.append(slot)
     spares = []
     for entry in newest.members:
@@ -367,6 +366,23 @@ def _build_slots(
             opened.append(member)
             spares.append(Spare(entry.member_uuid, candidate.path, member))
     return slots, behind, spares
+
+
+def _restore_progress(slot: Slot, newest: Superblock) -> None:
+    """Set how far a rebuilding member got, from the checkpoint when it names this member."""
+    cp = newest.checkpoint
+    if cp.member_uuid != slot.member_uuid:
+        # No checkpoint of its own: every stripe it holds is suspect, so start again.
+        slot.rebuild_next, slot.rebuild_since = 0, newest.event_counter
+        return
+    slot.rebuild_next = cp.next_stripe
+    if cp.kind is CheckpointKind.RESYNC:
+        # Stripes written since the resync began went to the member too, but
+        # which commit that was is not recorded: resync them again.
+        slot.resync_base = cp.since_event
+        slot.rebuild_since = newest.event_counter
+    else:
+        slot.rebuild_since = cp.since_event
 
 
 def _beyond_tolerance_message(newest: Superblock, slots: list[Slot], missing: list[int]) -> str:

@@ -261,6 +261,42 @@ def test_stale_member_resynced_since(
         read_all(array, {s: d for s, d in old.items() if s not in list(old)[:3]})
 
 
+def test_resync_resumes_after_restart(
+    make_array: Callable[..., ImageArray], tmp_path: Path
+) -> None:
+    image = make_array(5)
+    aside = tmp_path / "aside.img"
+    with image.open() as array:
+        write_random(array, random.Random(14), 30)
+        array.commit(b"r")
+    shutil.copyfile(image.paths[0], aside)
+    with image.open() as array:
+        new = write_random(array, random.Random(15), 20)
+        array.commit(b"r")
+    shutil.copyfile(aside, image.paths[0])
+    with image.open() as array:
+        job = re_add(array, image.paths[0])
+        total = len(job.stripes)
+        job.run_stripes = 1
+        for _ in range(total // 2):
+            job.step()
+        job.write_checkpoint()
+    with image.open() as array:
+        assert array.checkpoint.kind is CheckpointKind.RESYNC
+        resumed = resume_job(array)
+        assert resumed is not None
+        assert resumed.kind is CheckpointKind.RESYNC
+        assert len(resumed.stripes) <= total - total // 2
+        resumed.run()
+        assert not array.degraded
+    with assemble(
+        [image.paths[0], image.paths[2], image.paths[3]],
+        lock_dir=image.lock_dir,
+        search_recorded_paths=False,
+    ) as array:
+        read_all(array, new)
+
+
 def test_fail_beyond_tolerance_refused(make_array: Callable[..., ImageArray]) -> None:
     image = make_array(5)
     with image.open() as array:
