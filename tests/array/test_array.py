@@ -211,3 +211,23 @@ def test_beyond_tolerance_read_raises(make_array: Callable[..., ImageArray]) -> 
         os.pwrite(member.fd, b"\xaa" * 4096, offset)
         with pytest.raises(IntegrityError, match=f"stripe {stripe} cannot be read"):
             array.read(stripe)
+
+
+def test_deleted_image_fails_member(make_array: Callable[..., ImageArray]) -> None:
+    """An image file deleted while the array runs is a vanished member: degraded, no loss."""
+    image = make_array(6)
+    with image.open() as array:
+        before = write_random(array, random.Random(20), 5)
+        array.commit(b"r1")
+        os.unlink(image.paths[4])
+        after = write_random(array, random.Random(21), 5)
+        array.commit(b"r2")
+        assert array.slots[4].state.name == "FAILED"
+        assert array.degraded
+        for stripe, data in {**before, **after}.items():
+            assert array.read(stripe) == data
+    with image.open() as array:
+        assert array.report.missing_roles == [4]
+        assert array.metadata_root == b"r2"
+        for stripe, data in {**before, **after}.items():
+            assert array.read(stripe) == data
