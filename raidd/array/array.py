@@ -112,6 +112,12 @@ class Array:
     may call it from several threads; rebuild and scrub jobs take it per
     stripe.
 
+    Long work runs as jobs (`raidd.array.jobs`): `Rebuild` (also resync of a
+    returning member) and `Scrub`, each with progress, rate limits and a
+    checkpoint in the superblocks; `resume_job` picks one up after a
+    restart. `failure_listeners` are called when a member fails;
+    `AutoRebuild` uses them to rebuild onto a spare.
+
     Create arrays with `raidd.array.create_array`, open them with
     `raidd.array.assemble`.
     """
