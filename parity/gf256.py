@@ -165,7 +165,7 @@ def mul2_words(words: U64Array, scratch: U64Array) -> None:
 
 def mul2_bytes(values: U8Array) -> None:
     """Multiply every byte of a uint8 array by g in place (for tails shorter than a word)."""
-    np.take(mul_row(GENERATOR), values, out=values)
+    np.take(mul_row(GENERATOR), values, out=values, mode="clip")
 
 
 def mul_const(c: int, source: U8Array, out: U8Array, index_scratch: npt.NDArray[np.intp]) -> None:
