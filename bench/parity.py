@@ -163,12 +163,36 @@ def run_stripe(strip_size: int, k: int, rounds: int) -> list[Row]:
 
     copy_rate = copy.median()
     return [
-        Row(f"RAID5 encode {k}+1", strip_size, raid5.median(), copy_rate, median(zfec1),
-            "x copy", raid5_ratio, 1.0),
-        Row(f"RAID6 encode {k}+2", strip_size, raid6.median(), copy_rate, median(zfec2),
-            "x zfec", raid6_ratio, 2.5),
-        Row(f"RAID6 rebuild D0+D1 {k}+2", strip_size, rebuild.median(), copy_rate,
-            median(zfec_decode), "x RAID6 encode", rebuild_ratio, 0.5),
+        Row(
+            f"RAID5 encode {k}+1",
+            strip_size,
+            raid5.median(),
+            copy_rate,
+            median(zfec1),
+            "x copy",
+            raid5_ratio,
+            1.0,
+        ),
+        Row(
+            f"RAID6 encode {k}+2",
+            strip_size,
+            raid6.median(),
+            copy_rate,
+            median(zfec2),
+            "x zfec",
+            raid6_ratio,
+            2.5,
+        ),
+        Row(
+            f"RAID6 rebuild D0+D1 {k}+2",
+            strip_size,
+            rebuild.median(),
+            copy_rate,
+            median(zfec_decode),
+            "x RAID6 encode",
+            rebuild_ratio,
+            0.5,
+        ),
     ]
 
 

@@ -102,7 +102,11 @@ def as_strips(buffers: Sequence[Buffer], kind: str = "strip") -> list[U8Array]:
             strips.append(buffer)
         else:
             strips.append(as_strip(buffer, f"{kind} {i}"))
-    check_same_size(strips)
+    if strips:
+        size = strips[0].size
+        for strip in strips:
+            if strip.size != size:
+                check_same_size(strips)
     return strips
 
 
@@ -130,11 +134,13 @@ def output_strip(out: U8Array | None, size: int, name: str) -> U8Array:
     """
     if out is None:
         return np.empty(size, dtype=np.uint8)
-    if not isinstance(out, np.ndarray) or out.dtype != np.uint8 or out.ndim != 1:
-        raise TypeError(f"{name} must be a 1-D numpy.uint8 array")
+    if type(out) is not np.ndarray or out.dtype is not UINT8 or out.ndim != 1:
+        if not isinstance(out, np.ndarray) or out.dtype != UINT8 or out.ndim != 1:
+            raise TypeError(f"{name} must be a 1-D numpy.uint8 array")
     if out.size != size:
         raise GeometryError(f"{name} must have the strip size {size}; got {out.size} bytes")
-    if not out.flags.writeable or not out.flags.c_contiguous:
+    flags = out.flags
+    if not flags.writeable or not flags.c_contiguous:
         raise GeometryError(f"{name} must be writable and contiguous")
     return out
 
