@@ -134,9 +134,8 @@ def output_strip(out: U8Array | None, size: int, name: str) -> U8Array:
     """
     if out is None:
         return np.empty(size, dtype=np.uint8)
-    if type(out) is not np.ndarray or out.dtype is not UINT8 or out.ndim != 1:
-        if not isinstance(out, np.ndarray) or out.dtype != UINT8 or out.ndim != 1:
-            raise TypeError(f"{name} must be a 1-D numpy.uint8 array")
+    if not isinstance(out, np.ndarray) or out.dtype != UINT8 or out.ndim != 1:
+        raise TypeError(f"{name} must be a 1-D numpy.uint8 array")
     if out.size != size:
         raise GeometryError(f"{name} must have the strip size {size}; got {out.size} bytes")
     flags = out.flags
