@@ -111,21 +111,24 @@ def _rebuild_raid6(views: list[U8Array | None], missing: list[int]) -> list[U8Ar
     lost_data = [i for i in missing if i < k]
     out = list(views)
     if len(lost_data) == 2:
+        # D_y = (g^x + g^y)^(-1) * (Q + Q_s + g^x * dP) and D_x = dP + D_y,
+        # where dP = P + P_s (P_s, Q_s: P and Q of the surviving data strips).
         assert p is not None and q is not None
         x, y = lost_data
         x_out = np.empty(size, dtype=np.uint8)
         y_out = np.empty(size, dtype=np.uint8)
         raid6.recover_two_data(data, p, q, x, y, x_out, y_out)
         out[x], out[y] = x_out, y_out
+    elif len(lost_data) == 1 and p is not None:
+        # D_x = P + P_s, whether Q is present or not.
+        others = [view for view in data if view is not None]
+        out[lost_data[0]] = xor_strips([p, *others], np.empty(size, dtype=np.uint8))
     elif len(lost_data) == 1:
+        # P is lost too: Q + Q_s = g^x * D_x, so D_x = g^(-x) * (Q + Q_s).
+        assert q is not None
         x = lost_data[0]
-        if p is not None:
-            # D_x = P + (sum of the other data strips).
-            others = [view for view in data if view is not None]
-            out[x] = xor_strips([p, *others], np.empty(size, dtype=np.uint8))
-        else:
-            assert q is not None
-            out[x] = raid6.recover_data_from_q(data, q, x, np.empty(size, dtype=np.uint8))
+        out[x] = raid6.recover_data_from_q(data, q, x, np.empty(size, dtype=np.uint8))
+    # With every data strip known, a lost P or Q is computed again.
     full_data = [view for view in out[:k] if view is not None]
     if p is None or q is None:
         p_new, q_new = raid6.encode_pq(full_data)

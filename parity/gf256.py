@@ -17,7 +17,7 @@ performs that step on eight bytes at once in a uint64 word (SWAR, "SIMD
 within a register", as Anvin's paper describes for the Linux kernel):
 
     high = w & 0x8080808080808080     # the bit each byte shifts out
-    w    = (w ^ high) << 1            # shift every byte; nothing crosses bytes
+    w    = (w ^ high) << 1            # shift every byte, so nothing crosses bytes
     w   ^= (high >> 7) * 0x1d         # reduce the bytes whose top bit was set
 
 The integer product in the last line cannot carry between bytes because
@@ -47,10 +47,12 @@ GENERATOR = 2
 ORDER = 255
 """Multiplicative order of g: the number of nonzero elements."""
 
-HIGH_BITS = np.uint64(0x8080808080808080)
-REDUCTION = np.uint64(POLYNOMIAL & 0xFF)
-ONE = np.uint64(1)
-SEVEN = np.uint64(7)
+# The SWAR constants are 0-d arrays rather than numpy scalars: numpy takes
+# about a microsecond less per call to broadcast a 0-d array than to convert
+# a scalar, and a strip's Q makes six such calls per data strip and block.
+HIGH_BITS = np.array(0x8080808080808080, dtype=np.uint64)
+REDUCTION = np.array(POLYNOMIAL & 0xFF, dtype=np.uint64)
+SEVEN = np.array(7, dtype=np.uint64)
 
 U8Array = npt.NDArray[np.uint8]
 U16Array = npt.NDArray[np.uint16]
@@ -155,17 +157,19 @@ def mul2_words(words: U64Array, scratch: U64Array) -> None:
         words: uint64 array, changed in place.
         scratch: uint64 array of the same length, overwritten.
     """
-    np.bitwise_and(words, HIGH_BITS, out=scratch)
-    np.bitwise_xor(words, scratch, out=words)
-    np.left_shift(words, ONE, out=words)
-    np.right_shift(scratch, SEVEN, out=scratch)
-    np.multiply(scratch, REDUCTION, out=scratch)
-    np.bitwise_xor(words, scratch, out=words)
+    np.bitwise_and(words, HIGH_BITS, scratch)
+    np.bitwise_xor(words, scratch, words)
+    # w + w is w << 1 (no bit crosses a byte now that the top bits are clear),
+    # and numpy adds faster than it shifts.
+    np.add(words, words, words)
+    np.right_shift(scratch, SEVEN, scratch)
+    np.multiply(scratch, REDUCTION, scratch)
+    np.bitwise_xor(words, scratch, words)
 
 
 def mul2_bytes(values: U8Array) -> None:
     """Multiply every byte of a uint8 array by g in place (for tails shorter than a word)."""
-    np.take(mul_row(GENERATOR), values, out=values, mode="clip")
+    np.take(mul_row(GENERATOR), values, out=values, mode="wrap")
 
 
 def mul_const(c: int, source: U8Array, out: U8Array, index_scratch: npt.NDArray[np.intp]) -> None:
@@ -190,6 +194,6 @@ def mul_const(c: int, source: U8Array, out: U8Array, index_scratch: npt.NDArray[
     if pairs:
         indices = index_scratch[:pairs]
         np.copyto(indices, source[: 2 * pairs].view(np.uint16), casting="unsafe")
-        np.take(mul_table16(c), indices, out=out[: 2 * pairs].view(np.uint16), mode="clip")
+        np.take(mul_table16(c), indices, out=out[: 2 * pairs].view(np.uint16), mode="wrap")
     if source.size % 2:
         out[-1] = mul_row(c)[source[-1]]

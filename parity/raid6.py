@@ -214,6 +214,11 @@ def locate_corruption(d_p: U8Array, d_q: U8Array, k: int) -> int | None:
     Returns:
         The logical index of the corrupted strip (0..k-1 data, k for P, k + 1
         for Q), or None when no single strip explains the syndromes.
+
+    NOTE: errors in two strips can mimic an error in a third. D_a off by E
+    together with P off by (g^(a-z) + 1) * E gives the same syndromes as D_z
+    off by g^(a-z) * E, and is reported as strip z. Independent damage to more
+    than a few bytes matches such a pattern at every byte only by chance.
     """
     p_bad = d_p != 0
     q_bad = d_q != 0
