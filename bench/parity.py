@@ -127,13 +127,14 @@ def run_stripe(strip_size: int, k: int, rounds: int) -> list[Row]:
         if zfec is None:
             return None
         encoder = zfec.Encoder(k, k + parity)
-        wanted = list(range(k, k + parity))
-        return Timer(lambda: encoder.encode(as_bytes, wanted), data_bytes)
+        parity_numbers = list(range(k, k + parity))
+        return Timer(lambda: encoder.encode(as_bytes, parity_numbers), data_bytes)
 
     p, q = encode_pq(data)
     damaged: list[np.ndarray | None] = [None, None, *data[2:], p, q]
     rebuilt = reconstruct(Level.RAID6, damaged)
-    assert np.array_equal(rebuilt[0], data[0]) and np.array_equal(rebuilt[1], data[1])
+    assert np.array_equal(rebuilt[0], data[0])
+    assert np.array_equal(rebuilt[1], data[1])
 
     copy = Timer(copy_all, data_bytes)
     raid5 = Timer(lambda: encode_p(data, out=p_out), data_bytes)

@@ -110,6 +110,7 @@ def _rebuild_raid6(views: list[U8Array | None], missing: list[int]) -> list[U8Ar
     p, q = views[k], views[k + 1]
     lost_data = [i for i in missing if i < k]
     out = list(views)
+
     if len(lost_data) == 2:
         # D_y = (g^x + g^y)^(-1) * (Q + Q_s + g^x * dP) and D_x = dP + D_y,
         # where dP = P + P_s (P_s, Q_s: P and Q of the surviving data strips).
@@ -128,6 +129,7 @@ def _rebuild_raid6(views: list[U8Array | None], missing: list[int]) -> list[U8Ar
         assert q is not None
         x = lost_data[0]
         out[x] = raid6.recover_data_from_q(data, q, x, np.empty(size, dtype=np.uint8))
+
     # With every data strip known, a lost P or Q is computed again.
     full_data = [view for view in out[:k] if view is not None]
     if p is None or q is None:

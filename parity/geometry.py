@@ -1,4 +1,4 @@
-"""Stripe geometry: which member holds each data strip, P and Q of a stripe.
+"""Stripe geometry: which member stores each data strip, P and Q of a stripe.
 
 A stripe is one strip per member. Logical data strips are numbered across
 the array in order, ``data_strips`` per stripe, so logical strip ``s`` is
@@ -31,7 +31,7 @@ MIN_STRIP_SIZE = 4096
 """Smallest strip size in bytes; every strip size is a power of two at least this large."""
 
 MAX_RAID6_DATA_STRIPS = 255
-"""The generator g = 2 has 255 distinct powers in GF(2^8), so Q tells at most 255 strips apart."""
+"""g = 2 has 255 distinct powers in GF(2^8), so Q distinguishes at most 255 data strips."""
 
 
 class Level(enum.IntEnum):
@@ -127,7 +127,7 @@ class StripeLayout:
 
 @dataclass(frozen=True)
 class StripLocation:
-    """Where one logical data strip lives.
+    """Location of one logical data strip.
 
     Attributes:
         stripe: stripe number.

@@ -21,7 +21,7 @@ within a register", as Anvin's paper describes for the Linux kernel):
     w   ^= (high >> 7) * 0x1d         # reduce the bytes whose top bit was set
 
 The integer product in the last line cannot carry between bytes because
-``high >> 7`` holds 0 or 1 per byte and 0x1d < 0x100.
+``high >> 7`` is 0 or 1 in each byte and 0x1d < 0x100.
 
 Multiplication by any other constant c uses a table: ``mul_table16(c)``
 maps each 16-bit value (two bytes) to the two products, built from the
@@ -47,9 +47,9 @@ GENERATOR = 2
 ORDER = 255
 """Multiplicative order of g: the number of nonzero elements."""
 
-# The SWAR constants are 0-d arrays rather than numpy scalars: numpy takes
-# about a microsecond less per call to broadcast a 0-d array than to convert
-# a scalar, and a strip's Q makes six such calls per data strip and block.
+# The SWAR constants are 0-d arrays rather than numpy scalars, because numpy
+# broadcasts a 0-d array about a microsecond faster than it converts a
+# scalar. Q makes six such calls per data strip and block.
 HIGH_BITS = np.array(0x8080808080808080, dtype=np.uint64)
 REDUCTION = np.array(POLYNOMIAL & 0xFF, dtype=np.uint64)
 SEVEN = np.array(7, dtype=np.uint64)

@@ -33,7 +33,7 @@ P_s = sum of D_i and Q_s = sum of g^i * D_i over the present i:
 
 Locating a single corrupted strip (``locate_corruption``): with the stored
 P, Q and the data as read, the syndromes dP = P + P(D) and dQ = Q + Q(D)
-are zero where nothing is wrong. If only data strip z holds an error E,
+are zero where nothing is wrong. If only data strip z is wrong, by E,
 then dP = E and dQ = g^z * E at every byte where E is nonzero, so
 z = log_g(dQ / dP) = log dQ - log dP (mod 255) is the same at every such
 byte and below k. An error in P alone gives dP != 0 = dQ, an error in Q

@@ -105,6 +105,7 @@ def rebuild_raid6(strips: list[bytes | None]) -> list[bytes]:
     lost = [i for i in range(k) if data[i] is None]
     assert len(lost) + (p is None) + (q is None) <= 2
     with_zeros = [zero if strip is None else strip for strip in data]
+
     if len(lost) == 2:
         assert p is not None and q is not None
         x, y = lost
@@ -124,6 +125,7 @@ def rebuild_raid6(strips: list[bytes | None]) -> list[bytes]:
         else:
             assert q is not None
             data[x] = scale(gf_inv(gf_pow(x)), add(q, encode_q(with_zeros)))
+
     full = [strip for strip in data if strip is not None]
     assert len(full) == k
     return [*full, encode_p(full) if p is None else p, encode_q(full) if q is None else q]
@@ -133,9 +135,9 @@ def locate_raid6(strips: list[bytes]) -> int | str | None:
     """Find a single corrupted strip of a full RAID6 stripe by trial.
 
     Returns:
-        "ok" when P and Q match; the index j (0..k-1 data, k for P, k + 1 for Q)
-        of the only strip whose recomputation makes the stripe consistent; or
-        None when no single strip does.
+        "ok" when P and Q match. Otherwise the index j (0..k-1 data, k for P,
+        k + 1 for Q) of the only strip whose recomputation makes the stripe
+        consistent, or None when no single strip does.
     """
     k = len(strips) - 2
     data = strips[:k]

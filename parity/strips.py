@@ -14,10 +14,10 @@ Performance notes, measured on the benchmark machine (see docs/BENCHMARKS.md):
   accumulators (P, Q and the scratch words) stay in the L2 cache while each
   data strip's block streams past once, instead of every pass going to
   memory.
-* XOR runs on the uint8 views directly (numpy's uint8 XOR loop is as fast
-  as its uint64 one). Only the accumulators that are multiplied by g are
-  also viewed as uint64 words, for the SWAR step in ``parity.gf256``; a
-  tail of fewer than 8 bytes is multiplied bytewise.
+* XOR runs on the uint8 views directly, because numpy's uint8 XOR loop is
+  as fast as its uint64 one. Only the accumulators that are multiplied by
+  g are also viewed as uint64 words, for the SWAR step in
+  ``parity.gf256``. A tail of fewer than 8 bytes is multiplied bytewise.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from parity.gf256 import mul2_bytes, mul2_words
 UINT8 = np.dtype(np.uint8)
 
 Buffer: TypeAlias = bytes | bytearray | memoryview | npt.NDArray[np.uint8]
-"""A strip as the caller holds it."""
+"""A strip in any of the buffer types the codecs accept."""
 
 U8Array: TypeAlias = npt.NDArray[np.uint8]
 U64Array: TypeAlias = npt.NDArray[np.uint64]
@@ -96,8 +96,8 @@ def as_strips(buffers: Sequence[Buffer], kind: str = "strip") -> list[U8Array]:
     strips: list[U8Array] = []
     for i, buffer in enumerate(buffers):
         # The common case, a 1-D uint8 array, skips the checks and the name
-        # that only an error message would need: each Python step here costs
-        # as much as XORing a few hundred bytes.
+        # that only an error message would need, because each Python step
+        # here costs as much as XORing a few hundred bytes.
         if type(buffer) is np.ndarray and buffer.dtype is UINT8 and buffer.ndim == 1:
             strips.append(buffer)
         else:
@@ -180,7 +180,7 @@ def scratch_words(size: int) -> U64Array:
 
 
 class Doubler:
-    """Multiplies one block of an accumulator strip by g in place, word by word."""
+    """In-place multiplication by g of one block of an accumulator strip, word by word."""
 
     def __init__(self, block: U8Array, scratch: U64Array) -> None:
         """Prepare the uint64 view of ``block`` (contiguous) and its byte tail.

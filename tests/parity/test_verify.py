@@ -16,15 +16,15 @@ def raid6_stripe(seed: int, k: int, size: int) -> list[bytes]:
     return [*data, reference.encode_p(data), reference.encode_q(data)]
 
 
-def corrupt(strip: bytes, seed: int, how: str) -> bytes:
+def corrupt(strip: bytes, seed: int, damage: str) -> bytes:
     """Return a corrupted copy: one flipped byte, a few bytes, or the whole strip replaced."""
     rng = np.random.default_rng(seed)
     damaged = bytearray(strip)
-    if how == "first byte":
+    if damage == "first byte":
         damaged[0] ^= 0x01
-    elif how == "last byte":
+    elif damage == "last byte":
         damaged[-1] ^= 0x80
-    elif how == "scattered":
+    elif damage == "scattered":
         for position in rng.choice(len(strip), size=5, replace=False):
             damaged[position] ^= int(rng.integers(1, 256))
     else:
@@ -41,14 +41,14 @@ def test_raid6_clean_stripe(k: int, size: int) -> None:
     assert verify(Level.RAID6, raid6_stripe(k, k, size)) == CLEAN
 
 
-@pytest.mark.parametrize("how", ["first byte", "last byte", "scattered", "whole strip"])
+@pytest.mark.parametrize("damage", ["first byte", "last byte", "scattered", "whole strip"])
 @pytest.mark.parametrize("k", [2, 3, 5, 8])
-def test_raid6_locates_every_position(k: int, how: str) -> None:
+def test_raid6_locates_every_position(k: int, damage: str) -> None:
     """A single corrupted strip is found at every position, data, P and Q alike."""
     stripe = raid6_stripe(k, k, 61)
     for position in range(k + 2):
         damaged = list(stripe)
-        damaged[position] = corrupt(stripe[position], position, how)
+        damaged[position] = corrupt(stripe[position], position, damage)
         result = verify(Level.RAID6, damaged)
         assert result.bad_index == position, (position, result)
         assert not result.ok
