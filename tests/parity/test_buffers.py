@@ -116,3 +116,33 @@ def test_reconstruct_accepts_level_as_int() -> None:
     rebuilt = reconstruct(6, [DATA[0], None, DATA[2], P, None])
     assert rebuilt[1].tobytes() == DATA[1]
     assert rebuilt[4].tobytes() == Q
+
+
+def test_reconstruct_writes_into_out() -> None:
+    x_out = np.zeros(24, dtype=np.uint8)
+    q_out = np.zeros(24, dtype=np.uint8)
+    ignored = np.zeros(24, dtype=np.uint8)
+    rebuilt = reconstruct(
+        Level.RAID6, [DATA[0], None, DATA[2], P, None], out=[ignored, x_out, None, None, q_out]
+    )
+    assert rebuilt[1] is x_out
+    assert rebuilt[4] is q_out
+    assert x_out.tobytes() == DATA[1]
+    assert q_out.tobytes() == Q
+    assert not ignored.any()
+
+
+def test_reconstruct_out_for_mirrors_and_raid5() -> None:
+    copy_out = np.zeros(24, dtype=np.uint8)
+    assert reconstruct(Level.RAID1, [DATA[0], None], out=[None, copy_out])[1] is copy_out
+    assert copy_out.tobytes() == DATA[0]
+    p_out = np.zeros(24, dtype=np.uint8)
+    assert reconstruct(Level.RAID5, [*DATA, None], out=[None] * 3 + [p_out])[3] is p_out
+    assert p_out.tobytes() == P
+
+
+def test_reconstruct_out_checked() -> None:
+    with pytest.raises(GeometryError, match=r"out must have one entry per strip \(4\); got 2"):
+        reconstruct(Level.RAID5, [*DATA, None], out=[None, None])
+    with pytest.raises(GeometryError, match=r"out\[3\] must have the strip size 24; got 8 bytes"):
+        reconstruct(Level.RAID5, [*DATA, None], out=[None, None, None, np.zeros(8, np.uint8)])
