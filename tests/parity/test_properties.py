@@ -5,12 +5,22 @@ prints the drawn arguments (including the content seed) that reproduce it.
 """
 
 import numpy as np
+import pytest
 from hypothesis import given, seed, settings
 from hypothesis import strategies as st
 
-from parity import Geometry, Level, encode_p, encode_pq, reconstruct, reference, verify
+from parity import (
+    Geometry,
+    Level,
+    TooManyErasures,
+    encode_p,
+    encode_pq,
+    reconstruct,
+    reference,
+    verify,
+)
 
-PROPERTIES = settings(max_examples=60, deadline=None, database=None)
+PROPERTIES = settings(max_examples=200, deadline=None, database=None)
 STRIP_SIZES = st.sampled_from([4096, 8192, 16384])
 FILLS = st.sampled_from(["random", "zeros", "ones", "sparse"])
 CONTENT_SEEDS = st.integers(0, 2**32 - 1)
@@ -136,3 +146,28 @@ def test_lost_members_rebuilt_through_layout(
     logical = [None if member in lost else on_member[member] for member in order]
     rebuilt = reconstruct(level, logical)
     assert [strip.tobytes() for strip in rebuilt[: geometry.data_strips]] == strips
+
+
+@seed(20261208)
+@PROPERTIES
+@given(
+    level=st.sampled_from([Level.RAID1, Level.RAID10]),
+    copies_or_pairs=st.integers(2, 6),
+    content_seed=CONTENT_SEEDS,
+    data=st.data(),
+)
+def test_mirrors_rebuild_when_geometry_survives(
+    level: Level, copies_or_pairs: int, content_seed: int, data: st.DataObject
+) -> None:
+    """Mirrors rebuild exactly the patterns Geometry.survives accepts, and raise otherwise."""
+    members = copies_or_pairs * 2 if level is Level.RAID10 else copies_or_pairs
+    geometry = Geometry(level, members, 4096)
+    strips = make_strips(content_seed, "random", geometry.data_strips, 4096)
+    stripe = [strips[i // 2] if level is Level.RAID10 else strips[0] for i in range(members)]
+    lost = data.draw(st.sets(st.integers(0, members - 1)), label="lost")
+    damaged = [None if i in lost else strip for i, strip in enumerate(stripe)]
+    if geometry.survives(lost):
+        assert [strip.tobytes() for strip in reconstruct(level, damaged)] == stripe
+    else:
+        with pytest.raises(TooManyErasures):
+            reconstruct(level, damaged)
