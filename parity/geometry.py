@@ -124,6 +124,18 @@ class StripeLayout:
     p: int | None
     q: int | None
 
+    def strip_members(self) -> tuple[int, ...]:
+        """List the members in the logical order that ``reconstruct`` and ``verify`` take.
+
+        Returns:
+            RAID0, RAID5 and RAID6: the data strips' members, then P's and Q's
+            member. RAID1 and RAID10: every member, in member order (for RAID10
+            each data strip's two copies side by side).
+        """
+        members = [member for holders in self.data for member in holders]
+        members += [member for member in (self.p, self.q) if member is not None]
+        return tuple(members)
+
 
 @dataclass(frozen=True)
 class StripLocation:

@@ -179,3 +179,12 @@ def test_survives_ignores_duplicates() -> None:
 def test_survives_rejects_unknown_member() -> None:
     with pytest.raises(GeometryError, match=r"member index must be in 0\.\.3; got 4"):
         Geometry(Level.RAID5, 4, 4 * KIB).survives([4])
+
+
+def test_strip_members_in_logical_order() -> None:
+    assert Geometry(Level.RAID6, 5, 4 * KIB).layout(1).strip_members() == (0, 1, 2, 3, 4)
+    assert Geometry(Level.RAID6, 5, 4 * KIB).layout(2).strip_members() == (4, 0, 1, 2, 3)
+    assert Geometry(Level.RAID5, 4, 4 * KIB).layout(1).strip_members() == (3, 0, 1, 2)
+    assert Geometry(Level.RAID1, 3, 4 * KIB).layout(9).strip_members() == (0, 1, 2)
+    assert Geometry(Level.RAID10, 4, 4 * KIB).layout(9).strip_members() == (0, 1, 2, 3)
+    assert Geometry(Level.RAID0, 2, 4 * KIB).layout(9).strip_members() == (0, 1)

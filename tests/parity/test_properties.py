@@ -140,9 +140,7 @@ def test_lost_members_rebuilt_through_layout(
     on_member[layout.p] = p.tobytes()
     lost = data.draw(st.sets(st.integers(0, members - 1), max_size=geometry.tolerance))
     assert geometry.survives(lost)
-    order = [holders[0] for holders in layout.data] + [layout.p]
-    if layout.q is not None:
-        order.append(layout.q)
+    order = layout.strip_members()
     logical = [None if member in lost else on_member[member] for member in order]
     rebuilt = reconstruct(level, logical)
     assert [strip.tobytes() for strip in rebuilt[: geometry.data_strips]] == strips
