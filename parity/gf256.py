@@ -167,6 +167,22 @@ def mul2_words(words: U64Array, scratch: U64Array) -> None:
     np.bitwise_xor(words, scratch, words)
 
 
+def mul2_words_from(source: U64Array, out: U64Array, scratch: U64Array) -> None:
+    """Set ``out`` to g times every byte of ``source`` (the SWAR step, out of place).
+
+    Args:
+        source: uint64 array, read only.
+        out: uint64 array of the same length, overwritten; must not overlap ``source``.
+        scratch: uint64 array of the same length, overwritten.
+    """
+    np.bitwise_and(source, HIGH_BITS, scratch)
+    np.bitwise_xor(source, scratch, out)
+    np.add(out, out, out)
+    np.right_shift(scratch, SEVEN, scratch)
+    np.multiply(scratch, REDUCTION, scratch)
+    np.bitwise_xor(out, scratch, out)
+
+
 def mul2_bytes(values: U8Array) -> None:
     """Multiply every byte of a uint8 array by g in place (for tails shorter than a word)."""
     np.take(mul_row(GENERATOR), values, out=values, mode="wrap")

@@ -82,13 +82,17 @@ def horner(out: U8Array, terms: Sequence[U8Array | None], scratch: U64Array) -> 
     top = present[-1]
     top_term = terms[top]
     assert top_term is not None
-    np.copyto(out, top_term)
+    if top == 0:
+        np.copyto(out, top_term)
+        return
     double = Doubler(out, scratch)
+    double.assign_doubled(top_term)
     for i in range(top - 1, -1, -1):
-        double()
+        if i < top - 1:
+            double()
         term = terms[i]
         if term is not None:
-            np.bitwise_xor(out, term, out=out)
+            np.bitwise_xor(out, term, out)
 
 
 def pq_block(data: Sequence[U8Array], p: U8Array, q: U8Array, scratch: U64Array) -> None:
@@ -98,17 +102,19 @@ def pq_block(data: Sequence[U8Array], p: U8Array, q: U8Array, scratch: U64Array)
     XOR, Q by Horner's rule, so each data block is read while it is in cache.
     """
     top = len(data) - 1
-    np.copyto(q, data[top])
     if top == 0:
+        np.copyto(q, data[0])
         np.copyto(p, data[0])
         return
-    np.bitwise_xor(data[top], data[top - 1], out=p)
+    xor = np.bitwise_xor
+    xor(data[top], data[top - 1], p)
     double = Doubler(q, scratch)
-    for i in range(top - 1, -1, -1):
+    double.assign_doubled(data[top])
+    xor(q, data[top - 1], q)
+    for i in range(top - 2, -1, -1):
         double()
-        np.bitwise_xor(q, data[i], out=q)
-        if i < top - 1:
-            np.bitwise_xor(p, data[i], out=p)
+        xor(q, data[i], q)
+        xor(p, data[i], p)
 
 
 def encode_pq(

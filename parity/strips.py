@@ -29,7 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from parity.errors import GeometryError
-from parity.gf256 import mul2_bytes, mul2_words
+from parity.gf256 import GENERATOR, mul2_bytes, mul2_words, mul2_words_from, mul_row
 
 UINT8 = np.dtype(np.uint8)
 
@@ -190,6 +190,8 @@ class Doubler:
             scratch: at least ``block.size // 8`` words, overwritten by each step.
         """
         whole = block.size - block.size % 8
+        self.block = block
+        self.whole = whole
         self.words: U64Array = block[:whole].view(np.uint64)
         self.scratch = scratch[: whole // 8]
         self.tail: U8Array | None = block[whole:] if whole < block.size else None
@@ -199,3 +201,18 @@ class Doubler:
         mul2_words(self.words, self.scratch)
         if self.tail is not None:
             mul2_bytes(self.tail)
+
+    def assign_doubled(self, source: U8Array) -> None:
+        """Set the block to g times ``source``, a strip block of the same length.
+
+        This saves the pass that copying ``source`` in and doubling it in
+        place would take. A strided ``source`` has no word view, so it is
+        copied and doubled in place.
+        """
+        if not source.flags.c_contiguous:
+            np.copyto(self.block, source)
+            self()
+            return
+        mul2_words_from(source[: self.whole].view(np.uint64), self.words, self.scratch)
+        if self.tail is not None:
+            np.take(mul_row(GENERATOR), source[self.whole :], out=self.tail, mode="wrap")

@@ -146,3 +146,12 @@ def test_reconstruct_out_checked() -> None:
         reconstruct(Level.RAID5, [*DATA, None], out=[None, None])
     with pytest.raises(GeometryError, match=r"out\[3\] must have the strip size 24; got 8 bytes"):
         reconstruct(Level.RAID5, [*DATA, None], out=[None, None, None, np.zeros(8, np.uint8)])
+
+
+def test_reconstruct_from_strided_strips() -> None:
+    """Every RAID6 case reads strided arrays, which have no uint64 view."""
+    strided = [np.repeat(np.frombuffer(strip, dtype=np.uint8), 2)[::2] for strip in [*DATA, P, Q]]
+    for missing in [(0, 1), (1, 3), (2, 4), (3, 4)]:
+        damaged = [None if i in missing else strip for i, strip in enumerate(strided)]
+        rebuilt = reconstruct(Level.RAID6, damaged)
+        assert [strip.tobytes() for strip in rebuilt] == [*DATA, P, Q], missing
