@@ -192,13 +192,76 @@ def recover_two_data(
         *data_blocks, p_block, q_block, d_p, r = block
         assert p_block is not None and q_block is not None
         assert d_p is not None and r is not None
-        xor_into(d_p, [p_block, *(strip for strip in data_blocks if strip is not None)])
-        terms = list(data_blocks)
-        terms[x] = d_p
-        horner(r, terms, scratch)
-        np.bitwise_xor(r, q_block, out=r)
+        two_data_syndromes(data_blocks, p_block, x, y, d_p, r, scratch)
+        np.bitwise_xor(r, q_block, r)
         gf256.mul_const(factor, r, r, indices)
-        np.bitwise_xor(d_p, r, out=d_p)
+        np.bitwise_xor(d_p, r, d_p)
+
+
+def two_data_syndromes(
+    data: Sequence[U8Array | None],
+    p: U8Array,
+    x: int,
+    y: int,
+    d_p: U8Array,
+    r: U8Array,
+    scratch: U64Array,
+) -> None:
+    """Set ``d_p`` to dP = P + P_s and ``r`` to Q_s + g^x * dP, for one block.
+
+    This is ``horner`` over the data with dP in place of D_x and zero in place
+    of D_y, with dP built in the same descending loop: each strip above x is
+    XORed into dP right after it is XORed into ``r``, while it is still in
+    cache. The strips below x (all present, as y > x) and P start dP first.
+    """
+    low = [p, *(strip for strip in data[:x] if strip is not None)]
+    xor = np.bitwise_xor
+    d_p_started = len(low) > 1
+    if d_p_started:
+        xor_into(d_p, low)
+
+    def add_to_d_p(strip: U8Array) -> None:
+        nonlocal d_p_started
+        if d_p_started:
+            xor(d_p, strip, d_p)
+        else:
+            xor(low[0], strip, d_p)
+            d_p_started = True
+
+    double = Doubler(r, scratch)
+    pending: U8Array | None = None
+    started = False
+    for i in range(len(data) - 1, -1, -1):
+        term: U8Array | None
+        if i == y:
+            term = None
+        elif i == x:
+            if not d_p_started:
+                np.copyto(d_p, low[0])
+                d_p_started = True
+            term = d_p
+        else:
+            term = data[i]
+        if not started:
+            # Horner starts at the highest nonzero term, which waits in
+            # `pending` so that the first doubling can read it in place.
+            if term is not None:
+                pending = term
+                started = True
+                if i > x:
+                    add_to_d_p(term)
+            continue
+        if pending is not None:
+            double.assign_doubled(pending)
+            pending = None
+        else:
+            double()
+        if term is not None:
+            xor(r, term, r)
+            if i > x:
+                add_to_d_p(term)
+    if pending is not None:
+        np.copyto(r, pending)
 
 
 def syndromes(data: Sequence[U8Array], p: U8Array, q: U8Array) -> tuple[U8Array, U8Array]:
