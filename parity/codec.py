@@ -51,7 +51,8 @@ def reconstruct(
         strips: the stripe's strips in logical order (see the module
             docstring); None marks a missing strip.
         out: optional arrays to write the rebuilt strips into, one entry per
-            position of ``strips`` (1-D uint8, the strip size). Entries at
+            position of ``strips`` (1-D uint8, the strip size, not overlapping
+            any strip). Entries at
             present positions, None entries, or no list at all mean the
             rebuilt strip is a new array. Reusing arrays saves the allocation
             and page faults when many stripes are rebuilt.

@@ -49,7 +49,8 @@ def encode_p(data: Sequence[Buffer], out: U8Array | None = None) -> U8Array:
 
     Args:
         data: the stripe's data strips in logical order, all of one size.
-        out: array to write P into (1-D uint8, the strip size); None allocates one.
+        out: array to write P into (1-D uint8, the strip size, not overlapping
+            any data strip); None allocates one.
 
     Returns:
         P, as ``out`` when given.

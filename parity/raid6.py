@@ -124,7 +124,8 @@ def encode_pq(
 
     Args:
         data: the stripe's data strips in logical order (1 to 255), all of one size.
-        p_out: array to write P into (1-D uint8, the strip size); None allocates one.
+        p_out: array to write P into (1-D uint8, the strip size, not overlapping
+            any data strip); None allocates one.
         q_out: array to write Q into, likewise.
 
     Returns:
