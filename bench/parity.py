@@ -228,7 +228,7 @@ def machine() -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--rounds", type=int, default=7, help="timed rounds per figure, about 0.2 s each"
+        "--rounds", type=int, default=11, help="timed rounds per figure, about 0.2 s each"
     )
     args = parser.parse_args()
     print(machine())

@@ -195,9 +195,10 @@ def mul_const(c: int, source: U8Array, out: U8Array, index_scratch: npt.NDArray[
         c: the constant, 0..255.
         source: uint8 array, contiguous.
         out: uint8 array of the same length, contiguous; may be ``source``.
-        index_scratch: intp array of at least ``len(source) // 2`` elements,
-            overwritten (``np.take`` needs intp indices; converting into a
-            reused buffer avoids an allocation per call).
+        index_scratch: intp array, overwritten. ``np.take`` needs intp
+            indices, so each run of ``len(index_scratch)`` byte pairs is
+            converted into it and then looked up. A reused buffer avoids an
+            allocation per call, and a short one keeps it in cache.
     """
     if c == 0:
         out.fill(0)
@@ -207,9 +208,16 @@ def mul_const(c: int, source: U8Array, out: U8Array, index_scratch: npt.NDArray[
             np.copyto(out, source)
         return
     pairs = source.size // 2
-    if pairs:
-        indices = index_scratch[:pairs]
-        np.copyto(indices, source[: 2 * pairs].view(np.uint16), casting="unsafe")
-        np.take(mul_table16(c), indices, out=out[: 2 * pairs].view(np.uint16), mode="wrap")
+    table = mul_table16(c)
+    source16 = source[: 2 * pairs].view(np.uint16)
+    out16 = out[: 2 * pairs].view(np.uint16)
+    step = index_scratch.size
+    for start in range(0, pairs, step):
+        stop = min(start + step, pairs)
+        indices = index_scratch[: stop - start]
+        np.copyto(indices, source16[start:stop], casting="unsafe")
+        # mode="wrap" measured about 20% faster than "clip"; every index is
+        # below 65536 already, so neither mode changes one.
+        np.take(table, indices, out=out16[start:stop], mode="wrap")
     if source.size % 2:
         out[-1] = mul_row(c)[source[-1]]

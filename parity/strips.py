@@ -169,9 +169,13 @@ def fits_one_block(size: int) -> bool:
     return size <= BLOCK_BYTES
 
 
+INDEX_PAIRS = 32768
+"""Byte pairs ``gf256.mul_const`` converts to intp at a time: 256 KiB of indices."""
+
+
 def index_scratch(size: int) -> npt.NDArray[np.intp]:
-    """Allocate the index buffer ``gf256.mul_const`` needs for blocks of ``size``-byte strips."""
-    return np.empty(min(size, BLOCK_BYTES) // 2 + 1, dtype=np.intp)
+    """Allocate the index buffer ``gf256.mul_const`` needs for ``size``-byte strips."""
+    return np.empty(max(1, min(size // 2, INDEX_PAIRS)), dtype=np.intp)
 
 
 def scratch_words(size: int) -> U64Array:

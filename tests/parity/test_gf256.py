@@ -57,3 +57,11 @@ def test_mul_const_in_place() -> None:
     source = np.arange(256, dtype=np.uint8)
     gf256.mul_const(0x8E, source, source, np.empty(128, dtype=np.intp))
     assert source.tobytes() == reference.scale(0x8E, bytes(range(256)))
+
+
+def test_mul_const_in_runs_of_the_index_buffer() -> None:
+    """A short index buffer makes mul_const convert and look up in several runs."""
+    source = np.random.default_rng(5).integers(0, 256, 1001, dtype=np.uint8)
+    out = np.empty_like(source)
+    gf256.mul_const(0x53, source, out, np.empty(7, dtype=np.intp))
+    assert out.tobytes() == reference.scale(0x53, source.tobytes())
