@@ -7,13 +7,12 @@ arrays they allocate or that the caller passes as ``out``.
 
 Performance notes, measured on the benchmark machine (see docs/BENCHMARKS.md):
 
-* Each numpy call costs about a microsecond of Python overhead, as much as
-  XORing several KiB, so kernels make few, large calls: a strip of up to
-  ``BLOCK_BYTES`` is processed whole, with no slicing at all.
+* Each numpy call costs 1 to 3 µs of overhead there, as much as XORing 16 to
+  48 KiB, so kernels make few, large calls: a strip of up to ``BLOCK_BYTES``
+  is processed whole, with no slicing at all.
 * Longer strips are walked in blocks of ``BLOCK_BYTES`` so that the
-  accumulators (P, Q and the scratch words) stay in the L2 cache while each
-  data strip's block streams past once, instead of every pass going to
-  memory.
+  accumulators (P, Q and the scratch words) stay in cache while each data
+  strip's block streams past once, instead of every pass going to memory.
 * XOR runs on the uint8 views directly, because numpy's uint8 XOR loop is
   as fast as its uint64 one. Only the accumulators that are multiplied by
   g are also viewed as uint64 words, for the SWAR step in
