@@ -21,10 +21,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from parity import raid6
-from parity.errors import TooManyErasures
+from parity.errors import GeometryError, TooManyErasures
 from parity.geometry import Level, check_member_count, to_level
 from parity.raid5 import xor_strips
-from parity.strips import Buffer, U8Array, as_strip, check_same_size
+from parity.strips import Buffer, U8Array, as_strip, check_same_size, output_strip
 
 TOLERANCE = {Level.RAID0: 0, Level.RAID5: 1, Level.RAID6: 2, Level.RAID10: 1}
 """Worst-case erasures each level rebuilds; RAID1 rebuilds all but one copy."""
@@ -39,24 +39,34 @@ def _views(strips: Sequence[Buffer | None]) -> list[U8Array | None]:
     return views
 
 
-def reconstruct(level: Level | int, strips: Sequence[Buffer | None]) -> list[U8Array]:
+def reconstruct(
+    level: Level | int,
+    strips: Sequence[Buffer | None],
+    out: Sequence[U8Array | None] | None = None,
+) -> list[U8Array]:
     """Fill in the missing strips of one stripe.
 
     Args:
         level: the stripe's RAID level.
         strips: the stripe's strips in logical order (see the module
             docstring); None marks a missing strip.
+        out: optional arrays to write the rebuilt strips into, one entry per
+            position of ``strips`` (1-D uint8, the strip size, not overlapping
+            any strip). Entries at
+            present positions, None entries, or no list at all mean the
+            rebuilt strip is a new array. Reusing arrays saves the allocation
+            and page faults when many stripes are rebuilt.
 
     Returns:
         Every strip of the stripe in the same order: present strips as views
-        of the caller's buffers, missing ones as new arrays.
+        of the caller's buffers, missing ones as the ``out`` arrays or new arrays.
 
     Raises:
-        GeometryError: an invalid level, strip count for the level, or strips
-            of different sizes.
+        GeometryError: an invalid level, strip count for the level, strips of
+            different sizes, or an ``out`` array of the wrong size.
         TooManyErasures: more strips are missing than the level can rebuild
             (RAID10: both copies of one data strip); no bytes are returned.
-        TypeError: a strip is not a supported buffer.
+        TypeError: a strip or an ``out`` array is not a supported buffer.
     """
     level = to_level(level)
     check_member_count(level, len(strips))
@@ -64,74 +74,76 @@ def reconstruct(level: Level | int, strips: Sequence[Buffer | None]) -> list[U8A
     missing = [i for i, view in enumerate(views) if view is None]
     if not missing:
         return [view for view in views if view is not None]
-    if level is Level.RAID1:
-        return _rebuild_copies(views, missing, len(views) - 1)
     if level is Level.RAID10:
-        rebuilt: list[U8Array] = []
-        for pair in range(0, len(views), 2):
-            pair_missing = [i - pair for i in missing if pair <= i < pair + 2]
-            try:
-                rebuilt += _rebuild_copies(views[pair : pair + 2], pair_missing, 1)
-            except TooManyErasures:
-                raise TooManyErasures(
-                    missing, 1, f"both copies of data strip {pair // 2} are missing"
-                ) from None
-        return rebuilt
-    if len(missing) > TOLERANCE[level]:
+        lost_pairs = [i // 2 for i in missing if i % 2 == 0 and i + 1 in missing]
+        if lost_pairs:
+            raise TooManyErasures(
+                missing, 1, f"both copies of data strip {lost_pairs[0]} are missing"
+            )
+    elif level is Level.RAID1:
+        if len(missing) == len(views):
+            raise TooManyErasures(missing, len(views) - 1)
+    elif len(missing) > TOLERANCE[level]:
         raise TooManyErasures(missing, TOLERANCE[level])
-    if level is Level.RAID5:
-        return _rebuild_raid5(views, missing[0])
-    return _rebuild_raid6(views, missing)
+    if out is not None and len(out) != len(views):
+        raise GeometryError(f"out must have one entry per strip ({len(views)}); got {len(out)}")
+    size = next(view.size for view in views if view is not None)
+    targets = {
+        i: output_strip(None if out is None else out[i], size, f"out[{i}]") for i in missing
+    }
+    if level is Level.RAID1:
+        _rebuild_copies(views, targets, 0, len(views))
+    elif level is Level.RAID10:
+        for pair in range(0, len(views), 2):
+            _rebuild_copies(views, targets, pair, pair + 2)
+    elif level is Level.RAID5:
+        # Any one strip of [D_0 .. D_{k-1}, P] is the XOR of all the others.
+        xor_strips([view for view in views if view is not None], targets[missing[0]])
+    else:
+        _rebuild_raid6(views, targets)
+    return [targets[i] if view is None else view for i, view in enumerate(views)]
 
 
 def _rebuild_copies(
-    views: list[U8Array | None], missing: list[int], tolerance: int
-) -> list[U8Array]:
-    """Fill missing mirror copies with copies of the first present one."""
-    present = [view for view in views if view is not None]
-    if not present:
-        raise TooManyErasures(missing, tolerance)
-    source = present[0]
-    return [source.copy() if view is None else view for view in views]
+    views: list[U8Array | None], targets: dict[int, U8Array], start: int, stop: int
+) -> None:
+    """Copy the first present mirror copy among ``views[start:stop]`` into the missing ones."""
+    group = range(start, stop)
+    source = next(views[i] for i in group if views[i] is not None)
+    assert source is not None
+    for i in group:
+        if i in targets:
+            np.copyto(targets[i], source)
 
 
-def _rebuild_raid5(views: list[U8Array | None], lost: int) -> list[U8Array]:
-    """Rebuild strip ``lost`` (data or P) as the XOR of all the others."""
-    others = [view for view in views if view is not None]
-    rebuilt = xor_strips(others, np.empty(others[0].size, dtype=np.uint8))
-    return [rebuilt if view is None else view for view in views]
-
-
-def _rebuild_raid6(views: list[U8Array | None], missing: list[int]) -> list[U8Array]:
-    """Rebuild up to two strips of a RAID6 stripe [D_0 .. D_{k-1}, P, Q]."""
+def _rebuild_raid6(views: list[U8Array | None], targets: dict[int, U8Array]) -> None:
+    """Rebuild up to two strips of a RAID6 stripe [D_0 .. D_{k-1}, P, Q] into ``targets``."""
     k = len(views) - 2
-    size = next(view.size for view in views if view is not None)
     data = views[:k]
     p, q = views[k], views[k + 1]
-    lost_data = [i for i in missing if i < k]
-    out = list(views)
+    lost_data = sorted(i for i in targets if i < k)
+
     if len(lost_data) == 2:
+        # D_y = (g^x + g^y)^(-1) * (Q + Q_s + g^x * dP) and D_x = dP + D_y,
+        # where dP = P + P_s (P_s, Q_s: P and Q of the surviving data strips).
         assert p is not None and q is not None
         x, y = lost_data
-        x_out = np.empty(size, dtype=np.uint8)
-        y_out = np.empty(size, dtype=np.uint8)
-        raid6.recover_two_data(data, p, q, x, y, x_out, y_out)
-        out[x], out[y] = x_out, y_out
+        raid6.recover_two_data(data, p, q, x, y, targets[x], targets[y])
+    elif len(lost_data) == 1 and p is not None:
+        # D_x = P + P_s, whether Q is present or not.
+        others = [view for view in data if view is not None]
+        xor_strips([p, *others], targets[lost_data[0]])
     elif len(lost_data) == 1:
+        # P is lost too: Q + Q_s = g^x * D_x, so D_x = g^(-x) * (Q + Q_s).
+        assert q is not None
         x = lost_data[0]
-        if p is not None:
-            # D_x = P + (sum of the other data strips).
-            others = [view for view in data if view is not None]
-            out[x] = xor_strips([p, *others], np.empty(size, dtype=np.uint8))
-        else:
-            assert q is not None
-            out[x] = raid6.recover_data_from_q(data, q, x, np.empty(size, dtype=np.uint8))
-    full_data = [view for view in out[:k] if view is not None]
+        raid6.recover_data_from_q(data, q, x, targets[x])
+
+    # With every data strip known, a lost P or Q is computed again. encode_pq
+    # always writes both, so the one still present gets a scratch array.
     if p is None or q is None:
-        p_new, q_new = raid6.encode_pq(full_data)
-        out[k] = p if p is not None else p_new
-        out[k + 1] = q if q is not None else q_new
-    return [view for view in out if view is not None]
+        full_data = [targets[i] if view is None else view for i, view in enumerate(data)]
+        raid6.encode_pq(full_data, p_out=targets.get(k), q_out=targets.get(k + 1))
 
 
 @dataclass(frozen=True)

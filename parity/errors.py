@@ -28,10 +28,11 @@ class TooManyErasures(ParityError):
         self.missing: tuple[int, ...] = tuple(sorted(missing))
         self.tolerance = tolerance
         names = ", ".join(str(index) for index in self.missing)
-        message = (
-            f"cannot rebuild the stripe: strips {names} are missing and the level "
-            f"rebuilds at most {tolerance}"
-        )
+        if len(self.missing) == 1:
+            lost = f"strip {names} is missing"
+        else:
+            lost = f"strips {names} are missing"
+        message = f"cannot rebuild the stripe: {lost} and at most {tolerance} can be rebuilt"
         if detail:
             message = f"{message} ({detail})"
         super().__init__(message)

@@ -1,4 +1,4 @@
-"""Stripe geometry: which member holds each data strip, P and Q of a stripe.
+"""Stripe geometry: which member stores each data strip, P and Q of a stripe.
 
 A stripe is one strip per member. Logical data strips are numbered across
 the array in order, ``data_strips`` per stripe, so logical strip ``s`` is
@@ -31,7 +31,7 @@ MIN_STRIP_SIZE = 4096
 """Smallest strip size in bytes; every strip size is a power of two at least this large."""
 
 MAX_RAID6_DATA_STRIPS = 255
-"""The generator g = 2 has 255 distinct powers in GF(2^8), so Q tells at most 255 strips apart."""
+"""g = 2 has 255 distinct powers in GF(2^8), so Q distinguishes at most 255 data strips."""
 
 
 class Level(enum.IntEnum):
@@ -124,10 +124,22 @@ class StripeLayout:
     p: int | None
     q: int | None
 
+    def strip_members(self) -> tuple[int, ...]:
+        """List the members in the logical order that ``reconstruct`` and ``verify`` take.
+
+        Returns:
+            RAID0, RAID5 and RAID6: the data strips' members, then P's and Q's
+            member. RAID1 and RAID10: every member, in member order (for RAID10
+            each data strip's two copies side by side).
+        """
+        members = [member for holders in self.data for member in holders]
+        members += [member for member in (self.p, self.q) if member is not None]
+        return tuple(members)
+
 
 @dataclass(frozen=True)
 class StripLocation:
-    """Where one logical data strip lives.
+    """Location of one logical data strip.
 
     Attributes:
         stripe: stripe number.

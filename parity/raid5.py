@@ -6,9 +6,9 @@ D_0 .. D_{k-1} of a stripe, bytewise:
     P = D_0 + D_1 + ... + D_{k-1}        (+ is XOR, addition in GF(2^8))
 
 Because XOR is its own inverse, any one missing strip of D_0 .. D_{k-1}, P
-is the XOR of all the others. The kernel XORs whole blocks of uint64 words
-with ``np.bitwise_xor(..., out=...)``, so each data strip is read once and
-the parity block is written once per block.
+is the XOR of all the others. The kernel XORs block after block of the
+strips with ``np.bitwise_xor(..., out=...)`` into the P block, so each data
+strip is read once and P stays in cache while it accumulates.
 """
 
 from __future__ import annotations
@@ -18,25 +18,29 @@ from collections.abc import Sequence
 import numpy as np
 
 from parity.errors import GeometryError
-from parity.strips import Buffer, Lane, U8Array, as_strips, output_strip, segments
+from parity.strips import Buffer, U8Array, as_strips, blocks, fits_one_block, output_strip
 
 
-def xor_lanes(out: Lane, sources: Sequence[Lane]) -> None:
-    """Set ``out`` to the XOR of one or more equal-length ``sources``."""
+def xor_into(out: U8Array, sources: Sequence[U8Array]) -> None:
+    """Set ``out`` to the XOR of one or more ``sources`` of its length."""
     if len(sources) == 1:
         np.copyto(out, sources[0])
         return
-    np.bitwise_xor(sources[0], sources[1], out=out)
+    xor = np.bitwise_xor
+    xor(sources[0], sources[1], out)
     for source in sources[2:]:
-        np.bitwise_xor(out, source, out=out)
+        xor(out, source, out)
 
 
 def xor_strips(sources: Sequence[U8Array], out: U8Array) -> U8Array:
     """Set ``out`` to the XOR of equal-length strips, block by block, and return it."""
-    for lanes, _ in segments([*sources, out]):
-        *source_lanes, out_lane = lanes
-        assert out_lane is not None
-        xor_lanes(out_lane, [lane for lane in source_lanes if lane is not None])
+    if fits_one_block(out.size):
+        xor_into(out, sources)
+        return out
+    for block in blocks([*sources, out], out.size):
+        *source_blocks, out_block = block
+        assert out_block is not None
+        xor_into(out_block, [source for source in source_blocks if source is not None])
     return out
 
 
@@ -45,7 +49,8 @@ def encode_p(data: Sequence[Buffer], out: U8Array | None = None) -> U8Array:
 
     Args:
         data: the stripe's data strips in logical order, all of one size.
-        out: array to write P into (1-D uint8, the strip size); None allocates one.
+        out: array to write P into (1-D uint8, the strip size, not overlapping
+            any data strip); None allocates one.
 
     Returns:
         P, as ``out`` when given.

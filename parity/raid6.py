@@ -33,7 +33,7 @@ P_s = sum of D_i and Q_s = sum of g^i * D_i over the present i:
 
 Locating a single corrupted strip (``locate_corruption``): with the stored
 P, Q and the data as read, the syndromes dP = P + P(D) and dQ = Q + Q(D)
-are zero where nothing is wrong. If only data strip z holds an error E,
+are zero where nothing is wrong. If only data strip z is wrong, by E,
 then dP = E and dQ = g^z * E at every byte where E is nonzero, so
 z = log_g(dQ / dP) = log dQ - log dP (mod 255) is the same at every such
 byte and below k. An error in P alone gives dP != 0 = dQ, an error in Q
@@ -49,16 +49,17 @@ import numpy as np
 from parity import gf256
 from parity.errors import GeometryError
 from parity.geometry import MAX_RAID6_DATA_STRIPS
-from parity.raid5 import xor_lanes
+from parity.raid5 import xor_into
 from parity.strips import (
-    BLOCK_BYTES,
     Buffer,
-    Lane,
-    Mul2,
+    Doubler,
     U8Array,
+    U64Array,
     as_strips,
+    blocks,
+    index_scratch,
     output_strip,
-    segments,
+    scratch_words,
 )
 
 
@@ -68,8 +69,12 @@ def check_data_count(count: int) -> None:
         raise GeometryError(f"RAID6 needs 1 to {MAX_RAID6_DATA_STRIPS} data strips; got {count}")
 
 
-def horner(out: Lane, terms: Sequence[Lane | None], mul2: Mul2) -> None:
-    """Set ``out`` to the sum of g^i * terms[i] (None terms are zero) by Horner's rule."""
+def horner(out: U8Array, terms: Sequence[U8Array | None], scratch: U64Array) -> None:
+    """Set ``out`` to the sum of g^i * terms[i] (None terms are zero) by Horner's rule.
+
+    Q = (..((T_top * g + T_{top-1}) * g + ..) * g + T_0, starting from the
+    highest present term, so only multiplications by g are needed.
+    """
     present = [i for i, term in enumerate(terms) if term is not None]
     if not present:
         out.fill(0)
@@ -77,27 +82,39 @@ def horner(out: Lane, terms: Sequence[Lane | None], mul2: Mul2) -> None:
     top = present[-1]
     top_term = terms[top]
     assert top_term is not None
-    np.copyto(out, top_term)
+    if top == 0:
+        np.copyto(out, top_term)
+        return
+    double = Doubler(out, scratch)
+    double.assign_doubled(top_term)
     for i in range(top - 1, -1, -1):
-        mul2(out)
+        if i < top - 1:
+            double()
         term = terms[i]
         if term is not None:
-            np.bitwise_xor(out, term, out=out)
+            np.bitwise_xor(out, term, out)
 
 
-def pq_lanes(data: Sequence[Lane], p: Lane, q: Lane, mul2: Mul2) -> None:
-    """Set ``p`` and ``q`` to the P and Q of one segment of the data strips."""
+def pq_block(data: Sequence[U8Array], p: U8Array, q: U8Array, scratch: U64Array) -> None:
+    """Set ``p`` and ``q`` to the P and Q of one block of the data strips.
+
+    One loop over the strips from the highest index down: P accumulates by
+    XOR, Q by Horner's rule, so each data block is read while it is in cache.
+    """
     top = len(data) - 1
-    np.copyto(q, data[top])
     if top == 0:
+        np.copyto(q, data[0])
         np.copyto(p, data[0])
         return
-    np.bitwise_xor(data[top], data[top - 1], out=p)
-    for i in range(top - 1, -1, -1):
-        mul2(q)
-        np.bitwise_xor(q, data[i], out=q)
-        if i < top - 1:
-            np.bitwise_xor(p, data[i], out=p)
+    xor = np.bitwise_xor
+    xor(data[top], data[top - 1], p)
+    double = Doubler(q, scratch)
+    double.assign_doubled(data[top])
+    xor(q, data[top - 1], q)
+    for i in range(top - 2, -1, -1):
+        double()
+        xor(q, data[i], q)
+        xor(p, data[i], p)
 
 
 def encode_pq(
@@ -107,7 +124,8 @@ def encode_pq(
 
     Args:
         data: the stripe's data strips in logical order (1 to 255), all of one size.
-        p_out: array to write P into (1-D uint8, the strip size); None allocates one.
+        p_out: array to write P into (1-D uint8, the strip size, not overlapping
+            any data strip); None allocates one.
         q_out: array to write Q into, likewise.
 
     Returns:
@@ -123,12 +141,12 @@ def encode_pq(
     size = strips[0].size
     p = output_strip(p_out, size, "p_out")
     q = output_strip(q_out, size, "q_out")
+    scratch = scratch_words(size)
     k = len(strips)
-    for lanes, mul2 in segments([*strips, p, q]):
-        data_lanes = [lane for lane in lanes[:k] if lane is not None]
-        p_lane, q_lane = lanes[k], lanes[k + 1]
-        assert p_lane is not None and q_lane is not None
-        pq_lanes(data_lanes, p_lane, q_lane, mul2)
+    for block in blocks([*strips, p, q], size):
+        p_block, q_block = block[k], block[k + 1]
+        assert p_block is not None and q_block is not None
+        pq_block([strip for strip in block[:k] if strip is not None], p_block, q_block, scratch)
     return p, q
 
 
@@ -137,17 +155,18 @@ def recover_data_from_q(
 ) -> U8Array:
     """Rebuild data strip ``x`` from Q and the other data strips (P is lost).
 
-    D_x = g^(-x) * (Q + Q_s), where Q_s sums g^i * D_i over the present i.
+    Q + Q_s = g^x * D_x, where Q_s sums g^i * D_i over the present i, so
+    D_x = g^(-x) * (Q + Q_s).
     """
-    index_scratch = np.empty(BLOCK_BYTES // 2, dtype=np.intp)
     factor = gf256.power(-x)
-    for lanes, mul2 in segments([*data, q, out]):
-        *data_lanes, q_lane, out_lane = lanes
-        assert q_lane is not None and out_lane is not None
-        horner(out_lane, data_lanes, mul2)
-        np.bitwise_xor(out_lane, q_lane, out=out_lane)
-        as_bytes = out_lane.view(np.uint8)
-        gf256.mul_const(factor, as_bytes, as_bytes, index_scratch)
+    scratch = scratch_words(out.size)
+    indices = index_scratch(out.size)
+    for block in blocks([*data, q, out], out.size):
+        *data_blocks, q_block, out_block = block
+        assert q_block is not None and out_block is not None
+        horner(out_block, data_blocks, scratch)
+        np.bitwise_xor(out_block, q_block, out=out_block)
+        gf256.mul_const(factor, out_block, out_block, indices)
     return out
 
 
@@ -162,29 +181,93 @@ def recover_two_data(
 ) -> None:
     """Rebuild data strips ``x < y`` from P, Q and the other data strips.
 
-    With dP = P + P_s and R = Q + Q_s + g^x * dP (one Horner pass that puts dP
-    in place of D_x):  D_y = (g^x + g^y)^(-1) * R  and  D_x = dP + D_y.
+    dP = P + P_s = D_x + D_y and dQ = Q + Q_s = g^x * D_x + g^y * D_y, so
+    R = dQ + g^x * dP = (g^x + g^y) * D_y. R is one Horner pass with dP in
+    place of D_x and zero in place of D_y, plus Q. Then
+    D_y = (g^x + g^y)^(-1) * R and D_x = dP + D_y.
     """
     factor = gf256.inverse(gf256.power(x) ^ gf256.power(y))
-    index_scratch = np.empty(BLOCK_BYTES // 2, dtype=np.intp)
-    for lanes, mul2 in segments([*data, p, q, x_out, y_out]):
-        *data_lanes, p_lane, q_lane, dp, r = lanes
-        assert p_lane is not None and q_lane is not None
-        assert dp is not None and r is not None
-        xor_lanes(dp, [p_lane, *(lane for lane in data_lanes if lane is not None)])
-        terms = list(data_lanes)
-        terms[x] = dp
-        horner(r, terms, mul2)
-        np.bitwise_xor(r, q_lane, out=r)
-        as_bytes = r.view(np.uint8)
-        gf256.mul_const(factor, as_bytes, as_bytes, index_scratch)
-        np.bitwise_xor(dp, r, out=dp)
+    scratch = scratch_words(p.size)
+    indices = index_scratch(p.size)
+    for block in blocks([*data, p, q, x_out, y_out], p.size):
+        *data_blocks, p_block, q_block, d_p, r = block
+        assert p_block is not None and q_block is not None
+        assert d_p is not None and r is not None
+        two_data_syndromes(data_blocks, p_block, x, y, d_p, r, scratch)
+        np.bitwise_xor(r, q_block, r)
+        gf256.mul_const(factor, r, r, indices)
+        np.bitwise_xor(d_p, r, d_p)
+
+
+def two_data_syndromes(
+    data: Sequence[U8Array | None],
+    p: U8Array,
+    x: int,
+    y: int,
+    d_p: U8Array,
+    r: U8Array,
+    scratch: U64Array,
+) -> None:
+    """Set ``d_p`` to dP = P + P_s and ``r`` to Q_s + g^x * dP, for one block.
+
+    This is ``horner`` over the data with dP in place of D_x and zero in place
+    of D_y, with dP built in the same descending loop: each strip above x is
+    XORed into dP right after it is XORed into ``r``, while it is still in
+    cache. The strips below x (all present, as y > x) and P start dP first.
+    """
+    low = [p, *(strip for strip in data[:x] if strip is not None)]
+    xor = np.bitwise_xor
+    d_p_started = len(low) > 1
+    if d_p_started:
+        xor_into(d_p, low)
+
+    def add_to_d_p(strip: U8Array) -> None:
+        nonlocal d_p_started
+        if d_p_started:
+            xor(d_p, strip, d_p)
+        else:
+            xor(low[0], strip, d_p)
+            d_p_started = True
+
+    double = Doubler(r, scratch)
+    pending: U8Array | None = None
+    started = False
+    for i in range(len(data) - 1, -1, -1):
+        term: U8Array | None
+        if i == y:
+            term = None
+        elif i == x:
+            if not d_p_started:
+                np.copyto(d_p, low[0])
+                d_p_started = True
+            term = d_p
+        else:
+            term = data[i]
+        if not started:
+            # Horner starts at the highest nonzero term, which waits in
+            # `pending` so that the first doubling can read it in place.
+            if term is not None:
+                pending = term
+                started = True
+                if i > x:
+                    add_to_d_p(term)
+            continue
+        if pending is not None:
+            double.assign_doubled(pending)
+            pending = None
+        else:
+            double()
+        if term is not None:
+            xor(r, term, r)
+            if i > x:
+                add_to_d_p(term)
+    if pending is not None:
+        np.copyto(r, pending)
 
 
 def syndromes(data: Sequence[U8Array], p: U8Array, q: U8Array) -> tuple[U8Array, U8Array]:
     """Return dP = P + P(D) and dQ = Q + Q(D): zero where the stripe is consistent."""
-    size = p.size
-    d_p, d_q = encode_pq(data, np.empty(size, dtype=np.uint8), np.empty(size, dtype=np.uint8))
+    d_p, d_q = encode_pq(data)
     np.bitwise_xor(d_p, p, out=d_p)
     np.bitwise_xor(d_q, q, out=d_q)
     return d_p, d_q
@@ -201,6 +284,11 @@ def locate_corruption(d_p: U8Array, d_q: U8Array, k: int) -> int | None:
     Returns:
         The logical index of the corrupted strip (0..k-1 data, k for P, k + 1
         for Q), or None when no single strip explains the syndromes.
+
+    NOTE: errors in two strips can mimic an error in a third. D_a off by E
+    together with P off by (g^(a-z) + 1) * E gives the same syndromes as D_z
+    off by g^(a-z) * E, and is reported as strip z. Independent damage to more
+    than a few bytes matches such a pattern at every byte only by chance.
     """
     p_bad = d_p != 0
     q_bad = d_q != 0

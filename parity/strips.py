@@ -1,36 +1,48 @@
 """Views of caller buffers as numpy strips, and the block walk the codecs share.
 
-A strip is one contiguous run of bytes: ``bytes``, ``bytearray``,
-``memoryview`` or a 1-D ``numpy.uint8`` array. The codecs read strips
-through views (no copy) and write only into arrays they allocate or that
-the caller passes as ``out``.
+A strip is a run of bytes: ``bytes``, ``bytearray``, a contiguous
+``memoryview`` or a 1-D ``numpy.uint8`` array (any stride). The codecs read
+strips through views, never copying them, and write only into contiguous
+arrays they allocate or that the caller passes as ``out``.
 
-The kernels walk each strip in blocks of ``BLOCK_BYTES`` so that the block
-of the output and the scratch words stay in the L2 cache while every data
-strip's block streams past once. The bulk of a strip is processed as uint64
-words; a tail of fewer than 8 bytes is processed bytewise.
+Performance notes, measured on the benchmark machine (see docs/BENCHMARKS.md):
+
+* Each numpy call costs 1 to 3 µs of overhead there, as much as XORing 16 to
+  48 KiB, so kernels make few, large calls: a strip of up to ``BLOCK_BYTES``
+  is processed whole, with no slicing at all.
+* Longer strips are walked in blocks of ``BLOCK_BYTES`` so that the
+  accumulators (P, Q and the scratch words) stay in cache while each data
+  strip's block streams past once, instead of every pass going to memory.
+* XOR runs on the uint8 views directly, because numpy's uint8 XOR loop is
+  as fast as its uint64 one. Only the accumulators that are multiplied by
+  g are also viewed as uint64 words, for the SWAR step in
+  ``parity.gf256``. A tail of fewer than 8 bytes is multiplied bytewise.
 """
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any, TypeAlias
+from collections.abc import Iterator, Sequence
+from typing import TypeAlias
 
 import numpy as np
 import numpy.typing as npt
 
 from parity.errors import GeometryError
-from parity.gf256 import mul2_bytes, mul2_words
+from parity.gf256 import GENERATOR, mul2_bytes, mul2_words, mul2_words_from, mul_row
+
+UINT8 = np.dtype(np.uint8)
 
 Buffer: TypeAlias = bytes | bytearray | memoryview | npt.NDArray[np.uint8]
-"""A strip as the caller holds it."""
+"""A strip in any of the buffer types the codecs accept."""
 
 U8Array: TypeAlias = npt.NDArray[np.uint8]
 U64Array: TypeAlias = npt.NDArray[np.uint64]
 
-BLOCK_BYTES = 64 * 1024
+BLOCK_BYTES = 256 * 1024
 """Bytes of each strip processed per kernel step; a multiple of 8."""
+
+
+UINT8 = np.dtype(np.uint8)
 
 
 def as_strip(buffer: Buffer, name: str) -> U8Array:
@@ -41,23 +53,25 @@ def as_strip(buffer: Buffer, name: str) -> U8Array:
         name: how error messages name the strip (for example ``"data strip 2"``).
 
     Returns:
-        A uint8 view of the buffer; a non-contiguous array is copied once.
+        A uint8 view of the buffer (a strided array stays strided: the kernels
+        only read input strips, which numpy does at any stride).
 
     Raises:
         TypeError: the buffer is not bytes-like or not a 1-D uint8 array.
     """
     if isinstance(buffer, np.ndarray):
-        if buffer.dtype != np.uint8 or buffer.ndim != 1:
+        if buffer.dtype != UINT8 or buffer.ndim != 1:
             raise TypeError(
                 f"{name} must be a 1-D numpy.uint8 array; got dtype {buffer.dtype} "
                 f"with {buffer.ndim} dimensions"
             )
-        return np.ascontiguousarray(buffer)
-    if isinstance(buffer, bytes | bytearray | memoryview):
-        view = memoryview(buffer)
-        if not view.c_contiguous:
+        return buffer
+    if isinstance(buffer, bytes | bytearray):
+        return np.frombuffer(buffer, dtype=np.uint8)
+    if isinstance(buffer, memoryview):
+        if not buffer.c_contiguous:
             raise TypeError(f"{name} must be a contiguous buffer")
-        return np.frombuffer(view.cast("B"), dtype=np.uint8)
+        return np.frombuffer(buffer.cast("B"), dtype=np.uint8)
     raise TypeError(
         f"{name} must be bytes, bytearray, memoryview or a numpy.uint8 array; "
         f"got {type(buffer).__name__}"
@@ -78,15 +92,26 @@ def as_strips(buffers: Sequence[Buffer], kind: str = "strip") -> list[U8Array]:
         TypeError: a strip is not a supported buffer.
         GeometryError: the strips differ in length.
     """
-    strips = [as_strip(buffer, f"{kind} {i}") for i, buffer in enumerate(buffers)]
-    check_same_size(strips)
+    strips: list[U8Array] = []
+    for i, buffer in enumerate(buffers):
+        # The common case, a 1-D uint8 array, skips the checks and the name
+        # that only an error message would need, because each Python step
+        # here costs as much as XORing a few hundred bytes.
+        if type(buffer) is np.ndarray and buffer.dtype is UINT8 and buffer.ndim == 1:
+            strips.append(buffer)
+        else:
+            strips.append(as_strip(buffer, f"{kind} {i}"))
+    if strips:
+        size = strips[0].size
+        for strip in strips:
+            if strip.size != size:
+                check_same_size(strips)
     return strips
 
 
 def check_same_size(strips: Sequence[U8Array]) -> None:
     """Raise GeometryError unless every strip has the same length."""
-    sizes = {strip.size for strip in strips}
-    if len(sizes) > 1:
+    if len({strip.size for strip in strips}) > 1:
         listed = ", ".join(str(strip.size) for strip in strips)
         raise GeometryError(f"strips of one stripe must have the same size; got sizes {listed}")
 
@@ -108,60 +133,89 @@ def output_strip(out: U8Array | None, size: int, name: str) -> U8Array:
     """
     if out is None:
         return np.empty(size, dtype=np.uint8)
-    if not isinstance(out, np.ndarray) or out.dtype != np.uint8 or out.ndim != 1:
+    if not isinstance(out, np.ndarray) or out.dtype != UINT8 or out.ndim != 1:
         raise TypeError(f"{name} must be a 1-D numpy.uint8 array")
     if out.size != size:
         raise GeometryError(f"{name} must have the strip size {size}; got {out.size} bytes")
-    if not out.flags.writeable or not out.flags.c_contiguous:
+    flags = out.flags
+    if not flags.writeable or not flags.c_contiguous:
         raise GeometryError(f"{name} must be writable and contiguous")
     return out
 
 
-def words(strip: U8Array) -> U64Array:
-    """View the whole-word prefix of a strip as uint64."""
-    return strip[: strip.size - strip.size % 8].view(np.uint64)
-
-
-def word_blocks(size: int) -> Iterator[slice]:
-    """Yield slices of word indices covering ``size // 8`` words, one block each."""
-    total = size // 8
-    step = BLOCK_BYTES // 8
-    for start in range(0, total, step):
-        yield slice(start, min(start + step, total))
-
-
-def tail(strip: U8Array) -> U8Array:
-    """View the bytes after the last whole word of a strip (0 to 7 bytes)."""
-    return strip[strip.size - strip.size % 8 :]
-
-
-Lane: TypeAlias = npt.NDArray[Any]
-"""One segment of a strip: a block of uint64 words, or the uint8 tail."""
-
-Mul2: TypeAlias = Callable[[Lane], None]
-"""Multiplies every byte of a lane by g in place."""
-
-
-def segments(strips: Sequence[U8Array | None]) -> Iterator[tuple[list[Lane | None], Mul2]]:
+def blocks(strips: Sequence[U8Array | None], size: int) -> Iterator[list[U8Array | None]]:
     """Walk equal-length strips block by block.
 
     Args:
-        strips: the strips, all of one length; None entries stay None.
+        strips: the strips, all ``size`` bytes long; None entries stay None.
+        size: their length.
 
     Yields:
-        For each block of words and then for the tail (if the length is not a
-        multiple of 8): the segment of every strip, and the multiply-by-g
-        step that suits the segment's dtype.
+        The same block of every strip: the strips themselves when ``size`` is
+        at most one block, else slices of ``BLOCK_BYTES`` (the last one shorter).
     """
-    present = [strip for strip in strips if strip is not None]
-    size = present[0].size
-    word_views = [None if strip is None else words(strip) for strip in strips]
-    scratch = np.empty(min(BLOCK_BYTES, size) // 8, dtype=np.uint64)
-    for block in word_blocks(size):
-        block_scratch = scratch[: block.stop - block.start]
-        yield (
-            [None if view is None else view[block] for view in word_views],
-            functools.partial(mul2_words, scratch=block_scratch),
-        )
-    if size % 8:
-        yield [None if strip is None else tail(strip) for strip in strips], mul2_bytes
+    step = BLOCK_BYTES
+    if size <= step:
+        yield list(strips)
+        return
+    for start in range(0, size, step):
+        window = slice(start, start + step)
+        yield [None if strip is None else strip[window] for strip in strips]
+
+
+def fits_one_block(size: int) -> bool:
+    """Tell whether strips of ``size`` bytes are processed whole, in a single block."""
+    return size <= BLOCK_BYTES
+
+
+INDEX_PAIRS = 32768
+"""Byte pairs ``gf256.mul_const`` converts to intp at a time: 256 KiB of indices."""
+
+
+def index_scratch(size: int) -> npt.NDArray[np.intp]:
+    """Allocate the index buffer ``gf256.mul_const`` needs for ``size``-byte strips."""
+    return np.empty(max(1, min(size // 2, INDEX_PAIRS)), dtype=np.intp)
+
+
+def scratch_words(size: int) -> U64Array:
+    """Allocate the scratch words ``Doubler`` needs for blocks of strips of ``size`` bytes."""
+    return np.empty(min(size, BLOCK_BYTES) // 8, dtype=np.uint64)
+
+
+class Doubler:
+    """In-place multiplication by g of one block of an accumulator strip, word by word."""
+
+    def __init__(self, block: U8Array, scratch: U64Array) -> None:
+        """Prepare the uint64 view of ``block`` (contiguous) and its byte tail.
+
+        Args:
+            block: the accumulator block, contiguous.
+            scratch: at least ``block.size // 8`` words, overwritten by each step.
+        """
+        whole = block.size - block.size % 8
+        self.block = block
+        self.whole = whole
+        self.words: U64Array = block[:whole].view(np.uint64)
+        self.scratch = scratch[: whole // 8]
+        self.tail: U8Array | None = block[whole:] if whole < block.size else None
+
+    def __call__(self) -> None:
+        """Multiply every byte of the block by g."""
+        mul2_words(self.words, self.scratch)
+        if self.tail is not None:
+            mul2_bytes(self.tail)
+
+    def assign_doubled(self, source: U8Array) -> None:
+        """Set the block to g times ``source``, a strip block of the same length.
+
+        This saves the pass that copying ``source`` in and doubling it in
+        place would take. A strided ``source`` has no word view, so it is
+        copied and doubled in place.
+        """
+        if not source.flags.c_contiguous:
+            np.copyto(self.block, source)
+            self()
+            return
+        mul2_words_from(source[: self.whole].view(np.uint64), self.words, self.scratch)
+        if self.tail is not None:
+            np.take(mul_row(GENERATOR), source[self.whole :], out=self.tail, mode="wrap")
