@@ -34,7 +34,9 @@ def read_keyfile(path: str | os.PathLike[str]) -> bytearray:
             8 MiB, or changed size while it was read.
     """
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY)
+        # O_NONBLOCK keeps a FIFO at the path from blocking the open; it has
+        # no effect on the regular file that the checks below require.
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK)
     except OSError as error:
         raise KeyFileError(f"cannot open key file {path}: {error.strerror}") from error
     try:

@@ -31,7 +31,7 @@ def test_group_or_other_access_rejected(tmp_path: Path, mode: int) -> None:
         crypto.read_keyfile(path)
 
 
-def test_permission_message_says_what_to_do(tmp_path: Path) -> None:
+def test_permission_message_gives_fix(tmp_path: Path) -> None:
     path = write_file(tmp_path / "key", os.urandom(32), 0o644)
     with pytest.raises(crypto.KeyFileError, match=f"run chmod 600 {path}"):
         crypto.read_keyfile(path)
@@ -77,6 +77,13 @@ def test_directory_rejected(tmp_path: Path) -> None:
     directory.mkdir(mode=0o700)
     with pytest.raises(crypto.KeyFileError, match="is not a regular file"):
         crypto.read_keyfile(directory)
+
+
+def test_fifo_rejected_without_blocking(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo, 0o600)
+    with pytest.raises(crypto.KeyFileError, match="is not a regular file"):
+        crypto.read_keyfile(fifo)
 
 
 def test_write_new_keyfile(tmp_path: Path) -> None:

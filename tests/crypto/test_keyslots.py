@@ -130,7 +130,7 @@ def test_corrupt_slot_survives_round_trip(master: crypto.MasterKey) -> None:
     assert crypto.KeyslotArea.from_bytes(data).to_bytes() == data
 
 
-def test_slot_that_wraps_another_master_is_corrupt(master: crypto.MasterKey) -> None:
+def test_foreign_slot_is_corrupt(master: crypto.MasterKey) -> None:
     other_master = crypto.MasterKey.generate()
     other_secret = os.urandom(40)
     other = crypto.KeyslotArea.create(other_master, keyfile_secret=other_secret)

@@ -5,6 +5,8 @@ import struct
 
 import pytest
 from Crypto.Cipher import AES
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import crypto
 from crypto import sealing as seal_module
@@ -22,8 +24,11 @@ def bind(array: bytes, object_id: int) -> bytes:
 def test_round_trip(subkeys: crypto.Subkeys, size: int) -> None:
     plaintext = bytes((index * 7 + 3) % 256 for index in range(size))
     sealed = crypto.seal(subkeys.chunk, plaintext, bind(ARRAY_A, 1))
+    assert isinstance(sealed, bytearray)
     assert len(sealed) == size + crypto.SEAL_OVERHEAD
-    assert crypto.open(subkeys.chunk, sealed, bind(ARRAY_A, 1)) == plaintext
+    opened = crypto.open(subkeys.chunk, sealed, bind(ARRAY_A, 1))
+    assert isinstance(opened, bytearray)
+    assert opened == plaintext
     if size >= 16:
         assert plaintext[:16] not in sealed
 
@@ -53,7 +58,7 @@ def test_any_flipped_byte_fails(subkeys: crypto.Subkeys) -> None:
                 crypto.open(subkeys.chunk, damaged, associated_data)
 
 
-def test_any_flipped_associated_data_byte_fails(subkeys: crypto.Subkeys) -> None:
+def test_flipped_associated_data_fails(subkeys: crypto.Subkeys) -> None:
     associated_data = bind(ARRAY_A, 7)
     sealed = crypto.seal(subkeys.chunk, b"payload", associated_data)
     for position in range(len(associated_data)):
@@ -187,15 +192,36 @@ def test_layout_matches_format_document() -> None:
     assert crypto.open(key, sealed, PIN_ASSOCIATED_DATA) == PIN_PLAINTEXT
 
 
-def test_layout_pinned_bytes() -> None:
-    key = crypto.SecretKey.from_buffer(PIN_KEY)
-    sealed = seal_module.seal_with_salt(key, PIN_SALT, PIN_PLAINTEXT, PIN_ASSOCIATED_DATA)
-    assert sealed.hex() == PINNED_SEALED_HEX
-
-
 PINNED_SEALED_HEX = (
     "01"  # version
     "404142434445464748494a4b4c4d4e4f5051525354555657"  # salt
     "02db0a6993fad09f74896d34903fdfbf56b24f150b691f8b22a7a909c3"  # ciphertext
     "6106a5290b91cf208295f02117bc6aeb"  # tag
 )
+
+
+def test_layout_pinned_bytes() -> None:
+    key = crypto.SecretKey.from_buffer(PIN_KEY)
+    sealed = seal_module.seal_with_salt(key, PIN_SALT, PIN_PLAINTEXT, PIN_ASSOCIATED_DATA)
+    assert sealed.hex() == PINNED_SEALED_HEX
+
+
+@settings(derandomize=True, max_examples=60, deadline=None)
+@given(
+    plaintext=st.binary(max_size=600),
+    associated_data=st.binary(max_size=80),
+    flip=st.integers(min_value=0),
+)
+def test_property_round_trip_and_flip(plaintext: bytes, associated_data: bytes, flip: int) -> None:
+    """Any plaintext and associated data round-trip, and any one flipped bit fails.
+
+    derandomize=True makes the examples the same on every run.
+    """
+    key = crypto.SecretKey.from_buffer(PIN_KEY)
+    sealed = crypto.seal(key, plaintext, associated_data)
+    assert crypto.open(key, sealed, associated_data) == plaintext
+    damaged = bytearray(sealed)
+    position = flip % (len(damaged) * 8)
+    damaged[position // 8] ^= 1 << (position % 8)
+    with pytest.raises(crypto.AuthenticationError):
+        crypto.open(key, damaged, associated_data)
