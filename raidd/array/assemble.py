@@ -342,7 +342,19 @@ def _build_slots(
         entries.sort(key=lambda e: e.state is not MemberState.ACTIVE)
         entry = entries[0] if entries else None
         if entry is None:
-            slots.append(Slot(role, uuid.UUID(int=0), MemberState.ABSENT, 0, "", None))
+            # Keep the failed or absent member's identity, so `re_add` can find its slot.
+            gone = [
+                e
+                for e in newest.members
+                if e.role == role and e.state in (MemberState.FAILED, MemberState.ABSENT)
+            ]
+            if gone:
+                last = gone[-1]
+                slots.append(
+                    Slot(role, last.member_uuid, last.state, last.in_sync_event, last.path, None)
+                )
+            else:
+                slots.append(Slot(role, uuid.UUID(int=0), MemberState.ABSENT, 0, "", None))
             continue
         slot = Slot(role, entry.member_uuid, entry.state, entry.in_sync_event, entry.path, None)
         candidate = by_member.get(entry.member_uuid)

@@ -399,3 +399,46 @@ def test_rates_and_progress(make_array: Callable[..., ImageArray], tmp_path: Pat
         assert progress.total == len(job.stripes)
         assert progress.eta_seconds is not None
         assert progress.rate_mib_s > 0
+
+
+def test_re_add_diverged_needs_force(make_array: Callable[..., ImageArray]) -> None:
+    """A member written while away (split brain) is not resynced from its old base."""
+    image = make_array(1, members=2)
+    with image.open() as array:
+        write_random(array, random.Random(16), 3)
+        array.commit(b"r")
+    with assemble([image.paths[0]], lock_dir=image.lock_dir, search_recorded_paths=False) as a:
+        kept = write_random(a, random.Random(17), 3)
+        a.commit(b"kept")
+    with assemble([image.paths[1]], lock_dir=image.lock_dir, search_recorded_paths=False) as b:
+        write_random(b, random.Random(18), 3)
+        b.commit(b"other half")
+    with assemble([image.paths[0]], lock_dir=image.lock_dir, search_recorded_paths=False) as a:
+        with pytest.raises(ArrayError, match="was written while away"):
+            re_add(a, image.paths[1])
+        job = re_add(a, image.paths[1], force=True)
+        assert job.kind is CheckpointKind.REBUILD
+        job.run()
+        assert not a.degraded
+    with assemble([image.paths[1]], lock_dir=image.lock_dir, search_recorded_paths=False) as b:
+        assert b.metadata_root == b"kept"
+        read_all(b, kept)
+
+
+def test_interrupted_hot_replace_reported(
+    make_array: Callable[..., ImageArray], tmp_path: Path
+) -> None:
+    image = make_array(5)
+    with image.open() as array:
+        written = write_random(array, random.Random(19), 10)
+        array.commit(b"r")
+        new = blank_image(tmp_path / "new.img")
+        _, job = replace_member(array, image.paths[1], new)
+        job.run_stripes = 1
+        job.step()
+    with assemble([*image.paths, new], lock_dir=image.lock_dir) as array:
+        assert not array.report.degraded
+        assert array.slots[1].path == image.paths[1]
+        reasons = [item["reason"] for item in array.report.rejected if item["path"] == new]
+        assert reasons and "interrupted replace" in reasons[0]
+        read_all(array, written)
