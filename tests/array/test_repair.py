@@ -118,3 +118,24 @@ def test_check_only_scrub_writes_nothing(
         assert array.scrub(repair=False).errors == 1
         assert array.read(stripe) == written[stripe]
     assert [Path(p).read_bytes() for p in image.paths] == before
+
+
+@pytest.mark.parametrize("level", [5, 6])
+def test_scrub_checks_parity_itself(make_array: Callable[..., ImageArray], level: int) -> None:
+    """A strip that matches a wrong checksum still fails parity; RAID6 syndromes name it."""
+    from raidd.array.codec import strip_checksum
+
+    image = make_array(level)
+    with image.open() as array:
+        written = write_random(array, random.Random(30 + level), 6)
+        array.commit(b"r")
+        stripe = sorted(written)[1]
+        role = array.codec.data_roles(stripe)[0][0]
+        corrupt_strip(array, stripe, role, 4)
+        bad = strip_on_disk(image.paths[role], array, stripe)
+        array.map.entries[stripe]["checksums"][role] = strip_checksum(bad)
+        result = array.scrub(repair=False)
+        assert result.errors == 1
+        (detail,) = result.details
+        assert (detail.stripe, detail.kind) == (stripe, "parity")
+        assert detail.role == (role if level == 6 else -1)
