@@ -67,6 +67,17 @@ class JobResult:
     details: list[StripeError] = field(default_factory=list)
 
 
+def _xor_runs(buffers: list[bytes]) -> bytes | memoryview:
+    """Return the XOR of equal-length buffers (the buffer itself when there is one)."""
+    if len(buffers) == 1:
+        return buffers[0]
+    views = [np.frombuffer(data, dtype=np.uint64) for data in buffers]
+    result = np.bitwise_xor(views[0], views[1])
+    for view in views[2:]:
+        np.bitwise_xor(result, view, out=result)
+    return memoryview(result).cast("B")
+
+
 def _consecutive(stripes: list[int]) -> list[list[int]]:
     groups: list[list[int]] = []
     for stripe in stripes:
@@ -279,12 +290,13 @@ class Rebuild(Job):
 
     def process_run(self, run: list[int]) -> int:
         io = self.array.io
+        done = self._rebuild_run_at_once(run)
+        if done is not None:
+            return done
         rows = self.entries(run)
-        strips, _faults, buffers = io.read_run(
+        strips, _faults, _buffers = io.read_run(
             run[0], [(w, c) for w, c, _ in rows], self._fetched_for(run)
         )
-        if self._rebuild_run_at_once(run, rows, strips, buffers):
-            return io.strip_size * sum(len(known) for known in strips)
         rebuilt: list[tuple[int, bytes | memoryview]] = []
         for i, stripe in enumerate(run):
             written_at, checksums, lost = rows[i]
@@ -296,52 +308,63 @@ class Rebuild(Job):
         self._write_rebuilt(rebuilt)
         return io.strip_size * sum(len(known) for known in strips)
 
-    def _rebuild_run_at_once(
-        self,
-        run: list[int],
-        rows: list[tuple[int, list[int], int]],
-        strips: list[dict[int, bytes | None]],
-        buffers: dict[int, bytes],
-    ) -> bool:
-        """Rebuild a whole run with one XOR (RAID5) or copy (mirrors) when every source is good.
-
-        RAID5's lost strip is the XOR of all the other strips of its stripe,
-        whichever of them is P, so a run of stripes is rebuilt as the XOR of
-        the other members' runs. Returns False when the per-stripe path is
-        needed (a bad source strip, a lost mark, a stripe already held).
-        """
+    def _sources(self) -> list[int] | None:
+        """Return the roles whose strips give the target's by XOR (RAID5) or copy (mirrors)."""
         level = self.array.codec.level
         role = self.slot.role
         members = len(self.array.slots)
         if level is Level.RAID5:
-            sources = [r for r in range(members) if r != role]
-        elif level is Level.RAID1:
-            sources = [next(r for r in range(members) if r != role)]
-        elif level is Level.RAID10:
-            sources = [role ^ 1]
-        else:
-            return False
-        for i, stripe in enumerate(run):
-            written_at, _checksums, lost = rows[i]
-            if lost or self.slot.holds(stripe, written_at):
-                return False
-            if any(strips[i].get(r) is None for r in sources) or set(buffers) < set(sources):
-                return False
-        data: bytes | memoryview
-        if len(sources) == 1:
-            data = buffers[sources[0]]
-        else:
-            views = [np.frombuffer(buffers[source], dtype=np.uint64) for source in sources]
-            result = np.bitwise_xor(views[0], views[1])
-            for view in views[2:]:
-                np.bitwise_xor(result, view, out=result)
-            data = memoryview(result).cast("B")
-        size = self.array.io.strip_size
-        for i in range(len(run)):
-            if strip_checksum(data[i * size : (i + 1) * size]) != rows[i][1][role]:
-                return False
-        self._write_rebuilt([(run[0], data)])
-        return True
+            return [r for r in range(members) if r != role]
+        if level is Level.RAID1:
+            return [next(r for r in range(members) if r != role)]
+        if level is Level.RAID10:
+            return [role ^ 1]
+        return None
+
+    def _rebuild_run_at_once(self, run: list[int]) -> int | None:
+        """Rebuild a whole run with one XOR (RAID5) or copy (mirrors) when every source is good.
+
+        RAID5's lost strip is the XOR of all the other strips of its stripe,
+        whichever of them is P, so a run of stripes is rebuilt as the XOR of
+        the other members' runs. Returns the bytes read, or None when the
+        per-stripe path is needed (a bad source strip, a lost mark, a stripe
+        already held, a source member missing).
+        """
+        sources = self._sources()
+        array, io = self.array, self.array.io
+        if sources is None:
+            return None
+        if any(array.slots[r].state is not MemberState.ACTIVE for r in sources):
+            return None
+        rows = array.map.entries[run[0] : run[-1] + 1]
+        if rows["lost"].any():
+            return None
+        if any(self.slot.holds(s, int(w)) for s, w in zip(run, rows["written_at"], strict=True)):
+            return None
+        fetched = self._fetched if self._fetched is not None else io.fetch_run(run[0], len(run))
+        self._fetched = fetched
+        buffers = {r: fetched[r] for r in sources if isinstance(fetched.get(r), bytes)}
+        if len(buffers) < len(sources):
+            return None
+        size = io.strip_size
+
+        def checksums(data: bytes | memoryview) -> list[int]:
+            view = memoryview(data)
+            return [strip_checksum(view[i * size : (i + 1) * size]) for i in range(len(run))]
+
+        futures = {r: io.submit(checksums, buffers[r]) for r in sources}
+        rebuilt = io.submit(_xor_runs, [buffers[r] for r in sources]).result()
+        target = io.submit(checksums, rebuilt)
+        for r, future in futures.items():
+            if not np.array_equal(
+                np.array(future.result(), dtype=np.uint64), rows["checksums"][:, r]
+            ):
+                return None
+        expected = rows["checksums"][:, self.slot.role]
+        if not np.array_equal(np.array(target.result(), dtype=np.uint64), expected):
+            return None
+        self._write_rebuilt([(run[0], rebuilt)])  # type: ignore[list-item]
+        return size * len(sources) * len(run)
 
     def _reconstruct(
         self,
