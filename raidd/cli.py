@@ -1,27 +1,65 @@
 """The `raidd` command: the daemon and the offline commands."""
 
 import argparse
+import importlib
+import logging
 import sys
 from collections.abc import Sequence
 
+import structlog
+
+import crypto
 from raidd import __version__
+from raidd.errors import EXIT_USAGE, RaiddError
+
+# One module per command under raidd/commands; each registers its own parser.
+COMMAND_MODULES = (
+    "raidd.commands.create",
+    "raidd.commands.examine",
+    "raidd.commands.key",
+    "raidd.commands.header",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # SUPPRESS keeps a subcommand's default from overwriting --json given before it.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help="print JSON for scripts"
+    )
     parser = argparse.ArgumentParser(
         prog="raidd",
+        parents=[common],
         description="Keep encrypted, versioned, redundant copies of data directories "
         "on a software RAID of block devices or image files.",
     )
     parser.add_argument("--version", action="version", version=f"raidd {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(subparsers, common)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    parser.parse_args(argv)
-    parser.print_help()
-    return 0
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    # The offline commands print their results; their warnings go to stderr
+    # (looked up at each event, so a replaced sys.stderr is followed).
+    structlog.configure(
+        logger_factory=lambda *args: structlog.PrintLogger(sys.stderr),
+        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+    )
+    try:
+        return int(args.run(args))
+    except RaiddError as error:
+        print(f"raidd {args.command}: {error}", file=sys.stderr)
+        return error.exit_code
+    except crypto.CryptoError as error:
+        print(f"raidd {args.command}: {error}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":

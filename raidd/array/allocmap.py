@@ -1,0 +1,339 @@
+"""The allocation map: per stripe, its state, the commit it was written at, strip checksums.
+
+On the members the map is a copy-on-write radix tree. Leaves hold the
+entries of `entries_per_leaf` consecutive stripes; internal nodes hold up to
+`fanout` pointers (stripe, offset, length, BLAKE2b-128 of the child). A
+commit rewrites only the leaves whose entries changed and the internal nodes
+above them, packed into the commit's metadata stripes; the superblock points
+at the root.
+
+A metadata stripe cannot hold its own strip checksums (they depend on the
+node written into it), so each commit lists its metadata stripes with their
+checksums in the superblock ("pending"), and the next commit that writes the
+map inserts them into the tree. The map as a whole is tree plus pending.
+
+In memory the whole map is one numpy structured array, loaded at assembly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import struct
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from raidd.array.superblock import MapPointer, PendingStripe
+from raidd.errors import ArrayError
+
+FLAG_DATA = 0x1
+FLAG_MAP = 0x2
+FLAG_FREED = 0x4
+
+NODE_MAGIC = b"RMAP"
+NODE_VERSION = 1
+NODE_LEAF = 0
+NODE_INTERNAL = 1
+NODE_HEADER_FORMAT = "<4sHBBQIIQ"
+NODE_HEADER_SIZE = struct.calcsize(NODE_HEADER_FORMAT)
+POINTER_FORMAT = "<QII16s"
+POINTER_SIZE = struct.calcsize(POINTER_FORMAT)
+MAX_NODE_ENTRIES = 128
+NODE_ALIGNMENT = 8
+
+
+def entry_dtype(member_count: int) -> np.dtype:
+    """Return the dtype of one map entry: 16 + 8 * member_count bytes."""
+    return np.dtype(
+        [
+            ("written_at", "<u8"),
+            ("flags", "<u4"),
+            ("lost", "<u4"),
+            ("checksums", "<u8", (member_count,)),
+        ]
+    )
+
+
+def node_checksum(data: bytes | bytearray | memoryview) -> bytes:
+    return hashlib.blake2b(data, digest_size=16).digest()
+
+
+def _power_of_two_at_most(value: int) -> int:
+    return 1 << (max(1, value).bit_length() - 1)
+
+
+@dataclass(frozen=True)
+class MapShape:
+    entries_per_leaf: int
+    fanout: int
+    depth: int
+
+    @classmethod
+    def for_array(cls, stripe_count: int, member_count: int, stripe_data_size: int) -> MapShape:
+        """Choose leaf and internal node sizes so that every node fits in one stripe."""
+        room = stripe_data_size - NODE_HEADER_SIZE
+        entry_size = entry_dtype(member_count).itemsize
+        entries = _power_of_two_at_most(min(MAX_NODE_ENTRIES, room // entry_size))
+        fanout = _power_of_two_at_most(min(MAX_NODE_ENTRIES, room // POINTER_SIZE))
+        if fanout < 2:
+            raise ArrayError(f"stripes of {stripe_data_size} bytes are too small for the map")
+        depth = 0
+        count = math.ceil(stripe_count / entries)
+        while count > 1:
+            count = math.ceil(count / fanout)
+            depth += 1
+        return cls(entries, fanout, depth)
+
+
+@dataclass(frozen=True)
+class NodePlan:
+    """One node a commit writes: its level (0 = leaf), index within the level and size."""
+
+    level: int
+    index: int
+    size: int
+
+
+class AllocationMap:
+    """The in-memory allocation map and its copy-on-write tree on the members."""
+
+    def __init__(self, stripe_count: int, member_count: int, shape: MapShape) -> None:
+        self.stripe_count = stripe_count
+        self.member_count = member_count
+        self.shape = shape
+        self.dtype = entry_dtype(member_count)
+        self.entries = np.zeros(stripe_count, dtype=self.dtype)
+        counts = [math.ceil(stripe_count / shape.entries_per_leaf)]
+        for _ in range(shape.depth):
+            counts.append(math.ceil(counts[-1] / shape.fanout))
+        self.level_counts = counts
+        self.pointers: list[list[MapPointer]] = [[MapPointer()] * c for c in counts]
+        self.node_refs: dict[int, int] = {}
+        self.dirty: set[int] = set()
+        self.deferred_dirty: set[int] = set()
+        self.orphans: set[int] = set()
+
+    # -- entries ---------------------------------------------------------------------
+
+    def leaf_of(self, stripe: int) -> int:
+        return stripe // self.shape.entries_per_leaf
+
+    def set_entry(
+        self, stripe: int, written_at: int, flags: int, checksums: Iterable[int], lost: int = 0
+    ) -> None:
+        entry = self.entries[stripe]
+        entry["written_at"] = written_at
+        entry["flags"] = flags
+        entry["lost"] = lost
+        entry["checksums"] = list(checksums)
+        self.dirty.add(self.leaf_of(stripe))
+
+    def mark_freed(self, stripe: int, event: int) -> None:
+        """Record `stripe` as freed by commit `event` (reusable from commit event + 2)."""
+        self.set_entry(stripe, event, FLAG_FREED, [0] * self.member_count)
+
+    def set_lost(self, stripe: int, roles_mask: int) -> None:
+        self.entries[stripe]["lost"] = roles_mask
+        self.dirty.add(self.leaf_of(stripe))
+
+    def is_allocated(self, stripe: int) -> bool:
+        return bool(int(self.entries[stripe]["flags"]) & (FLAG_DATA | FLAG_MAP))
+
+    def free_mask(self, event: int) -> np.ndarray:
+        """Return a boolean mask of stripes that commit `event` may write."""
+        flags = self.entries["flags"]
+        written = self.entries["written_at"]
+        unused = (flags & (FLAG_DATA | FLAG_MAP)) == 0
+        settled = ((flags & FLAG_FREED) == 0) | (written + 2 <= event)
+        return unused & settled
+
+    def allocated_stripes(self) -> np.ndarray:
+        flags = self.entries["flags"]
+        return np.flatnonzero((flags & (FLAG_DATA | FLAG_MAP)) != 0)
+
+    # -- pending metadata stripes and orphans -------------------------------------
+
+    def apply_pending(self, pending: Iterable[PendingStripe], event: int) -> None:
+        """Put a commit's metadata stripes into memory; the tree gets them at the next write."""
+        for record in pending:
+            self.set_entry(record.stripe, event, record.flags, record.checksums)
+            self.dirty.discard(self.leaf_of(record.stripe))
+            self.deferred_dirty.add(self.leaf_of(record.stripe))
+
+    def release_orphans(self, event: int) -> None:
+        """Drop the map flag of stripes whose nodes were all replaced; free them if empty."""
+        for stripe in sorted(self.orphans):
+            flags = int(self.entries[stripe]["flags"]) & ~FLAG_MAP
+            if flags & FLAG_DATA:
+                self.entries[stripe]["flags"] = flags
+                self.dirty.add(self.leaf_of(stripe))
+            else:
+                self.mark_freed(stripe, event)
+        self.orphans.clear()
+
+    # -- loading -------------------------------------------------------------------
+
+    def load(
+        self,
+        root: MapPointer,
+        pending: list[PendingStripe],
+        event: int,
+        read_node: Callable[[MapPointer], bytes],
+    ) -> None:
+        """Read the tree under `root` into memory, then apply `pending`.
+
+        Raises:
+            ArrayError: a node that fails its checksum everywhere or is inconsistent.
+        """
+        top = len(self.level_counts) - 1
+        self.pointers[top][0] = root
+        for level in range(top, -1, -1):
+            for index, pointer in enumerate(self.pointers[level]):
+                if pointer.is_null:
+                    continue
+                data = read_node(pointer)
+                self.node_refs[pointer.stripe] = self.node_refs.get(pointer.stripe, 0) + 1
+                self._parse_node(data, level, index)
+        pending_stripes = {record.stripe for record in pending}
+        self.apply_pending(pending, event)
+        for stripe in np.flatnonzero((self.entries["flags"] & FLAG_MAP) != 0):
+            if int(stripe) not in self.node_refs and int(stripe) not in pending_stripes:
+                self.orphans.add(int(stripe))
+        self.dirty.clear()
+
+    def _parse_node(self, data: bytes, level: int, index: int) -> None:
+        magic, version, kind, node_level, first, count, entry_size, _commit = struct.unpack_from(
+            NODE_HEADER_FORMAT, data, 0
+        )
+        expected_kind = NODE_LEAF if level == 0 else NODE_INTERNAL
+        if magic != NODE_MAGIC or version != NODE_VERSION or kind != expected_kind:
+            raise ArrayError(f"allocation map node at level {level} index {index} is malformed")
+        if node_level != level or first != index * self._span(level):
+            raise ArrayError(f"allocation map node at level {level} index {index} is misplaced")
+        body = data[NODE_HEADER_SIZE:]
+        if level == 0:
+            if entry_size != self.dtype.itemsize or count != self._leaf_count(index):
+                raise ArrayError(f"allocation map leaf {index} has a wrong entry size or count")
+            start = index * self.shape.entries_per_leaf
+            rows = np.frombuffer(body, dtype=self.dtype, count=count)
+            self.entries[start : start + count] = rows
+            return
+        children = self.pointers[level - 1]
+        start = index * self.shape.fanout
+        if entry_size != POINTER_SIZE or count != min(self.shape.fanout, len(children) - start):
+            raise ArrayError(f"allocation map node at level {level} index {index} is malformed")
+        for i in range(count):
+            fields = struct.unpack_from(POINTER_FORMAT, body, i * POINTER_SIZE)
+            children[start + i] = MapPointer(*fields)
+
+    def _span(self, level: int) -> int:
+        """Return how many stripes (level 0) or children (above) index units one node covers."""
+        if level == 0:
+            return self.shape.entries_per_leaf
+        return self.shape.fanout
+
+    def _leaf_count(self, leaf: int) -> int:
+        start = leaf * self.shape.entries_per_leaf
+        return min(self.shape.entries_per_leaf, self.stripe_count - start)
+
+    # -- writing -------------------------------------------------------------------
+
+    def plan(self) -> list[NodePlan]:
+        """Return the nodes the next commit writes: dirty leaves and every node above them."""
+        self.dirty |= self.deferred_dirty
+        plans: list[NodePlan] = []
+        indices = sorted(self.dirty)
+        for level in range(len(self.level_counts)):
+            for index in indices:
+                plans.append(NodePlan(level, index, self._node_size(level, index)))
+            indices = sorted({index // self.shape.fanout for index in indices})
+        return plans
+
+    def _node_size(self, level: int, index: int) -> int:
+        if level == 0:
+            return NODE_HEADER_SIZE + self._leaf_count(index) * self.dtype.itemsize
+        below = self.level_counts[level - 1]
+        count = min(self.shape.fanout, below - index * self.shape.fanout)
+        return NODE_HEADER_SIZE + count * POINTER_SIZE
+
+    def serialize(
+        self,
+        plans: list[NodePlan],
+        places: list[tuple[int, int]],
+        event: int,
+        hidden: set[int],
+    ) -> tuple[dict[int, list[tuple[int, bytes]]], MapPointer]:
+        """Build the planned nodes and repoint the tree at them.
+
+        Args:
+            plans: from `plan`, leaves first, then each level above.
+            places: (stripe, offset) of each planned node, in the same order.
+            event: the commit being written.
+            hidden: this commit's metadata stripes; their entries are written as
+                free and supplied by the superblock's pending list instead.
+
+        Returns:
+            The nodes by stripe as (offset, bytes), and the new root pointer.
+        """
+        out: dict[int, list[tuple[int, bytes]]] = {}
+        for plan, (stripe, offset) in zip(plans, places, strict=True):
+            data = self._build_node(plan, event, hidden)
+            old = self.pointers[plan.level][plan.index]
+            if not old.is_null:
+                self._drop_ref(old.stripe)
+            self.pointers[plan.level][plan.index] = MapPointer(
+                stripe, offset, len(data), node_checksum(data)
+            )
+            self.node_refs[stripe] = self.node_refs.get(stripe, 0) + 1
+            out.setdefault(stripe, []).append((offset, data))
+        self.dirty.clear()
+        self.deferred_dirty.clear()
+        return out, self.pointers[-1][0]
+
+    def _drop_ref(self, stripe: int) -> None:
+        self.node_refs[stripe] -= 1
+        if self.node_refs[stripe] == 0:
+            del self.node_refs[stripe]
+            self.orphans.add(stripe)
+
+    def _build_node(self, plan: NodePlan, event: int, hidden: set[int]) -> bytes:
+        if plan.level == 0:
+            start = plan.index * self.shape.entries_per_leaf
+            count = self._leaf_count(plan.index)
+            rows = self.entries[start : start + count].copy()
+            for stripe in hidden:
+                if start <= stripe < start + count:
+                    rows[stripe - start] = np.zeros(1, dtype=self.dtype)[0]
+            header = struct.pack(
+                NODE_HEADER_FORMAT,
+                NODE_MAGIC,
+                NODE_VERSION,
+                NODE_LEAF,
+                0,
+                start,
+                count,
+                self.dtype.itemsize,
+                event,
+            )
+            return header + rows.tobytes()
+        children = self.pointers[plan.level - 1]
+        start = plan.index * self.shape.fanout
+        count = min(self.shape.fanout, len(children) - start)
+        body = b"".join(
+            struct.pack(POINTER_FORMAT, p.stripe, p.offset, p.length, p.checksum)
+            for p in children[start : start + count]
+        )
+        header = struct.pack(
+            NODE_HEADER_FORMAT,
+            NODE_MAGIC,
+            NODE_VERSION,
+            NODE_INTERNAL,
+            plan.level,
+            start,
+            count,
+            POINTER_SIZE,
+            event,
+        )
+        return header + body

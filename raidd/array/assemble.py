@@ -1,0 +1,468 @@
+"""Assembly: find an array's members by their superblocks and open it.
+
+Members are matched by array UUID, member UUID and role, never by path or
+argument order. The paths given are only where to look; the newest member
+table's recorded paths are searched as well. Every path that is not used is
+reported with its path, UUID and the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+
+from parity import Geometry
+from raidd.array.array import Array, AssemblyReport, Spare
+from raidd.array.codec import strip_checksum
+from raidd.array.lock import ArrayLock, default_lock_dir
+from raidd.array.member import DeviceIdentity, Member, MemberError, identify, open_member
+from raidd.array.stripeio import Slot
+from raidd.array.superblock import (
+    CheckpointKind,
+    MemberState,
+    MemberSuperblocks,
+    Superblock,
+    read_superblocks,
+)
+from raidd.errors import ArrayError
+
+log = structlog.get_logger(__name__)
+
+MemberOpener = Callable[[str, bool], Member]
+
+
+def default_opener(path: str, writable: bool) -> Member:
+    return open_member(path, writable=writable, claim=writable)
+
+
+@dataclass
+class Candidate:
+    """A probed path: its identity and superblocks, or why it cannot be used."""
+
+    path: str
+    identity: DeviceIdentity | None
+    superblocks: MemberSuperblocks | None
+    error: str | None
+
+    @property
+    def sb(self) -> Superblock | None:
+        return self.superblocks.newest if self.superblocks else None
+
+
+def probe(path: str) -> Candidate:
+    """Read a path's superblocks without claiming it (works beside a running daemon)."""
+    try:
+        identity = identify(path)
+        member = open_member(path, writable=False, claim=False)
+    except MemberError as error:
+        return Candidate(path, None, None, str(error))
+    try:
+        copies = read_superblocks(member)
+    except MemberError as error:
+        return Candidate(path, identity, None, str(error))
+    finally:
+        member.close()
+    if copies.newest is None:
+        return Candidate(path, identity, copies, f"no valid raidd superblock ({copies.error})")
+    return Candidate(path, identity, copies, None)
+
+
+def _describe(candidate: Candidate) -> str:
+    sb = candidate.sb
+    if sb is None:
+        return candidate.path
+    return f"{candidate.path} (member {sb.member_uuid}, event {sb.event_counter})"
+
+
+def _reject(
+    report: AssemblyReport, candidate: Candidate, reason: str, stale: bool = False
+) -> None:
+    sb = candidate.sb
+    item = {
+        "path": candidate.path,
+        "member_uuid": str(sb.member_uuid) if sb else "",
+        "array_uuid": str(sb.array_uuid) if sb else "",
+        "reason": reason,
+    }
+    (report.stale if stale else report.rejected).append(item)
+    log.warning("member_not_used", stale=stale, **item)
+
+
+def _probe_all(paths: Iterable[str]) -> tuple[list[Candidate], AssemblyReport]:
+    report = AssemblyReport()
+    seen: dict[DeviceIdentity, str] = {}
+    candidates = []
+    for path in paths:
+        candidate = probe(str(path))
+        if candidate.identity is not None and candidate.identity in seen:
+            log.info(
+                "member_path_duplicate", path=candidate.path, same_as=seen[candidate.identity]
+            )
+            continue
+        if candidate.identity is not None:
+            seen[candidate.identity] = candidate.path
+        candidates.append(candidate)
+    return candidates, report
+
+
+def _choose_array(candidates: list[Candidate], array_uuid: uuid.UUID | None) -> uuid.UUID:
+    arrays: dict[uuid.UUID, list[str]] = {}
+    for candidate in candidates:
+        if candidate.sb is not None:
+            arrays.setdefault(candidate.sb.array_uuid, []).append(candidate.path)
+    if array_uuid is not None:
+        if array_uuid not in arrays:
+            raise ArrayError(
+                f"no member of array {array_uuid} found among "
+                f"{', '.join(c.path for c in candidates) or 'no paths'}"
+            )
+        return array_uuid
+    if not arrays:
+        reasons = "; ".join(f"{c.path}: {c.error}" for c in candidates)
+        raise ArrayError(f"no raidd member found ({reasons or 'no paths given'})")
+    if len(arrays) > 1:
+        listing = "; ".join(f"array {u}: {', '.join(p)}" for u, p in arrays.items())
+        raise ArrayError(f"the paths hold several arrays ({listing}); configure the uuid to use")
+    return next(iter(arrays))
+
+
+def _find_duplicates(members: list[Candidate], report: AssemblyReport) -> list[Candidate]:
+    by_uuid: dict[uuid.UUID, list[Candidate]] = {}
+    for candidate in members:
+        assert candidate.sb is not None
+        by_uuid.setdefault(candidate.sb.member_uuid, []).append(candidate)
+    kept = []
+    for member_uuid, group in by_uuid.items():
+        if len(group) == 1:
+            kept.append(group[0])
+            continue
+        paths = ", ".join(c.path for c in group)
+        for candidate in group:
+            _reject(
+                report, candidate, f"member UUID {member_uuid} found on several devices: {paths}"
+            )
+    return kept
+
+
+def _check_split_brain(members: list[Candidate], newest: Superblock) -> None:
+    halves = []
+    for candidate in members:
+        sb = candidate.sb
+        assert sb is not None
+        if sb.role < 0:
+            continue
+        entry = newest.entry(sb.member_uuid)
+        same_event = sb.event_counter == newest.event_counter
+        if (same_event and sb.commit_tag != newest.commit_tag) or (
+            entry is not None
+            and entry.state in (MemberState.FAILED, MemberState.ABSENT, MemberState.REMOVED)
+            and sb.event_counter > entry.in_sync_event
+        ):
+            halves.append(candidate)
+    if halves:
+        current = [
+            c.path
+            for c in members
+            if c.sb is not None
+            and c.sb.event_counter == newest.event_counter
+            and c.sb.commit_tag == newest.commit_tag
+        ]
+        others = ", ".join(_describe(c) for c in halves)
+        raise ArrayError(
+            f"split brain in array {newest.array_uuid}: {others} were written while the members "
+            f"{', '.join(current)} were away, and those were written too; neither half is used. "
+            "Assemble with only the paths of the half to keep, then add the other half's "
+            "members back with --force"
+        )
+
+
+def _classify(candidate: Candidate, newest: Superblock, report: AssemblyReport) -> str:
+    """Return "current", "behind" (one commit, roll-forward candidate), "spare" or "unused"."""
+    sb = candidate.sb
+    assert sb is not None
+    entry = newest.entry(sb.member_uuid)
+    if entry is None:
+        _reject(report, candidate, f"not in the member table of array {newest.array_uuid}")
+        return "unused"
+    if entry.state is MemberState.SPARE:
+        return "spare"
+    if entry.state in (MemberState.FAILED, MemberState.ABSENT, MemberState.REMOVED):
+        reason = f"marked {entry.state.name.lower()} in the newest member table"
+        _reject(report, candidate, f"stale: {reason} (event {newest.event_counter})", stale=True)
+        return "unused"
+    if sb.event_counter == newest.event_counter:
+        return "current"
+    if sb.event_counter == newest.event_counter - 1 and entry.state is MemberState.ACTIVE:
+        return "behind"
+    _reject(
+        report,
+        candidate,
+        f"stale: missed commits {sb.event_counter + 1}..{newest.event_counter}",
+        stale=True,
+    )
+    return "unused"
+
+
+def _recorded_paths(members: list[Candidate], known: set[str]) -> list[str]:
+    extra = []
+    for candidate in members:
+        assert candidate.sb is not None
+        for entry in candidate.sb.members:
+            if entry.path and entry.path not in known and os.path.exists(entry.path):
+                extra.append(entry.path)
+                known.add(entry.path)
+    return extra
+
+
+def assemble(
+    paths: Iterable[str | os.PathLike[str]],
+    *,
+    array_uuid: uuid.UUID | str | None = None,
+    read_only: bool = False,
+    lock_dir: str | os.PathLike[str] | None = None,
+    opener: MemberOpener | None = None,
+    search_recorded_paths: bool = True,
+) -> Array:
+    """Find the members of one array among `paths` and open it.
+
+    Args:
+        paths: where to look (configured member paths); order does not matter.
+        array_uuid: the array to open; required when the paths hold several.
+        read_only: open without claims or lock and never write.
+        lock_dir: directory of the array lock file (default $RAIDD_LOCK_DIR or /run/raidd).
+        opener: opens a member for use (tests pass a fault-injecting one).
+        search_recorded_paths: also look at the paths recorded in the member table.
+
+    Returns:
+        The open Array; `array.report` lists degraded roles and unused members.
+
+    Raises:
+        ArrayError: no array, several arrays, split brain, or more members
+            missing than the level tolerates.
+        ArrayBusyError: another process holds the array.
+    """
+    wanted = uuid.UUID(str(array_uuid)) if array_uuid is not None else None
+    texts = [os.fspath(p) for p in paths]
+    candidates, report = _probe_all(texts)
+    chosen = _choose_array(candidates, wanted)
+    if search_recorded_paths:
+        ours = [c for c in candidates if c.sb is not None and c.sb.array_uuid == chosen]
+        known = {c.path for c in candidates}
+        more, _ = _probe_all(_recorded_paths(ours, known))
+        identities = {c.identity for c in candidates}
+        candidates += [c for c in more if c.identity not in identities]
+    members = []
+    for candidate in candidates:
+        sb = candidate.sb
+        if sb is None:
+            _reject(report, candidate, candidate.error or "no valid raidd superblock")
+        elif sb.array_uuid != chosen:
+            _reject(report, candidate, f"member of another array {sb.array_uuid}")
+        else:
+            members.append(candidate)
+    members = _find_duplicates(members, report)
+    active = [c for c in members if c.sb is not None and c.sb.role >= 0]
+    if not active:
+        raise ArrayError(f"array {chosen}: only spares found")
+    newest = max((c.sb for c in active if c.sb is not None), key=lambda sb: sb.event_counter)
+    _check_split_brain(active, newest)
+    kinds = {c.path: _classify(c, newest, report) for c in members}
+    directory = Path(lock_dir) if lock_dir is not None else default_lock_dir()
+    return _open(newest, members, kinds, report, read_only, directory, opener or default_opener)
+
+
+def _open(
+    newest: Superblock,
+    members: list[Candidate],
+    kinds: dict[str, str],
+    report: AssemblyReport,
+    read_only: bool,
+    lock_dir: Path,
+    opener: MemberOpener,
+) -> Array:
+    by_member = {
+        c.sb.member_uuid: c for c in members if c.sb is not None and kinds[c.path] != "unused"
+    }
+    lock = None if read_only else ArrayLock.acquire(lock_dir, newest.array_uuid, newest.array_name)
+    opened: list[Member] = []
+    try:
+        slots, behind, spares = _build_slots(newest, by_member, kinds, read_only, opener, opened)
+        used = {slot.member_uuid for slot in slots} | {spare.member_uuid for spare in spares}
+        for member_uuid, candidate in by_member.items():
+            if member_uuid not in used:
+                _reject(
+                    report,
+                    candidate,
+                    "not used: another member serves its role (an "
+                    "interrupted replace); run the replace again",
+                )
+        missing = [slot.role for slot in slots if slot.member is None]
+        unusable = missing + [s.role for s in slots if s.state is MemberState.REBUILDING]
+        if not _survives(newest, unusable):
+            raise ArrayError(_beyond_tolerance_message(newest, slots, missing))
+        array = Array(newest, slots, spares, lock=lock, read_only=read_only, report=report)
+        array.load_map()
+        _roll_forward(array, behind, report)
+        _finish(array, newest, report, read_only)
+        return array
+    except BaseException:
+        for member in opened:
+            member.close()
+        if lock is not None:
+            lock.release()
+        raise
+
+
+def _survives(newest: Superblock, unusable: list[int]) -> bool:
+    return Geometry(newest.level, newest.member_count, newest.strip_size).survives(unusable)
+
+
+def _build_slots(
+    newest: Superblock,
+    by_member: dict[uuid.UUID, Candidate],
+    kinds: dict[str, str],
+    read_only: bool,
+    opener: MemberOpener,
+    opened: list[Member],
+) -> tuple[list[Slot], list[Slot], list[Spare]]:
+    slots: list[Slot] = []
+    behind: list[Slot] = []
+    for role in range(newest.member_count):
+        entries = [
+            e
+            for e in newest.members
+            if e.role == role and e.state in (MemberState.ACTIVE, MemberState.REBUILDING)
+        ]
+        # An interrupted hot replace leaves an active and a rebuilding entry: the active wins.
+        entries.sort(key=lambda e: e.state is not MemberState.ACTIVE)
+        entry = entries[0] if entries else None
+        if entry is None:
+            # Keep the failed or absent member's identity, so `re_add` can find its slot.
+            gone = [
+                e
+                for e in newest.members
+                if e.role == role and e.state in (MemberState.FAILED, MemberState.ABSENT)
+            ]
+            if gone:
+                last = gone[-1]
+                slots.append(
+                    Slot(role, last.member_uuid, last.state, last.in_sync_event, last.path, None)
+                )
+            else:
+                slots.append(Slot(role, uuid.UUID(int=0), MemberState.ABSENT, 0, "", None))
+            continue
+        slot = Slot(role, entry.member_uuid, entry.state, entry.in_sync_event, entry.path, None)
+        candidate = by_member.get(entry.member_uuid)
+        if candidate is not None:
+            member = opener(candidate.path, not read_only)
+            opened.append(member)
+            if member.identity != candidate.identity:
+                raise ArrayError(f"member {candidate.path} changed while the array was assembled")
+            slot.member = member
+            slot.path = candidate.path
+            if kinds[candidate.path] == "behind":
+                behind.append(slot)
+        if entry.state is MemberState.REBUILDING:
+            _restore_progress(slot, newest)
+        slots.append(slot)
+    spares = []
+    for entry in newest.members:
+        candidate = by_member.get(entry.member_uuid)
+        if entry.state is MemberState.SPARE and candidate is not None:
+            member = opener(candidate.path, not read_only)
+            opened.append(member)
+            spares.append(Spare(entry.member_uuid, candidate.path, member))
+    return slots, behind, spares
+
+
+def _restore_progress(slot: Slot, newest: Superblock) -> None:
+    """Set how far a rebuilding member got, from the checkpoint when it names this member."""
+    cp = newest.checkpoint
+    if cp.member_uuid != slot.member_uuid:
+        # No checkpoint of its own: every stripe it holds is suspect, so start again.
+        slot.rebuild_next, slot.rebuild_since = 0, newest.event_counter
+        return
+    slot.rebuild_next = cp.next_stripe
+    if cp.kind is CheckpointKind.RESYNC:
+        # Stripes written since the resync began went to the member too, but
+        # which commit that was is not recorded: resync them again.
+        slot.resync_base = cp.since_event
+        slot.rebuild_since = newest.event_counter
+    else:
+        slot.rebuild_since = cp.since_event
+
+
+def _beyond_tolerance_message(newest: Superblock, slots: list[Slot], missing: list[int]) -> str:
+    names = []
+    for role in missing:
+        entry = next(
+            (e for e in newest.members if e.role == role and e.state is not MemberState.SPARE),
+            None,
+        )
+        last = f"member {entry.member_uuid}, last seen at {entry.path}" if entry else "no member"
+        names.append(f"role {role} ({last})")
+    return (
+        f"array {newest.array_name or newest.array_uuid} cannot start: {', '.join(names)} "
+        "missing, more than its level tolerates; find the missing members and add their paths"
+    )
+
+
+def _roll_forward(array: Array, behind: list[Slot], report: AssemblyReport) -> None:
+    """Keep a member one commit behind when its strips of that commit match their checksums."""
+    if not behind:
+        return
+    event = array.event
+    stripes = [
+        int(s)
+        for s in array.map.allocated_stripes()
+        if int(array.map.entries[s]["written_at"]) == event
+    ]
+    for slot in behind:
+        assert slot.member is not None
+        good = True
+        for stripe in stripes:
+            expected = int(array.map.entries[stripe]["checksums"][slot.role])
+            strip = array.io.read_strip(slot, stripe, event)
+            if strip is None or strip_checksum(strip) != expected:
+                good = False
+                break
+        if good:
+            report.rolled_forward.append(slot.path)
+            log.info("member_rolled_forward", member=slot.path, event_counter=event)
+            continue
+        _reject(
+            report,
+            Candidate(slot.path, slot.member.identity, None, None),
+            f"stale: one commit behind and its strips of commit {event} do not match",
+            stale=True,
+        )
+        slot.member.close()
+        slot.member = None
+        slot.state = MemberState.ABSENT
+    array.io.check_tolerance(f"array {array.name or array.uuid}")
+
+
+def _finish(array: Array, newest: Superblock, report: AssemblyReport, read_only: bool) -> None:
+    missing = [slot.role for slot in array.slots if slot.member is None]
+    report.missing_roles = missing
+    report.degraded = bool(missing) or array.degraded
+    for slot in array.slots:
+        if slot.member is None and slot.state is MemberState.ACTIVE:
+            slot.state = MemberState.ABSENT
+    if report.degraded:
+        log.warning("array_degraded", array=str(array.uuid), missing_roles=missing)
+    if read_only:
+        return
+    if missing or report.rolled_forward:
+        array.commit_state()
+    log.info(
+        "array_assembled",
+        array=str(array.uuid),
+        event_counter=array.event,
+        degraded=report.degraded,
+    )

@@ -1,0 +1,278 @@
+"""Creation of a new array: validate every member, then write the first superblocks."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import structlog
+
+from parity import Geometry, GeometryError
+from raidd.array.allocmap import MapShape
+from raidd.array.member import Member, MemberError, identify, open_member
+from raidd.array.superblock import (
+    END_ALIGNMENT,
+    MAX_MEMBERS,
+    NAME_MAX,
+    SPARE_ROLE,
+    SUPERBLOCK_SIZE,
+    MemberEntry,
+    MemberState,
+    Superblock,
+    read_superblocks,
+    write_superblock,
+)
+from raidd.errors import UsageError
+
+log = structlog.get_logger(__name__)
+
+MiB = 1024 * 1024
+MIN_MEMBER_SIZE = 16 * MiB
+DATA_OFFSET = 1 * MiB
+MAX_STRIP_SIZE = 2 * MiB
+DEFAULT_STRIP_SIZE = 64 * 1024
+MIN_STRIPES = 64
+
+
+@dataclass(frozen=True)
+class MemberLayout:
+    """Where the data area lies on every member of an array."""
+
+    data_offset: int
+    data_size: int
+    stripe_count: int
+
+
+def plan_layout(member_size: int, strip_size: int) -> MemberLayout:
+    """Compute data offset, data size and stripe count for the smallest member's size.
+
+    The data area starts at max(1 MiB, strip_size), after superblock slots 0
+    and 1, and ends before the end copy (last 64 KiB, 4 KiB aligned).
+    """
+    data_offset = max(DATA_OFFSET, strip_size)
+    end = member_size // END_ALIGNMENT * END_ALIGNMENT - SUPERBLOCK_SIZE
+    stripes = max(0, (end - data_offset) // strip_size)
+    return MemberLayout(data_offset, stripes * strip_size, stripes)
+
+
+@dataclass
+class CreatedArray:
+    array_uuid: uuid.UUID
+    name: str
+    level: int
+    strip_size: int
+    members: list[tuple[str, uuid.UUID]]
+    spares: list[tuple[str, uuid.UUID]]
+    stripe_count: int
+    stripe_data_size: int
+    warnings: list[str] = field(default_factory=list)
+
+
+def _check_geometry(level: int, count: int, strip_size: int) -> Geometry:
+    try:
+        geometry = Geometry(level, count, strip_size)
+    except GeometryError as error:
+        raise UsageError(str(error)) from None
+    if strip_size > MAX_STRIP_SIZE:
+        raise UsageError(f"strip size must be at most {MAX_STRIP_SIZE} bytes; got {strip_size}")
+    if count > MAX_MEMBERS:
+        raise UsageError(f"an array holds at most {MAX_MEMBERS} members and spares; got {count}")
+    return geometry
+
+
+def _prepare_paths(paths: Sequence[str], size: int | None) -> list[str]:
+    """Check every path exists (or can be created with `size`) and names a distinct device."""
+    seen: dict[object, str] = {}
+    for path in paths:
+        if not os.path.exists(path):
+            if size is None:
+                raise UsageError(f"member {path} not found; pass --size to create image files")
+            parent = Path(path).parent
+            if not parent.is_dir():
+                raise UsageError(f"cannot create image file {path}: {parent} is not a directory")
+            continue
+        identity = identify(path)
+        if identity in seen:
+            raise UsageError(f"members {seen[identity]} and {path} are the same device")
+        seen[identity] = path
+    return list(paths)
+
+
+def _check_member(member: Member, force: bool) -> None:
+    if member.size < MIN_MEMBER_SIZE:
+        raise UsageError(
+            f"member {member.path} has {member.size} bytes; a member needs at least "
+            f"{MIN_MEMBER_SIZE} bytes (16 MiB)"
+        )
+    copies = read_superblocks(member)
+    if copies.newest is not None and not force:
+        raise UsageError(
+            f"member {member.path} already carries a raidd superblock (array "
+            f"{copies.newest.array_uuid}); pass --force to overwrite it"
+        )
+
+
+def _open_all(paths: Sequence[str], size: int | None, force: bool) -> list[Member]:
+    """Open and check the existing members first, then create the missing image files."""
+    members: dict[str, Member] = {}
+    created = []
+    try:
+        for path in paths:
+            if os.path.exists(path):
+                members[path] = open_member(path, writable=True, claim=True)
+                _check_member(members[path], force)
+        for path in paths:
+            if path not in members:
+                assert size is not None
+                with open(path, "xb") as image:
+                    image.truncate(size)
+                created.append(path)
+                members[path] = open_member(path, writable=True, claim=True)
+    except BaseException:
+        for member in members.values():
+            member.close()
+        for path in created:
+            os.unlink(path)
+        raise
+    return [members[path] for path in paths]
+
+
+def create_array(
+    paths: Sequence[str],
+    *,
+    level: int,
+    strip_size: int = DEFAULT_STRIP_SIZE,
+    name: str = "",
+    spares: Sequence[str] = (),
+    keyslot_area: bytes | Callable[[], bytes] = b"",
+    size: int | None = None,
+    force: bool = False,
+) -> CreatedArray:
+    """Write the superblocks of a new array; nothing is written before all checks pass.
+
+    Args:
+        paths: the members, in role order.
+        level: RAID level (0, 1, 5, 6, 10).
+        strip_size: bytes per strip, a power of two from 4 KiB to 2 MiB.
+        name: operator's name, at most 64 bytes of UTF-8.
+        spares: paths that get spare superblocks.
+        keyslot_area: the crypto keyslot area stored in every superblock, or a
+            function that returns it, called once every check has passed
+            (so that `--new-keyfile` creates its file only then).
+        size: create missing image files of this many bytes.
+        force: overwrite members that already carry a raidd superblock.
+
+    Raises:
+        UsageError: an invalid geometry, a missing, duplicate, busy, too small or
+            already used member; the message names the path.
+    """
+    geometry = _check_geometry(level, len(paths), strip_size)
+    if len(paths) + len(spares) > MAX_MEMBERS:
+        raise UsageError(f"an array holds at most {MAX_MEMBERS} members and spares")
+    if len(name.encode("utf-8")) > NAME_MAX:
+        raise UsageError(f"array name {name!r} is longer than {NAME_MAX} bytes of UTF-8")
+    if size is not None and size < MIN_MEMBER_SIZE:
+        raise UsageError(f"--size {size} is below the minimum member size of 16 MiB")
+    all_paths = _prepare_paths([*paths, *spares], size)
+    try:
+        members = _open_all(all_paths, size, force)
+    except MemberError as error:
+        raise UsageError(str(error)) from error
+    try:
+        layout = _check_layout(members, geometry)
+        area = keyslot_area() if callable(keyslot_area) else keyslot_area
+        return _write_new(members, len(paths), geometry, name, area, layout)
+    finally:
+        for member in members:
+            member.close()
+
+
+def _check_layout(members: list[Member], geometry: Geometry) -> MemberLayout:
+    smallest = min(m.size for m in members)
+    layout = plan_layout(smallest, geometry.strip_size)
+    if layout.stripe_count < MIN_STRIPES:
+        raise UsageError(
+            f"members of {smallest} bytes hold only {layout.stripe_count} stripes of "
+            f"{geometry.strip_size}-byte strips; at least {MIN_STRIPES} are needed"
+        )
+    return layout
+
+
+def _write_new(
+    members: list[Member],
+    count: int,
+    geometry: Geometry,
+    name: str,
+    keyslot_area: bytes,
+    layout: MemberLayout,
+) -> CreatedArray:
+    warnings = []
+    sizes = {m.size for m in members}
+    smallest = min(sizes)
+    if len(sizes) > 1:
+        warnings.append(
+            f"members differ in size; every member uses {smallest} bytes, the smallest "
+            f"({', '.join(m.path for m in members if m.size == smallest)})"
+        )
+        log.warning("member_sizes_differ", smallest=smallest)
+    array_uuid = uuid.uuid4()
+    member_uuids = [uuid.uuid4() for _ in members]
+    table = [
+        MemberEntry(
+            member_uuids[i],
+            i if i < count else SPARE_ROLE,
+            MemberState.ACTIVE if i < count else MemberState.SPARE,
+            1 if i < count else 0,
+            os.path.abspath(member.path),
+        )
+        for i, member in enumerate(members)
+    ]
+    shape = MapShape.for_array(layout.stripe_count, count, geometry.stripe_data_size)
+    now = int(time.time())
+    commit_tag = secrets.randbits(63)
+    for i, member in enumerate(members):
+        sb = Superblock(
+            array_uuid=array_uuid,
+            member_uuid=member_uuids[i],
+            role=i if i < count else SPARE_ROLE,
+            level=int(geometry.level),
+            strip_size=geometry.strip_size,
+            member_count=count,
+            data_offset=layout.data_offset,
+            data_size=layout.data_size,
+            stripe_count=layout.stripe_count,
+            event_counter=1,
+            commit_tag=commit_tag,
+            created_time=now,
+            commit_time=now,
+            array_name=name,
+            reserve_stripes=max(8, layout.stripe_count // 100),
+            map_entries_per_leaf=shape.entries_per_leaf,
+            map_fanout=shape.fanout,
+            map_depth=shape.depth,
+            members=table,
+            keyslot_area=keyslot_area,
+        )
+        # Slot 0 as well as slot 1 and the end copy, so no stale copy of an
+        # earlier array survives on a forced re-create.
+        write_superblock(member, sb)
+        sb0 = Superblock(**{**sb.__dict__, "event_counter": 0})
+        member.pwrite(sb0.pack(), 0)
+        member.fsync()
+    log.info("array_created", array=str(array_uuid), level=int(geometry.level), members=count)
+    return CreatedArray(
+        array_uuid=array_uuid,
+        name=name,
+        level=int(geometry.level),
+        strip_size=geometry.strip_size,
+        members=[(members[i].path, member_uuids[i]) for i in range(count)],
+        spares=[(members[i].path, member_uuids[i]) for i in range(count, len(members))],
+        stripe_count=layout.stripe_count,
+        stripe_data_size=geometry.stripe_data_size,
+        warnings=warnings,
+    )

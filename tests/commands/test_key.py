@@ -1,0 +1,87 @@
+"""`raidd key`: add, list and remove keyslots in every copy of every member."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import crypto
+from raidd.array.member import open_member
+from raidd.array.superblock import read_superblocks
+from tests.commands.conftest import Result
+
+
+def create(raidd: Callable[..., Result], tmp_path: Path) -> tuple[list[str], Path]:
+    members = [str(tmp_path / f"m{i}.img") for i in range(3)]
+    key = tmp_path / "first.key"
+    result = raidd(
+        "create",
+        "--level",
+        "5",
+        "--size",
+        "16MiB",
+        "--spare",
+        tmp_path / "spare.img",
+        "--new-keyfile",
+        key,
+        *members,
+    )
+    assert result.code == 0, result.err
+    return [*members, str(tmp_path / "spare.img")], key
+
+
+def areas(paths: list[str]) -> list[list[str]]:
+    """Return the slot kinds of every superblock copy of every member."""
+    found = []
+    for path in paths:
+        member = open_member(path, writable=False)
+        for copy in read_superblocks(member).copies:
+            assert copy.superblock is not None
+            area = crypto.KeyslotArea.from_bytes(copy.superblock.keyslot_area)
+            found.append([f"{s.number}:{s.kind}" for s in area.slots()])
+        member.close()
+    return found
+
+
+def test_add_list_remove(raidd: Callable[..., Result], tmp_path: Path) -> None:
+    paths, key = create(raidd, tmp_path)
+    members = paths[:3]
+    second = tmp_path / "second.key"
+    added = raidd("key", "add", "--keyfile", key, "--new-keyfile", second, *members)
+    assert added.code == 0, added.err
+    assert "added keyslot 1" in added.out
+    listed = raidd("key", "list", "--json", *members)
+    assert [row["kind"] for row in listed.json()] == ["keyfile", "keyfile"]
+    phrase = tmp_path / "phrase"
+    phrase.write_text("correct horse battery staple\n")
+    assert (
+        raidd("key", "add", "--keyfile", second, "--new-passphrase-file", phrase, *members).code
+        == 0
+    )
+    removed = raidd("key", "remove", "--slot", "0", "--passphrase-file", phrase, *members)
+    assert removed.code == 0, removed.err
+    assert areas(paths) == [["1:keyfile", "2:passphrase"]] * 12
+    refused = raidd("key", "add", "--keyfile", key, "--new-keyfile", tmp_path / "k3", *members)
+    assert refused.code == 5
+    assert "no keyslot opens" in refused.err
+
+
+def test_remove_last_refused(raidd: Callable[..., Result], tmp_path: Path) -> None:
+    paths, key = create(raidd, tmp_path)
+    result = raidd("key", "remove", "--slot", "0", "--keyfile", key, *paths[:3])
+    assert result.code == 2
+    assert "last intact keyslot" in result.err
+    assert areas(paths) == [["0:keyfile"]] * 12
+
+
+def test_remove_warns_about_absent_member(raidd: Callable[..., Result], tmp_path: Path) -> None:
+    paths, key = create(raidd, tmp_path)
+    second = tmp_path / "second.key"
+    assert raidd("key", "add", "--keyfile", key, "--new-keyfile", second, *paths[:3]).code == 0
+    absent = tmp_path / "absent.img"
+    Path(paths[2]).rename(absent)
+    result = raidd("key", "remove", "--slot", "0", "--keyfile", second, *paths[:2])
+    assert result.code == 1
+    assert "role 2" in result.err and "still holds the old keyslots" in result.err
+    assert areas([paths[0], paths[1], paths[3]]) == [["1:keyfile"]] * 9
+    assert areas([str(absent)]) == [["0:keyfile", "1:keyfile"]] * 3
