@@ -13,6 +13,18 @@ Nouns:
 
 The library depends on pycryptodome and the standard library only, and does
 no I/O beyond reading and writing key files.
+
+Typical use:
+
+    write_new_keyfile(path)                       # raidd create --new-keyfile
+    master = MasterKey.generate()
+    area = KeyslotArea.create(master, keyfile_secret=read_keyfile(path))
+    keyslot_bytes = area.to_bytes()               # KEYSLOT_AREA_SIZE bytes, into each superblock
+
+    master = KeyslotArea.from_bytes(keyslot_bytes).unlock_keyfile(read_keyfile(path))
+    keys = derive_subkeys(master)
+    sealed = seal(keys.chunk, chunk, array_uuid + object_id)
+    chunk = open(keys.chunk, sealed, array_uuid + object_id)
 """
 
 from crypto.errors import (

@@ -99,6 +99,10 @@ class SecretKey:
     def view(self) -> memoryview:
         """Return a read-only view of the key bytes, for hmac and pycryptodome.
 
+        The view does not keep the key alive: once the key is wiped or
+        dropped, the view shows zeros. Keep a reference to the key while
+        the view is in use.
+
         Raises:
             ValueError: the key was wiped.
         """

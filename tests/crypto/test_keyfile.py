@@ -2,6 +2,8 @@
 
 import os
 import stat
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -127,6 +129,39 @@ def test_new_keyfile_missing_directory(tmp_path: Path) -> None:
     path = tmp_path / "absent" / "new.key"
     with pytest.raises(crypto.KeyFileError, match=f"cannot create key file {path}"):
         crypto.write_new_keyfile(path)
+
+
+@pytest.fixture
+def full_filesystem(tmp_path: Path) -> Iterator[Path]:
+    """A 4 KiB tmpfs mounted under tmp_path and filled to the last byte (needs root)."""
+    mountpoint = tmp_path / "full"
+    mountpoint.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4k", "tmpfs", str(mountpoint)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs: {mounted.stderr.strip()}")
+    try:
+        filler_path = mountpoint / "filler"
+        with (
+            filler_path.open("wb", buffering=0) as filler,
+            pytest.raises(OSError, match="No space left on device"),
+        ):
+            while True:
+                filler.write(bytes(4096))
+        yield mountpoint
+    finally:
+        subprocess.run(["umount", str(mountpoint)], check=True)
+
+
+def test_new_keyfile_on_full_disk(full_filesystem: Path) -> None:
+    """A write that fails for lack of space raises and leaves no partial key file."""
+    path = full_filesystem / "new.key"
+    with pytest.raises(crypto.KeyFileError, match=f"cannot write key file {path}: No space"):
+        crypto.write_new_keyfile(path)
+    assert not path.exists()
 
 
 def test_new_keyfile_opens_keyslot(tmp_path: Path, master: crypto.MasterKey) -> None:

@@ -3,6 +3,7 @@
 import copy
 import gc
 import hmac
+import os
 import pickle
 
 import pytest
@@ -48,6 +49,13 @@ def test_dropped_key_is_wiped() -> None:
     del key
     gc.collect()
     assert material == bytearray(32)
+
+
+def test_view_of_dropped_key_shows_zeros() -> None:
+    """A view does not keep the key alive: dropping the key wipes what the view shows."""
+    view = crypto.SecretKey(bytearray(FIXED_MASTER)).view()
+    gc.collect()
+    assert bytes(view) == bytes(32)
 
 
 def test_view_is_read_only() -> None:
@@ -143,3 +151,27 @@ def test_chunk_id_is_keyed() -> None:
 def test_chunk_id_rejects_master(master: crypto.MasterKey) -> None:
     with pytest.raises(TypeError, match="chunk_id needs the chunk_id subkey"):
         crypto.chunk_id(master, b"content")
+
+
+def test_generate_after_fork_differs() -> None:
+    """Children forked after a key was generated draw their own keys from the kernel."""
+    parent_key = crypto.MasterKey.generate()
+    keys = [bytes(parent_key.view())]
+    for _ in range(3):
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            status = 1
+            try:
+                child_key = crypto.MasterKey.generate()
+                os.write(write_end, bytes(child_key.view()))
+                status = 0
+            finally:
+                os._exit(status)
+        os.close(write_end)
+        keys.append(os.read(read_end, 64))
+        os.close(read_end)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+    assert all(len(key) == 32 for key in keys)
+    assert len(set(keys)) == 4

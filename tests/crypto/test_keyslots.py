@@ -338,3 +338,11 @@ def test_layout_matches_format_document(master: crypto.MasterKey) -> None:
     )
     assert struct.unpack_from("<II", passphrase_slot, 4) == (TEST_SCRYPT.r, TEST_SCRYPT.p)
     assert data[64 + 2 * 504 :] == bytes(6 * 504)
+
+
+@pytest.mark.parametrize("wrap", [bytes, bytearray, memoryview])
+def test_from_bytes_accepts_buffers(master: crypto.MasterKey, wrap: type) -> None:
+    data = crypto.KeyslotArea.create(master, keyfile_secret=SECRET).to_bytes()
+    parsed = crypto.KeyslotArea.from_bytes(wrap(data))
+    assert parsed.unlock_keyfile(bytearray(SECRET)) == master
+    assert parsed.to_bytes() == data
