@@ -16,8 +16,9 @@ from collections.abc import Callable
 import structlog
 
 from raidd.array.array import Array, Spare
-from raidd.array.jobs import Job, Rebuild, Scrub
+from raidd.array.jobs import Job, Rebuild
 from raidd.array.member import Member, MemberError, identify, open_member
+from raidd.array.scrub import Scrub
 from raidd.array.stripeio import Slot
 from raidd.array.superblock import (
     SLOT_OFFSETS,

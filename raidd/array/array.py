@@ -548,7 +548,7 @@ class Array:
 
     def scrub(self, *, repair: bool = True) -> Any:
         """Scrub every allocated stripe now; return the job's result (see `jobs.Scrub`)."""
-        from raidd.array.jobs import scrub  # jobs builds on Array, so import late
+        from raidd.array.scrub import scrub  # scrub builds on Array, so import late
 
         return scrub(self, repair=repair)
 

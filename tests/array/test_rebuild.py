@@ -23,7 +23,8 @@ from raidd.array.admin import (
     resume_job,
 )
 from raidd.array.faulty import FaultyMember
-from raidd.array.jobs import Rebuild, Scrub
+from raidd.array.jobs import Rebuild
+from raidd.array.scrub import Scrub
 from raidd.array.superblock import CheckpointKind, MemberState
 from raidd.errors import ArrayError, IntegrityError
 from tests.array.conftest import ImageArray, MiB, write_random
