@@ -1,7 +1,9 @@
 """Long array jobs (rebuild and resync here, scrub in scrub.py): progress, rates, checkpoints.
 
-Each job walks the allocated stripes in order, one stripe per `step()`
-under the array lock, so reads and commits interleave with it. Every
+Each job walks the allocated stripes in order, one run of consecutive
+stripes (8 MiB per member) per `step()` under the array lock, so reads and
+commits interleave with it. A read-ahead thread fetches the next run
+meanwhile. Every
 `checkpoint_interval` seconds it records the first unfinished stripe in the
 superblocks (a superblock-only commit), and a restart resumes there.
 
