@@ -80,9 +80,10 @@ class Array:
     The backup store uses it this way:
 
     1. `write_stripe(data)` packs up to `stripe_data_size` bytes (zero
-       padded) into a free stripe and returns its number. The stripe is
-       written to every present member but is not yet referenced: after a
-       crash before the next commit it is free again.
+       padded) into a free stripe and returns its number. Consecutive
+       stripes are queued and written to every present member together, at
+       the latest by the next read, `flush` or commit. The stripe is not yet
+       referenced: after a crash before the next commit it is free again.
     2. `commit(metadata_root, freed=..., tail=...)` makes every stripe
        written since the last commit durable, together with the changed
        parts of the allocation map, and then writes the superblock with the
