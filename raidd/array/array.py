@@ -110,8 +110,8 @@ class Array:
     on.
 
     Thread safety: every public method takes the array's lock, so a daemon
-    may call it from several threads; rebuild and scrub jobs take it per
-    stripe.
+    may call it from several threads; rebuild and scrub jobs take it once
+    per run of stripes.
 
     Long work runs as jobs (`raidd.array.jobs`): `Rebuild` (also resync of a
     returning member) and `Scrub`, each with progress, rate limits and a
