@@ -287,10 +287,12 @@ def re_add(array: Array, path: str, *, force: bool = False) -> Rebuild:
 def resume_job(array: Array) -> Job | None:
     """Return the rebuild, resync or scrub job the superblock checkpoint records, if any.
 
-    A rebuilding member always gets its job back (from its checkpoint, or
-    from the start when the checkpoint names another job); a scrub resumes
-    at its checkpoint.
+    A hot replace target or a rebuilding member always gets its job back
+    (from its checkpoint, or from the start when the checkpoint names
+    another job); a scrub resumes at its checkpoint.
     """
+    for shadow in array.io.shadows:
+        return HotReplace(array, shadow, array.slots[shadow.role])
     for slot in array.slots:
         if slot.state is MemberState.REBUILDING and slot.member is not None:
             return Rebuild(array, slot)

@@ -194,7 +194,7 @@ class Array:
 
     def load_map(self) -> None:
         """Read the allocation map from the members (called once by assembly)."""
-        self.map.load(self._root, self._pending, self.event, self._read_node)
+        self.map.load(self._root, self._pending, self._read_node)
         self._cursor = 0
 
     def _read_node(self, pointer: MapPointer) -> bytes:
@@ -403,9 +403,9 @@ class Array:
         for index, stripe in enumerate(stripes):
             flags = FLAG_MAP | (FLAG_DATA if index == 0 and tail else 0)
             checksums = tuple(int(c) for c in self.map.entries[stripe]["checksums"])
-            pending.append(PendingStripe(stripe, flags, checksums))
+            pending.append(PendingStripe(stripe, event, flags, checksums))
         self._stop_if_beyond_tolerance("commit")
-        self.map.apply_pending(pending, event)
+        self.map.apply_pending(pending)
         self._pending = pending
         self._root = root
         return stripes[0] if tail else None
@@ -596,7 +596,7 @@ class Array:
             self._closed = True
             # NOTE: queued stripes are dropped, like every uncommitted write.
             self.io.close()
-            for slot in self.slots:
+            for slot in [*self.slots, *self.io.shadows]:
                 if slot.member is not None:
                     slot.member.close()
             for spare in self.spares:

@@ -426,7 +426,7 @@ def test_re_add_diverged_needs_force(make_array: Callable[..., ImageArray]) -> N
         read_all(b, kept)
 
 
-def test_interrupted_hot_replace_reported(
+def test_interrupted_hot_replace_resumes(
     make_array: Callable[..., ImageArray], tmp_path: Path
 ) -> None:
     image = make_array(5)
@@ -437,9 +437,17 @@ def test_interrupted_hot_replace_reported(
         _, job = replace_member(array, image.paths[1], new)
         job.run_stripes = 1
         job.step()
-    with assemble([*image.paths, new], lock_dir=image.lock_dir) as array:
+        job.write_checkpoint()
+    with image.open() as array:
         assert not array.report.degraded
+        assert array.report.rejected == []
         assert array.slots[1].path == image.paths[1]
-        reasons = [item["reason"] for item in array.report.rejected if item["path"] == new]
-        assert reasons and "interrupted replace" in reasons[0]
+        resumed = resume_job(array)
+        assert resumed is not None
+        assert len(resumed.stripes) < len(job.stripes)
+        resumed.run()
+        assert array.slots[1].path == new
+    with assemble(
+        [new, image.paths[0], image.paths[2]], lock_dir=image.lock_dir, search_recorded_paths=False
+    ) as array:
         read_all(array, written)
