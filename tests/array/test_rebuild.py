@@ -451,3 +451,20 @@ def test_interrupted_hot_replace_resumes(
         [new, image.paths[0], image.paths[2]], lock_dir=image.lock_dir, search_recorded_paths=False
     ) as array:
         read_all(array, written)
+
+
+def test_uncommitted_stripe_rebuilt(make_array: Callable[..., ImageArray], tmp_path: Path) -> None:
+    """A stripe written before a replace and committed after it still reaches the new member."""
+    image = make_array(5)
+    os.unlink(image.paths[3])
+    new = blank_image(tmp_path / "new.img")
+    with image.open() as array:
+        early = write_random(array, random.Random(22), 3)
+        array.flush()
+        _, job = replace_member(array, image.paths[3], new)
+        array.commit(b"r")
+        job.run()
+    with assemble(
+        [new, *image.paths[1:3]], lock_dir=image.lock_dir, search_recorded_paths=False
+    ) as array:
+        read_all(array, early)
