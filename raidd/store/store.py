@@ -328,7 +328,9 @@ class Store:
                 return self.open_stored(kind, object_id, read_location(self.array, pieces))
             except IntegrityError as failure:
                 error = failure
-                log.warning("object_read_failed", object_id=object_id.hex()[:16], error=str(failure))
+                log.warning(
+                    "object_read_failed", object_id=object_id.hex()[:16], error=str(failure)
+                )
         assert error is not None
         raise error
 
@@ -398,12 +400,16 @@ class Store:
             )
         sequence = delta.sequence if delta is not None else self.manifest.sequence
         segment = encode_segment(sequence, entries, base)
-        segment_id, segment_length, segment_at = self.write_metadata(packers, KIND_SEGMENT, segment)
+        segment_id, segment_length, segment_at = self.write_metadata(
+            packers, KIND_SEGMENT, segment
+        )
         for each in packers:
             each.flush()
         if delta is not None:
             delta_refs.append(
-                MetadataRef(KIND_DELTA, delta_id, delta_length, tuple(p.resolve() for p in delta_at))
+                MetadataRef(
+                    KIND_DELTA, delta_id, delta_length, tuple(p.resolve() for p in delta_at)
+                )
             )
         segment_ref = MetadataRef(
             KIND_SEGMENT, segment_id, segment_length, tuple(p.resolve() for p in segment_at)
@@ -452,9 +458,7 @@ class Store:
             if found is None:
                 raise UsageError(f"commit {sequence} not found; `raidd snapshots` lists them")
             return found
-        found = (
-            self.catalog.commit_at(at_ns) if at_ns is not None else self.catalog.last_commit()
-        )
+        found = self.catalog.commit_at(at_ns) if at_ns is not None else self.catalog.last_commit()
         if found is None:
             raise UsageError(
                 "no commit at or before that time" if at_ns is not None else "no commit yet"
@@ -498,7 +502,5 @@ def _expand_members(members: Sequence[str]) -> list[str]:
         else:
             paths.append(member)
     if not paths:
-        raise ConfigError(
-            f"array.members = {list(members)!r} matches no path: check the patterns"
-        )
+        raise ConfigError(f"array.members = {list(members)!r} matches no path: check the patterns")
     return paths

@@ -55,16 +55,12 @@ def make_setup(
             master.wipe()
 
     paths = [str(base / f"member{i}.img") for i in range(members)]
-    create_array(
-        paths, level=level, strip_size=strip_size, size=size, keyslot_area=keyslot_area
-    )
+    create_array(paths, level=level, strip_size=strip_size, size=size, keyslot_area=keyslot_area)
     data = data or base / "data"
     data.mkdir(exist_ok=True)
     config_path = base / "raidd.toml"
     config_path.write_text(
-        "[array]\n"
-        f"members = {paths!r}\n".replace("'", '"')
-        + f'keyfile = "{keyfile}"\n'
+        f"[array]\nmembers = {paths!r}\n".replace("'", '"') + f'keyfile = "{keyfile}"\n'
         "[[watch]]\n"
         f'path = "{data}"\n'
         f'name = "{watch_name}"\n'
@@ -73,7 +69,6 @@ def make_setup(
         f'directory = "{base / "state"}"\n'
     )
     return Setup(base, paths, keyfile, data, config_path)
-
 
 
 def describe_tree(root: Path) -> dict[bytes, tuple[object, ...]]:

@@ -53,7 +53,9 @@ def test_backup_restore_hard_cases(setup: Setup, tmp_path: Path) -> None:
     restored = tmp_path / "out" / "data"
     assert describe_tree(restored) == expected
     assert os.getxattr(restored / "tagged", b"user.origin") == b"crm"
-    assert os.stat(restored / "hardlink.txt").st_ino == os.stat(restored / "docs/report.txt").st_ino
+    assert (
+        os.stat(restored / "hardlink.txt").st_ino == os.stat(restored / "docs/report.txt").st_ino
+    )
 
 
 def test_dedup_and_unchanged_files(setup: Setup) -> None:
@@ -133,9 +135,8 @@ def test_wrong_key_and_busy_array(setup: Setup, tmp_path: Path) -> None:
     with pytest.raises(KeyUnlockError):
         Store.open(setup.config(), key=UnlockKey(keyfile=other))
     assert [Path(m).read_bytes() for m in setup.members] == before
-    with Store.open(setup.config()):
-        with pytest.raises(ArrayBusyError, match=f"pid {os.getpid()}"):
-            Store.open(setup.config())
+    with Store.open(setup.config()), pytest.raises(ArrayBusyError, match=f"pid {os.getpid()}"):
+        Store.open(setup.config())
 
 
 def test_file_growing_while_read(setup: Setup) -> None:
