@@ -272,3 +272,20 @@ def test_no_plaintext_on_members(setup: Setup, tmp_path: Path) -> None:
         content = Path(member).read_bytes()
         assert b"Alfreds Futterkiste" not in content
         assert b"customers.csv" not in content
+
+
+def test_store_methods_delegate(setup: Setup, tmp_path: Path) -> None:
+    """The Store's own methods, which the daemon calls, give the same results."""
+    (setup.data / "file").write_text("via methods")
+    with Store.open(setup.config()) as store:
+        assert store.backup().sequence == 1
+        entries = list(store.restore_entries(select(store, [b"data"]), 1))
+        assert [entry.path for entry, _ in entries] == [b"data", b"data/file"]
+        _, source = entries[1]
+        assert source is not None
+        assert b"".join(piece for _, piece in source()) == b"via methods"
+        result = store.restore(tmp_path / "out", [], 1)
+        assert result.report.written == [b"data", b"data/file"]
+        assert store.check(read_data=True).errors == []
+        assert store.forget().sequence is None
+        assert store.gc(dry_run=True).dry_run
