@@ -274,3 +274,41 @@ def test_store_methods_delegate(setup: Setup, tmp_path: Path) -> None:
         assert store.check(read_data=True).errors == []
         assert store.forget().sequence is None
         assert store.gc(dry_run=True).dry_run
+
+
+def test_raid0_metadata_has_two_copies(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On RAID0 a lost strip under the first copy of each metadata object costs nothing."""
+    monkeypatch.setenv("RAIDD_LOCK_DIR", str(tmp_path / "lock"))
+    setup = make_setup(tmp_path / "array", level=0, members=2, size=16 << 20)
+    (setup.data / "file").write_text("on a stripe set")
+    with Store.open(setup.config()) as store:
+        run_backup(store)
+        assert store.root is not None
+        refs = [store.root.manifest, *store.manifest.deltas, *store.manifest.segments]
+        first_copies = {piece.stripe for ref in refs for piece in ref.copies[0]}
+        second_copies = {piece.stripe for ref in refs for piece in ref.copies[1]}
+        assert all(len(ref.copies) == 2 for ref in refs)
+        assert not first_copies & second_copies
+        offsets = [store.array.io.strip_offset(stripe) for stripe in first_copies]
+        strip = store.array.geometry.strip_size
+    for member_path in setup.members:
+        with open(member_path, "r+b") as member:
+            for offset in offsets:
+                member.seek(offset)
+                member.write(bytes(strip))
+    shutil.rmtree(setup.base / "state")
+    with Store.open_members(setup.members, UnlockKey(keyfile=setup.keyfile)) as store:
+        restore_all(store, tmp_path / "out", 1)
+    assert (tmp_path / "out" / "data" / "file").read_text() == "on a stripe set"
+
+
+def test_failed_pre_backup_skips_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAIDD_LOCK_DIR", str(tmp_path / "lock"))
+    setup = make_setup(tmp_path / "array", retention='pre_backup = "echo dump failed; exit 3"\n')
+    (setup.data / "file").write_text("not committed")
+    with Store.open(setup.config()) as store:
+        result = run_backup(store)
+        assert result.sequence is None
+        assert [p.kind for p in result.problems] == ["pre_backup_failed"]
+        assert "dump failed" in result.problems[0].message
+        assert store.snapshots() == []
