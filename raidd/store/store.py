@@ -161,7 +161,7 @@ class Store:
         """Assemble the configured array, open a keyslot and load the store.
 
         Raises:
-            ArrayBusyError: another process holds the array (writable opens only).
+            ArrayBusyError: another process has claimed the array (writable opens only).
             KeyUnlockError: no keyslot opens with the key.
             ConfigError: the array's name differs from array.name.
         """
@@ -388,7 +388,7 @@ class Store:
         Args:
             delta: the catalog delta, from catalog.next_commit(); None for a
                 commit that changes no catalog state (garbage collection).
-            packer: the packer that holds this commit's chunk objects.
+            packer: the packer with this commit's chunk objects.
             new_entries: chunk locations added (with `base`, every live one);
                 consumed after the packer was flushed.
             base: the segment replaces every earlier segment (after gc).
@@ -429,7 +429,10 @@ class Store:
         manifest_ref = MetadataRef(
             KIND_MANIFEST, manifest_id, manifest_length, tuple(p.resolve() for p in manifest_at)
         )
-        time_ns = delta.time_ns if delta is not None else (self.root.time_ns if self.root else 0)
+        if delta is not None:
+            time_ns = delta.time_ns
+        else:
+            time_ns = self.root.time_ns if self.root is not None else 0
         root = MetadataRoot(sequence, time_ns, manifest_ref)
         self.array.commit(encode_root(root), freed=freed)
         self.root = root

@@ -106,7 +106,7 @@ def test_state_directory_deleted(setup: Setup, tmp_path: Path) -> None:
     assert describe_tree(tmp_path / "out" / "data") == expected
     assert (tmp_path / "old" / "data" / "file").read_text() == "version one"
     with Store.open(setup.config()) as store:
-        # The rebuilt index still knows the files, so they are not read again.
+        # The rebuilt index still has the files' versions, so they are not read again.
         assert run_backup(store).sequence is None
 
 
