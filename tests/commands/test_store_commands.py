@@ -191,3 +191,15 @@ def test_missing_config_exits_2(raidd: Run, tmp_path: Path) -> None:
     result = raidd("snapshots", "--config", tmp_path / "absent.toml")
     assert result.code == 2
     assert "absent.toml" in result.err
+
+
+def test_degraded_array_exits_0(raidd: Run, setup: Setup, tmp_path: Path) -> None:
+    assert raidd("backup", "--config", setup.config_path).code == 0
+    os.unlink(setup.members[2])
+    restored = raidd("restore", "--config", setup.config_path, "--to", tmp_path / "out")
+    assert restored.code == 0, restored.err
+    assert "degraded" in restored.err
+    assert describe_tree(tmp_path / "out" / "data") == describe_tree(setup.data)
+    checked = raidd("check", "--read-data", "--config", setup.config_path)
+    assert checked.code == 0, checked.err
+    assert "degraded" in checked.err
