@@ -382,6 +382,7 @@ class Store:
         base: bool = False,
         freed: Iterable[int] = (),
         deltas: Sequence[MetadataRef] | None = None,
+        audit_head: bytes | None = None,
     ) -> MetadataRoot:
         """Write a commit's delta, index segment and manifest, then commit the array.
 
@@ -394,6 +395,8 @@ class Store:
             base: the segment replaces every earlier segment (after gc).
             freed: stripes released by this commit.
             deltas: the manifest's delta list to start from, when gc moved deltas.
+            audit_head: the audit chain head (32 bytes) to record in the root;
+                None keeps the previous root's.
         """
         packer.flush()
         entries = list(new_entries)
@@ -433,7 +436,11 @@ class Store:
             time_ns = delta.time_ns
         else:
             time_ns = self.root.time_ns if self.root is not None else 0
-        root = MetadataRoot(sequence, time_ns, manifest_ref)
+        if audit_head is None:
+            audit_head = self.root.audit_head if self.root is not None else bytes(32)
+        if len(audit_head) != 32:
+            raise ValueError(f"audit chain head must be 32 bytes, got {len(audit_head)}")
+        root = MetadataRoot(sequence, time_ns, manifest_ref, audit_head)
         self.array.commit(encode_root(root), freed=freed)
         self.root = root
         self.manifest = manifest
