@@ -319,10 +319,12 @@ class Store:
     def read_object(self, kind: int, object_id: bytes, pieces: Location) -> bytearray:
         """Read, authenticate and open an object; read once more on failure.
 
-        The engine verifies every strip against its checksum and rebuilds a
-        bad one from parity before returning; an object that still fails
-        authentication is read a second time (a transient read error heals),
-        then reported.
+        The engine checks every strip against its checksum and rebuilds a
+        bad one from parity before it returns, so an object that fails
+        authentication here was read through reconstruction already. A
+        rebuilt strip must match the same checksum, so no other
+        reconstruction can give other bytes. The object is read once more
+        (a transient read error heals), then reported lost.
 
         Raises:
             IntegrityError: the object is lost; the message names it.
