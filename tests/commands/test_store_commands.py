@@ -138,6 +138,25 @@ def test_restore_safety(raidd: Run, setup: Setup, tmp_path: Path) -> None:
     assert not (tmp_path / "dry").exists()
 
 
+def test_restore_rebuilds_corrupt_strip(raidd: Run, setup: Setup, tmp_path: Path) -> None:
+    """One corrupt strip under a chunk is rebuilt from parity on the way out (exit 0)."""
+    assert raidd("backup", "--config", setup.config_path).code == 0
+    with Store.open(setup.config(), read_only=True) as store:
+        (version,) = [v for v in store.ls("data", 1) if v.path == b"sub/deep.bin"]
+        entry = store.objects.get(version.chunks[0].chunk_id)
+        assert entry is not None
+        offset = store.array.io.strip_offset(entry.pieces[0].stripe)
+        strip = store.array.geometry.strip_size
+    with open(setup.members[1], "r+b") as member:
+        member.seek(offset)
+        member.write(os.urandom(strip))
+    result = raidd("restore", "--config", setup.config_path, "--to", tmp_path / "out")
+    assert result.code == 0, result.err
+    restored = (tmp_path / "out" / "data" / "sub" / "deep.bin").read_bytes()
+    assert restored == (setup.data / "sub" / "deep.bin").read_bytes()
+    assert raidd("check", "--read-data", "--config", setup.config_path).code == 0
+
+
 def test_restore_reports_lost_file(raidd: Run, setup: Setup, tmp_path: Path) -> None:
     """A chunk damaged on two members of a RAID5 is lost; the other files restore (exit 3)."""
     assert raidd("backup", "--config", setup.config_path).code == 0
