@@ -4,6 +4,7 @@ import base64
 import hashlib
 import os
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,19 @@ def test_backup_snapshots_ls_restore(raidd: Run, setup: Setup, tmp_path: Path) -
     assert [e["path"] for e in entries] == ["data/sub", "data/sub/deep.bin"]
     by_path = raidd("ls", str(setup.data / "sub"), "--json", "--config", setup.config_path)
     assert by_path.json()["entries"] == entries
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    first_ns = listing.json()[1]["time_ns"]
+    first_time = (epoch + timedelta(microseconds=first_ns // 1000)).isoformat()
+    first_second = (epoch + timedelta(seconds=first_ns // 10**9)).isoformat()
+    at_second = raidd("ls", "--at", first_second, "--json", "--config", setup.config_path)
+    assert at_second.json()["commit"] in (1, 2)
+    at_first = raidd("ls", "--at", first_time, "--json", "--config", setup.config_path)
+    assert at_first.json()["commit"] == 1
+    since = raidd("snapshots", "--since", first_time, "--json", "--config", setup.config_path)
+    assert [row["commit"] for row in since.json()] == [2, 1]
+    too_early = raidd("ls", "--at", "2000-01-01T00:00Z", "--config", setup.config_path)
+    assert too_early.code == 2
+    assert "no commit" in too_early.err
     old = raidd("restore", "--config", setup.config_path, "--to", tmp_path / "old", "--commit", 1)
     assert old.code == 0, old.err
     assert (tmp_path / "old" / "data" / "notes.txt").read_text() == "first version\n"
