@@ -308,7 +308,7 @@ class Store:
         """Return an object's stored bytes: header, then the sealed block."""
         key = self.keys.chunk if kind == KIND_CHUNK else self.keys.metadata
         sealed = crypto.seal(key, plaintext, associated_data(self.array.uuid, kind, object_id))
-        return object_header(kind, len(sealed), object_id) + bytes(sealed)
+        return object_header(kind, len(sealed), object_id) + sealed
 
     def open_stored(self, kind: int, object_id: bytes, stored: bytes) -> bytearray:
         """Authenticate and open one stored object.
