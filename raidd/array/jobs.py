@@ -2,9 +2,10 @@
 
 Each job walks the allocated stripes in order, one run of consecutive
 stripes (8 MiB per member) per `step()` under the array lock, so reads and
-commits interleave with it. A read-ahead thread fetches the next run
-meanwhile. Every
-`checkpoint_interval` seconds it records the first unfinished stripe in the
+commits interleave with it. One reader thread per member fetches the next
+two runs meanwhile (`readahead.RunReader`), and the checksums and parity of
+a run are computed on the member pool, so the work spreads over the cores.
+Every `checkpoint_interval` seconds it records the first unfinished stripe in the
 superblocks (a superblock-only commit), and a restart resumes there.
 
 Rate limits follow md's `sync_speed_min` / `sync_speed_max`: the job runs at
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,6 +25,7 @@ import structlog
 from parity import Level
 from raidd.array.array import Array
 from raidd.array.codec import strip_checksum
+from raidd.array.readahead import RunReader
 from raidd.array.stripeio import Slot
 from raidd.array.superblock import Checkpoint, CheckpointKind, MemberState
 from raidd.errors import ArrayError, IntegrityError, MemberError
@@ -37,6 +38,8 @@ DEFAULT_MAX_RATE = 0.0
 READ_RETRIES = 3
 # A job reads up to this many bytes per member with one pread.
 RUN_BYTES = 8 * MiB
+# Runs read ahead of the one being checked.
+READ_AHEAD_RUNS = 2
 FOREGROUND_WINDOW = 1.0
 
 
@@ -68,15 +71,27 @@ class JobResult:
     details: list[StripeError] = field(default_factory=list)
 
 
-def _xor_runs(buffers: list[bytes]) -> bytes | memoryview:
-    """Return the XOR of equal-length buffers (the buffer itself when there is one)."""
+def _xor_runs(
+    buffers: list[bytes | memoryview], out: np.ndarray | None = None
+) -> bytes | memoryview:
+    """Return the XOR of equal-length buffers (the buffer itself when there is one).
+
+    With `out` (uint64, at least as long) the result is written there, so no
+    buffer is allocated per run.
+    """
     if len(buffers) == 1:
         return buffers[0]
     views = [np.frombuffer(data, dtype=np.uint64) for data in buffers]
-    result = np.bitwise_xor(views[0], views[1])
+    target = None if out is None else out[: views[0].size]
+    result = np.bitwise_xor(views[0], views[1], out=target)
     for view in views[2:]:
         np.bitwise_xor(result, view, out=result)
     return memoryview(result).cast("B")
+
+
+def _is_data(value: object) -> bool:
+    """Tell whether a fetched run is data (not an error, not missing)."""
+    return isinstance(value, bytes | bytearray | memoryview)
 
 
 def _consecutive(stripes: list[int]) -> list[list[int]]:
@@ -113,10 +128,14 @@ class Job:
             self.stripes = stripes[stripes >= start]
         self.index = 0
         self.run_stripes = max(1, RUN_BYTES // array.io.strip_size)
-        # One thread reads the next run while the current one is checked and written.
-        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="read-ahead")
-        self._ahead: tuple[list[int], Future[dict[int, bytes | MemberError]]] | None = None
-        self._fetched: dict[int, bytes | MemberError] | None = None
+        run_bytes = self.run_stripes * array.io.strip_size
+        self._reader = RunReader(array.io, run_bytes, READ_AHEAD_RUNS)
+        self._ahead_index = 0
+        # Roles the read-ahead leaves out (a rebuild's target holds nothing to read).
+        self.skip_roles: set[int] = set()
+        # Scratch for a run's parity XOR, reused so that no run allocates one.
+        self._scratch = np.empty(run_bytes // 8, dtype=np.uint64)
+        self._fetched: dict[int, bytes | memoryview | MemberError] | None = None
         self._bytes = 0
         self._started = time.monotonic()
         self._last_checkpoint = self._started
@@ -152,8 +171,13 @@ class Job:
         with self.array.lock:
             self.array.io.flush()
             run = self._run_at(self.index)
-            self._fetched = self._take_read_ahead(run)
-            self._read_ahead(self.index + len(run))
+            if not self._reader.queued:
+                self._ahead_index = self.index
+                self._fill_read_ahead()
+            self._fetched = self._reader.take(run)  # type: ignore[assignment]
+            if self._fetched is None:
+                self._ahead_index = self.index + len(run)
+            self._fill_read_ahead()
             live = [stripe for stripe in run if self.array.map.is_allocated(stripe)]
             if live == run:
                 self._bytes += self.process_run(run)
@@ -181,22 +205,14 @@ class Job:
             run.append(run[-1] + 1)
         return run
 
-    def _read_ahead(self, index: int) -> None:
-        """Start reading the run at `index` in the read-ahead thread, while this one is checked."""
-        if index >= len(self.stripes):
-            self._ahead = None
-            return
-        run = self._run_at(index)
-        future = self._reader.submit(self.array.io.fetch_run, run[0], len(run))
-        self._ahead = (run, future)
+    def _fill_read_ahead(self) -> None:
+        """Queue runs from `_ahead_index` on until READ_AHEAD_RUNS are being read."""
+        while self._reader.queued < READ_AHEAD_RUNS and self._ahead_index < len(self.stripes):
+            run = self._run_at(self._ahead_index)
+            self._reader.submit(run, self.skip_roles)
+            self._ahead_index += len(run)
 
-    def _take_read_ahead(self, run: list[int]) -> dict[int, bytes | MemberError] | None:
-        ahead, self._ahead = self._ahead, None
-        if ahead is None or ahead[0] != run:
-            return None
-        return ahead[1].result()
-
-    def _fetched_for(self, run: list[int]) -> dict[int, bytes | MemberError] | None:
+    def _fetched_for(self, run: list[int]) -> dict[int, bytes | memoryview | MemberError] | None:
         """Return the read-ahead data of this step (it always covers exactly `run`)."""
         return self._fetched
 
@@ -216,7 +232,7 @@ class Job:
         """Run to the end (or until `stop_event` is set), then finish the job."""
         while not self.stop_event.is_set() and self.step():
             pass
-        self._reader.shutdown(wait=True)
+        self._reader.close()
         if self.finished:
             self.finish()
         else:
@@ -271,6 +287,7 @@ class Rebuild(Job):
         start = slot.rebuild_next
         super().__init__(array, start=start, **kwargs)  # type: ignore[arg-type]
         self.slot = slot
+        self.skip_roles = {slot.role}
         if slot.resync_base:
             self.kind = CheckpointKind.RESYNC
             written = array.map.entries["written_at"][self.stripes]
@@ -344,7 +361,7 @@ class Rebuild(Job):
             return None
         fetched = self._fetched if self._fetched is not None else io.fetch_run(run[0], len(run))
         self._fetched = fetched
-        buffers = {r: fetched[r] for r in sources if isinstance(fetched.get(r), bytes)}
+        buffers = {r: fetched[r] for r in sources if _is_data(fetched.get(r))}
         if len(buffers) < len(sources):
             return None
         size = io.strip_size
@@ -354,7 +371,7 @@ class Rebuild(Job):
             return [strip_checksum(view[i * size : (i + 1) * size]) for i in range(len(run))]
 
         futures = {r: io.submit(checksums, buffers[r]) for r in sources}
-        rebuilt = io.submit(_xor_runs, [buffers[r] for r in sources]).result()
+        rebuilt = io.submit(_xor_runs, [buffers[r] for r in sources], self._scratch).result()
         target = io.submit(checksums, rebuilt)
         for r, future in futures.items():
             if not np.array_equal(

@@ -15,7 +15,7 @@ import structlog
 from parity import Level, Verification
 from raidd.array.array import Array
 from raidd.array.codec import strip_checksum
-from raidd.array.jobs import Job, JobResult, StripeError
+from raidd.array.jobs import Job, JobResult, StripeError, _is_data
 from raidd.array.superblock import Checkpoint, CheckpointKind, MemberState
 from raidd.errors import IntegrityError
 
@@ -57,7 +57,7 @@ class Scrub(Job):
             return None
         fetched = self._fetched if self._fetched is not None else io.fetch_run(run[0], len(run))
         self._fetched = fetched
-        buffers = {role: data for role, data in fetched.items() if isinstance(data, bytes)}
+        buffers = {role: data for role, data in fetched.items() if _is_data(data)}
         if len(buffers) < members:
             return None
         size = io.strip_size
@@ -128,7 +128,7 @@ class Scrub(Job):
         self,
         run: list[int],
         checks: list[tuple[int, list[bytes | None]]],
-        buffers: dict[int, bytes],
+        buffers: dict[int, bytes | memoryview],
     ) -> list[tuple[int, list[bytes | None]]]:
         """Check RAID5 parity of a whole run at once; return the checks still to run.
 
@@ -141,7 +141,7 @@ class Scrub(Job):
             return checks
         words = self.array.io.strip_size // 8
         views = [np.frombuffer(buffers[role], dtype=np.uint64) for role in range(members)]
-        total = np.bitwise_xor(views[0], views[1])
+        total = np.bitwise_xor(views[0], views[1], out=self._scratch[: views[0].size])
         for view in views[2:]:
             np.bitwise_xor(total, view, out=total)
         if not total.any():
