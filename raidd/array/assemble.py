@@ -276,10 +276,10 @@ def assemble(
     chosen = _choose_array(candidates, wanted)
     if search_recorded_paths:
         ours = [c for c in candidates if c.sb is not None and c.sb.array_uuid == chosen]
-        known = {c.path for c in candidates}
+        known = {c.path for c in candidates} | set(texts)
         more, _ = _probe_all(_recorded_paths(ours, known))
-        identities = {c.identity for c in candidates}
-        candidates += [c for c in more if c.identity not in identities]
+        identities = {key for c in candidates for key in (c.identity, *c.also)}
+        candidates += [c for c in more if not identities & {c.identity, *c.also}]
     members = []
     for candidate in candidates:
         sb = candidate.sb
