@@ -46,9 +46,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
-    # The offline commands print their results and their warnings themselves, once
-    # each; the engine's log events would repeat them, so only errors are logged
-    # (to stderr, looked up at each event, so a replaced sys.stderr is followed).
+    # The offline commands print their results and warnings themselves, once each.
+    # The engine's warning events would repeat them, so only errors are logged, to
+    # the sys.stderr of each event (a replaced sys.stderr is followed).
     structlog.configure(
         logger_factory=lambda *args: structlog.PrintLogger(sys.stderr),
         wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR),

@@ -138,7 +138,7 @@ def prompt(text: str) -> str:
     """Ask for a passphrase on the terminal.
 
     Raises:
-        UsageError: no terminal to ask on, or an empty answer.
+        UsageError: no terminal to ask on, or an empty passphrase typed.
     """
     try:
         tty = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
@@ -173,26 +173,43 @@ def _unlock(area: crypto.KeyslotArea, args: argparse.Namespace) -> crypto.Master
         raise KeyUnlockError(str(error)) from error
 
 
-def _check_members(args: argparse.Namespace) -> None:
-    """Find missing and too small members before anything is written.
+def _absent_roles(array: Array) -> list[str]:
+    """Describe each role without a usable member: stale when one was found, else missing."""
+    stale = {item["member_uuid"]: item for item in array.report.stale}
+    found = []
+    for slot in array.slots:
+        if slot.member is not None or not slot.member_uuid.int:
+            continue
+        item = stale.get(str(slot.member_uuid))
+        if item is not None:
+            found.append(
+                f"role {slot.role} (member {slot.member_uuid} at {item['path']}) is not used: "
+                f"{item['reason']}"
+            )
+        else:
+            found.append(
+                f"role {slot.role} (member {slot.member_uuid}, last seen at "
+                f"{slot.path or 'unknown'}) is not found"
+            )
+    return found
 
-    Opening the array for writing marks a missing member absent, so this
-    read-only look comes first.
+
+def _check_members(args: argparse.Namespace) -> None:
+    """Find missing, stale and too small members before anything is written.
+
+    Opening the array for writing marks a member without a usable device
+    absent, so this read-only look comes first.
     """
     with assemble(args.members, read_only=True) as array:
         small = [item["reason"] for item in array.report.rejected if item.get("kind")]
         if small:
             raise ArrayError("; ".join(small))
-        missing = [
-            f"role {s.role} (member {s.member_uuid}, last seen at {s.path or 'unknown'})"
-            for s in array.slots
-            if s.member is None and s.member_uuid.int
-        ]
-    if missing and not args.degraded:
+        absent = _absent_roles(array)
+    if absent and not args.degraded:
         raise UsageError(
-            f"{', '.join(missing)} not found; give its path too, or pass --degraded to change "
-            "the keys anyway: the member is then marked absent, the array runs degraded, and "
-            "the member needs a resync when it comes back"
+            f"{'; '.join(absent)}. Give the paths of every member, or pass --degraded to "
+            "change the keys anyway: such a member is then marked absent, the array runs "
+            "degraded, and the member needs a resync when it comes back"
         )
 
 
@@ -214,17 +231,18 @@ def _store(array: Array, area: crypto.KeyslotArea) -> list[str]:
     array.commit_state()
     rewrite_spare_superblocks(array)
     warnings = [
-        f"role {s.role} (member {s.member_uuid}, last seen at {s.path or 'unknown'}) is "
-        "missing and now marked absent: the array runs degraded, the member still holds "
-        "the old keyslots and needs a resync when it comes back"
-        for s in array.slots
-        if s.member is None and s.member_uuid.int
+        f"{text}; it is now marked absent, so the array runs degraded, and it still "
+        "contains the old keyslots until a resync"
+        for text in _absent_roles(array)
     ]
+    used = {str(s.member_uuid) for s in array.slots}
     warnings += [
         f"{item['path']} (member {item['member_uuid']}) is not used ({item['reason']}) and "
-        "still holds the old keyslots"
+        "still contains the old keyslots"
         for item in [*array.report.stale, *array.report.rejected]
         if item["member_uuid"]
+        and item["member_uuid"] not in used
+        and item["array_uuid"] == str(array.uuid)
     ]
     return warnings
 

@@ -6,11 +6,8 @@ import hashlib
 import os
 import stat
 import struct
-import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-
-import pytest
 
 from raidd.array import assemble
 from raidd.array.superblock import SUPERBLOCK_SIZE
@@ -103,22 +100,6 @@ def create_raid1(raidd: Callable[..., Result], tmp_path: Path, name: str = "m") 
     result = raidd("create", "--level", "1", "--size", "16MiB", "--new-keyfile", key, *members)
     assert result.code == 0, result.err
     return members
-
-
-@pytest.fixture
-def small_fs(tmp_path: Path) -> Iterator[Path]:
-    """A 300 KiB tmpfs, so a backup of two members (393 KiB) runs out of space."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    mount_point = tmp_path / "small"
-    mount_point.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=300k", "tmpfs", str(mount_point)])
-    if done.returncode != 0:
-        pytest.skip("mount -t tmpfs failed")
-    try:
-        yield mount_point
-    finally:
-        subprocess.run(["umount", str(mount_point)], check=True)
 
 
 def test_backup_full_disk_keeps_old(

@@ -89,6 +89,6 @@ def test_remove_warns_about_absent_member(raidd: Callable[..., Result], tmp_path
     assert result.code == 1
     assert result.err.count("role 2") == 1
     assert "now marked absent" in result.err
-    assert "still holds the old keyslots" in result.err
+    assert "still contains the old keyslots" in result.err
     assert areas([paths[0], paths[1], paths[3]]) == [["1:keyfile"]] * 9
     assert areas([str(absent)]) == [["0:keyfile", "1:keyfile"]] * 3

@@ -203,3 +203,21 @@ def test_interrupt_at_prompt(raidd: Callable[..., Result], tmp_path: Path, lock_
     assert b"New passphrase" in seen
     assert process.returncode == 130
     assert err.strip().splitlines() == [b"raidd key add: interrupted"]
+
+
+def test_stale_member_named_stale(raidd: Callable[..., Result], tmp_path: Path) -> None:
+    members, key = create(raidd, tmp_path, level="5")
+    aside = Path(members[2]).read_bytes()
+    added = raidd("key", "add", "--keyfile", key, "--new-keyfile", tmp_path / "k2", *members)
+    assert added.code == 0, added.err
+    Path(members[2]).write_bytes(aside)
+    refused = raidd("key", "add", "--keyfile", key, "--new-keyfile", tmp_path / "k3", *members)
+    assert refused.code == 2
+    assert f"at {members[2]}) is not used: stale" in refused.err
+    assert "not found" not in refused.err
+    forced = raidd(
+        "key", "add", "--degraded", "--keyfile", key, "--new-keyfile", tmp_path / "k3", *members
+    )
+    assert forced.code == 1, forced.err
+    assert forced.err.count("warning:") == 1
+    assert "now marked absent" in forced.err
