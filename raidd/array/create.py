@@ -292,7 +292,9 @@ def create_array(
     try:
         layout = _check_layout(members, geometry)
         area = keyslot_area() if callable(keyslot_area) else keyslot_area
-        return _write_new(members, len(paths), geometry, name, area, layout, written)
+        result = _write_new(members, len(paths), geometry, name, area, layout, written)
+        result.warnings += _sparse_warnings(created, size)
+        return result
     except BaseException as error:
         for member in members:
             member.close()
@@ -309,6 +311,21 @@ def create_array(
     finally:
         for member in members:
             member.close()
+
+
+def _sparse_warnings(created: list[str], size: int | None) -> list[str]:
+    """Warn when the sparse images made here could outgrow the free space of their file system."""
+    if not created or size is None:
+        return []
+    info = os.statvfs(Path(created[0]).parent)
+    free = info.f_bavail * info.f_frsize
+    total = size * len(created)
+    if total <= free:
+        return []
+    return [
+        f"the {len(created)} image files are sparse and may grow to {total} bytes, but the "
+        f"file system holding {created[0]} has {free} bytes free; writes fail once it is full"
+    ]
 
 
 def _check_name(name: str) -> None:

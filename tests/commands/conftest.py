@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,15 +80,14 @@ def loop() -> Iterator[Callable[..., str]]:
         subprocess.run([LOSETUP, "-d", device], capture_output=True, check=False)
 
 
-@pytest.fixture
-def small_fs(tmp_path: Path) -> Iterator[Path]:
-    """A 300 KiB tmpfs, so that writes of a few superblock copies run out of space."""
+@contextmanager
+def mounted_tmpfs(mount_point: Path, size: str) -> Iterator[Path]:
+    """Mount a tmpfs of `size` at `mount_point` (skip when that is impossible)."""
     if os.geteuid() != 0:
         pytest.skip("mounting a tmpfs needs root")
-    mount_point = tmp_path / "small"
     mount_point.mkdir()
     done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=300k", "tmpfs", str(mount_point)],
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount_point)],
         capture_output=True,
     )
     if done.returncode != 0:
@@ -96,3 +96,17 @@ def small_fs(tmp_path: Path) -> Iterator[Path]:
         yield mount_point
     finally:
         subprocess.run(["umount", str(mount_point)], check=True)
+
+
+@pytest.fixture
+def small_fs(tmp_path: Path) -> Iterator[Path]:
+    """A 300 KiB tmpfs, so that writes of a few superblock copies run out of space."""
+    with mounted_tmpfs(tmp_path / "small", "300k") as mount_point:
+        yield mount_point
+
+
+@pytest.fixture
+def medium_fs(tmp_path: Path) -> Iterator[Path]:
+    """A 20 MiB tmpfs: room for one 16 MiB image, not for two written in full."""
+    with mounted_tmpfs(tmp_path / "medium", "20m") as mount_point:
+        yield mount_point

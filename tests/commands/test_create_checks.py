@@ -195,3 +195,20 @@ def test_no_command_exits_2(raidd: Callable[..., Result]) -> None:
     result = raidd()
     assert result.code == 2
     assert "usage:" in result.err
+
+
+def test_sparse_overcommit_warns(raidd: Callable[..., Result], medium_fs: Path) -> None:
+    members = [medium_fs / "a", medium_fs / "b"]
+    key = medium_fs / "k"
+    result = raidd("create", "--level", "1", "--size", "16MiB", "--new-keyfile", key, *members)
+    assert result.code == 1, result.err
+    assert "may grow to 33554432 bytes" in result.err
+
+
+def test_fractional_size_accepted(raidd: Callable[..., Result], tmp_path: Path) -> None:
+    members = [tmp_path / "a", tmp_path / "b"]
+    result = raidd(
+        "create", "--level", "1", "--size", "16.5MiB", "--new-keyfile", tmp_path / "k", *members
+    )
+    assert result.code == 0, result.err
+    assert [os.path.getsize(m) for m in members] == [16 * MiB + MiB // 2] * 2
