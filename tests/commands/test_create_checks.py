@@ -212,3 +212,25 @@ def test_fractional_size_accepted(raidd: Callable[..., Result], tmp_path: Path) 
     )
     assert result.code == 0, result.err
     assert [os.path.getsize(m) for m in members] == [16 * MiB + MiB // 2] * 2
+
+
+@needs_loop
+def test_exclusive_block_device_busy(
+    raidd: Callable[..., Result], tmp_path: Path, loop: Callable[..., str]
+) -> None:
+    device = loop(Path(image(tmp_path / "img")))
+    holder = os.open(device, os.O_RDONLY | os.O_EXCL)
+    try:
+        result = raidd(
+            "create",
+            "--level",
+            "1",
+            "--keyfile",
+            key_file(tmp_path),
+            device,
+            image(tmp_path / "other"),
+        )
+    finally:
+        os.close(holder)
+    assert result.code == 4
+    assert f"member {device} is in use" in result.err

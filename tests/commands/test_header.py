@@ -231,3 +231,19 @@ def test_crafted_backups_refused(raidd: Callable[..., Result], tmp_path: Path) -
         result = raidd("header-restore", "--member", members[0], tmp_path / name)
         assert result.code == 2, name
         assert str(tmp_path / name) in result.err, name
+
+
+def test_truncated_member_refused(raidd: Callable[..., Result], tmp_path: Path) -> None:
+    members = create_raid1(raidd, tmp_path)
+    backup = tmp_path / "hb"
+    assert raidd("header-backup", "--member", members[0], backup).code == 0
+    os.truncate(members[0], 14 * 1024 * 1024)
+    saved = raidd("header-backup", "--member", members[0], tmp_path / "hb2")
+    assert saved.code == 2
+    assert "needs 16777216 bytes" in saved.err
+    assert not (tmp_path / "hb2").exists()
+    before = headers(members[0])
+    restored = raidd("header-restore", "--force", "--member", members[0], backup)
+    assert restored.code == 2
+    assert "needs 16777216 bytes" in restored.err
+    assert headers(members[0]) == before
