@@ -268,10 +268,13 @@ def _members_of(array: Array) -> list[str]:
 def run_list(args: argparse.Namespace) -> int:
     array = assemble(args.members, read_only=True)
     with array:
+        warnings = [f"{text}, so the array is degraded" for text in _absent_roles(array)]
         try:
             slots = crypto.KeyslotArea.from_bytes(array.keyslot_area).slots()
         except crypto.CryptoError as error:
             raise UsageError(f"array {array.uuid}: keyslot area unreadable: {error}") from error
+    for warning in warnings:
+        print(f"raidd key list: warning: {warning}", file=sys.stderr)
     rows = [
         {
             "slot": s.number,
@@ -288,7 +291,7 @@ def run_list(args: argparse.Namespace) -> int:
             print(
                 f"slot {row['slot']}: {row['kind']}{'  ' + row['detail'] if row['detail'] else ''}"
             )
-    return EXIT_OK
+    return EXIT_WARNINGS if warnings else EXIT_OK
 
 
 def _check_new_key_path(args: argparse.Namespace) -> None:

@@ -221,3 +221,16 @@ def test_stale_member_named_stale(raidd: Callable[..., Result], tmp_path: Path) 
     assert forced.code == 1, forced.err
     assert forced.err.count("warning:") == 1
     assert "now marked absent" in forced.err
+
+
+def test_list_degraded_warns(raidd: Callable[..., Result], tmp_path: Path) -> None:
+    members, _ = create(raidd, tmp_path, level="5")
+    healthy = raidd("key", "list", members[0])
+    assert healthy.code == 0
+    assert healthy.err == ""
+    os.rename(members[2], tmp_path / "moved")
+    degraded = raidd("key", "list", members[0])
+    assert degraded.code == 1
+    assert degraded.out == "slot 0: keyfile\n"
+    assert "role 2" in degraded.err
+    assert "degraded" in degraded.err
