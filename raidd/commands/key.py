@@ -280,7 +280,11 @@ def run_list(args: argparse.Namespace) -> int:
             "slot": s.number,
             "kind": s.kind,
             "detail": s.detail,
-            **({"scrypt": str(s.scrypt)} if s.scrypt is not None else {}),
+            **(
+                {"scrypt": {"log_n": s.scrypt.log_n, "r": s.scrypt.r, "p": s.scrypt.p}}
+                if s.scrypt is not None
+                else {}
+            ),
         }
         for s in slots
     ]
@@ -288,9 +292,10 @@ def run_list(args: argparse.Namespace) -> int:
         print_json(rows)
     else:
         for row in rows:
-            print(
-                f"slot {row['slot']}: {row['kind']}{'  ' + row['detail'] if row['detail'] else ''}"
-            )
+            cost = row.get("scrypt")
+            extra = f"scrypt N=2^{cost['log_n']} r={cost['r']} p={cost['p']}" if cost else ""
+            extra = row["detail"] or extra
+            print(f"slot {row['slot']}: {row['kind']}{'  ' + extra if extra else ''}")
     return EXIT_WARNINGS if warnings else EXIT_OK
 
 

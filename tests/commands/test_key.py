@@ -59,6 +59,8 @@ def test_add_list_remove(raidd: Callable[..., Result], tmp_path: Path) -> None:
         raidd("key", "add", "--keyfile", second, "--new-passphrase-file", phrase, *members).code
         == 0
     )
+    listed = raidd("key", "list", members[0])
+    assert "slot 2: passphrase  scrypt N=2^16 r=8 p=1" in listed.out
     removed = raidd("key", "remove", "--slot", "0", "--passphrase-file", phrase, *members)
     assert removed.code == 0, removed.err
     assert areas(paths) == [["1:keyfile", "2:passphrase"]] * 12
