@@ -164,13 +164,19 @@ def test_restore_over_other_array(raidd: Callable[..., Result], tmp_path: Path) 
     assert headers(members[0]) == saved
 
 
-def test_restore_checks_all_first(raidd: Callable[..., Result], tmp_path: Path) -> None:
+def test_restore_checks_all_first(
+    raidd: Callable[..., Result], tmp_path: Path, lock_dir: Path
+) -> None:
     members = create_raid1(raidd, tmp_path)
     other = create_raid1(raidd, tmp_path, "o")
     backup = tmp_path / "hb"
     assert raidd("header-backup", "--member", members[0], backup).code == 0
+    with assemble(members, lock_dir=lock_dir) as array:
+        array.commit_state()
     before = [headers(members[0]), headers(other[0])]
-    result = raidd("header-restore", "--member", members[0], "--member", other[0], backup)
+    result = raidd(
+        "header-restore", "--force", "--member", members[0], "--member", other[0], backup
+    )
     assert result.code == 2
     assert [headers(members[0]), headers(other[0])] == before
 
