@@ -22,9 +22,9 @@ from raidd.array.superblock import (
     read_superblocks,
     size_problem,
 )
+from raidd.commands.header_restore import run_restore
 from raidd.commands.headerfile import SavedMember, encode, newest_saved
 from raidd.commands.output import print_json, wants_json
-from raidd.commands.header_restore import run_restore
 from raidd.errors import ArrayError, UsageError
 
 
