@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "raidd.commands.examine",
     "raidd.commands.key",
     "raidd.commands.header",
+    "raidd.commands.serve",
 )
 
 
@@ -48,10 +49,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     # The offline commands print their results; their warnings go to stderr
     # (looked up at each event, so a replaced sys.stderr is followed).
-    structlog.configure(
-        logger_factory=lambda *args: structlog.PrintLogger(sys.stderr),
-        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
-    )
+    if args.command != "serve":  # serve configures its own logging
+        structlog.configure(
+            logger_factory=lambda *args: structlog.PrintLogger(sys.stderr),
+            wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+        )
     try:
         return int(args.run(args))
     except RaiddError as error:

@@ -1,0 +1,297 @@
+"""The daemon: start-up in order, the main loop's work, reload and stop.
+
+Start-up order, each step logged, and the first failure ends the start
+with its error's exit code:
+
+1. the configuration is read and validated (by `raidd serve`);
+2. parity and sealing are self-tested on known vectors;
+3. the candidates' superblocks are read and the newest commit chosen;
+4. a keyslot is unlocked with the credential `raidd.key` or `array.keyfile`;
+5. the array is assembled, degraded if it must be, and refused beyond its
+   tolerance; a rebuild, resync or scrub recorded in the superblocks resumes;
+6. the watchers start, before the start-up scan, so that no change made
+   during the scan is missed;
+7. every root is reconciled with the catalog (a full rescan);
+8. the control socket opens;
+9. `READY=1`.
+
+The main loop then checks members for presence, hands due batches to the
+backup and runs the schedule; SIGHUP reloads, SIGTERM stops (see
+`raidd.daemon.lifecycle`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from collections.abc import MutableMapping
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from raidd.config import Config, load_config, prepare_state_directory
+from raidd.control import ControlServer, JobRegistry, Registry, resolve_group
+from raidd.control.methods import array_jobs, introspection, jobs, keys, members, status
+from raidd.daemon.arrayservice import ArrayService
+from raidd.daemon.lifecycle import Lifecycle
+from raidd.daemon.selftest import run_self_tests
+from raidd.daemon.startup import (
+    assemble_array,
+    expand_member_paths,
+    newest_superblock,
+    unlock,
+)
+from raidd.daemon.watcher import Batch, Watcher
+from raidd.errors import ConfigError
+from raidd.events import EventHook
+
+log = structlog.get_logger(__name__)
+
+# Tables that a reload cannot change: the array and the socket stay as started.
+RESTART_TABLES = ("array", "control", "state")
+
+
+@dataclasses.dataclass(frozen=True)
+class Overrides:
+    """Command-line values that win over the configuration file."""
+
+    socket: Path | None = None
+    state_dir: Path | None = None
+
+    def apply(self, config: Config) -> Config:
+        if self.socket is not None:
+            control = dataclasses.replace(config.control, socket=self.socket)
+            config = dataclasses.replace(config, control=control)
+        if self.state_dir is not None:
+            state = dataclasses.replace(config.state, directory=self.state_dir)
+            config = dataclasses.replace(config, state=state)
+        return config
+
+
+def control_group(config: Config) -> int | None:
+    """Return the control group's gid, or None (root only) when `[control] group` is unset.
+
+    NOTE: `ControlConfig.group` defaults to "raidd" even when the file does
+    not set it; only an explicit group opens the socket to a group.
+    """
+    if not config.control.group_explicit:
+        return None
+    return resolve_group(config.control.group)
+
+
+class Daemon:
+    """One `raidd serve` process: one array, its watchers and its control socket."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        overrides: Overrides | None = None,
+        environ: MutableMapping[str, str] | None = None,
+    ) -> None:
+        self.environ = os.environ if environ is None else environ
+        self.overrides = overrides or Overrides()
+        self.config = self.overrides.apply(config)
+        self.lifecycle = Lifecycle(self.environ)
+        self.jobs = JobRegistry()
+        self.events = EventHook(self.config.events.program, timeout=self.config.events.timeout)
+        self.service: ArrayService | None = None
+        self.watcher: Watcher | None = None
+        self.server: ControlServer | None = None
+        self.started = time.time()
+        self.restart_pending: list[str] = []
+        self.batches_waiting = 0
+
+    # -- start-up --------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Run start-up steps 2 to 8; on a failure, undo what was done and raise."""
+        try:
+            self._start()
+        except BaseException:
+            self._close_parts()
+            raise
+
+    def _start(self) -> None:
+        config = self.config
+        group = control_group(config)
+        prepare_state_directory(config.state.directory)
+        self.lifecycle.set_status("self-test")
+        run_self_tests()
+        self.lifecycle.set_status("reading superblocks")
+        paths = expand_member_paths([*config.array.members, *config.array.spares])
+        newest = newest_superblock(paths, config)
+        unlocked = unlock(newest.keyslot_area, config, self.environ)
+        self.lifecycle.set_status("assembling")
+        try:
+            array = assemble_array(paths, config, newest)
+        except BaseException:
+            unlocked.wipe()
+            raise
+        self.service = ArrayService(array, unlocked, self.jobs, config.limits, self.events)
+        if self.service.state() != "clean":
+            self.events.emit("array_degraded", array=str(array.uuid), state=self.service.state())
+        self.service.resume()
+        # NOTE: verifying the metadata root belongs to the backup store, which
+        # this daemon does not open yet.
+        self.watcher = Watcher(config.watches, config.watcher)
+        self.watcher.start()
+        self.lifecycle.set_status("reconciling watched roots")
+        with self.lifecycle.extending_start():
+            self._reconcile()
+        registry = self._build_registry()
+        self.server = ControlServer(config.control.socket, registry, group=group, jobs=self.jobs)
+        self.server.start()
+
+    def _reconcile(self) -> None:
+        assert self.watcher is not None
+        for name in self.watcher.watches:
+            self._backup(Batch(name, rescan=True))
+            self.watcher.mark_rescanned(name)
+
+    def _build_registry(self) -> Registry:
+        assert self.service is not None
+        registry = Registry()
+        introspection.register(registry)
+        jobs.register(registry, self.jobs)
+        status.register(registry, self.status)
+        members.register(registry, self.service)
+        array_jobs.register(registry, self.service)
+        keys.register(registry, self.service)
+        return registry
+
+    # -- main loop -------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Report ready and serve until SIGTERM; return the exit status."""
+        self.lifecycle.install_signal_handlers()
+        return self.lifecycle.run(
+            ready_status=self._ready_status(),
+            on_tick=self.tick,
+            on_reload=self.reload,
+            on_stop=self.stop,
+        )
+
+    def _ready_status(self) -> str:
+        assert self.service is not None
+        array = self.service.array
+        return (
+            f"serving array {array.name or array.uuid} ({self.service.state()}), "
+            f"{len(self.config.watches)} watched roots"
+        )
+
+    def tick(self) -> None:
+        """Check the members, and back up the batches that are due."""
+        assert self.service is not None and self.watcher is not None
+        vanished = self.service.check_members()
+        if vanished:
+            self.lifecycle.set_status(self._ready_status())
+        for batch in self.watcher.due_batches():
+            self.lifecycle.beat()
+            self._backup(batch)
+
+    def _backup(self, batch: Batch) -> None:
+        # TODO: commit the batch through the backup store once it has its
+        # Store class; until then the batch is counted, logged and dropped.
+        self.batches_waiting += 1
+        log.warning(
+            "backup_not_available",
+            root=batch.root,
+            paths=len(batch.paths),
+            rescan=batch.rescan,
+            reason="this build has no backup store; changes are not committed",
+        )
+
+    # -- reload and stop -------------------------------------------------------------
+
+    def reload(self) -> None:
+        """Reload watch roots, retention, rate limits, watcher timing and the event hook.
+
+        Raises:
+            ConfigError: the file is invalid; the old configuration stays.
+        """
+        assert self.service is not None and self.watcher is not None
+        source = self.config.source
+        if source is None:
+            raise ConfigError("raidd serve was started without a configuration file to reload")
+        new = self.overrides.apply(load_config(source))
+        control_group(new)  # a group that vanished is an error now, not at the next start
+        refused = [
+            name for name in RESTART_TABLES if getattr(new, name) != getattr(self.config, name)
+        ]
+        if refused:
+            log.error(
+                "reload_needs_restart",
+                tables=refused,
+                reason="changes to these tables take effect only after a restart",
+            )
+            keep = {name: getattr(self.config, name) for name in refused}
+            new = dataclasses.replace(new, **keep)
+        self.restart_pending = refused
+        added = self.watcher.reload(new.watches, new.watcher)
+        if new.limits != self.config.limits:
+            self.service.set_rates(
+                float(new.limits.rebuild_min_mib_s), float(new.limits.rebuild_max_mib_s)
+            )
+        if new.events != self.config.events:
+            self.events.close(timeout=1.0)
+            self.events = EventHook(new.events.program, timeout=new.events.timeout)
+            self.service.events = self.events
+        self.config = new
+        log.info("configuration_reloaded", roots=len(new.watches), added_roots=added)
+
+    def stop(self) -> None:
+        """Close the socket, stop the watchers and jobs, close the array."""
+        self._close_parts()
+
+    def _close_parts(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            self.server = None
+        if self.watcher is not None:
+            self.watcher.stop()
+            self.watcher = None
+        if self.service is not None:
+            self.service.stop()
+            self.service = None
+        self.jobs.shutdown(timeout=5.0)
+        self.events.close(timeout=5.0)
+
+    # -- status ----------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """Return the result of the `status` method (docs/PROTOCOL.md)."""
+        assert self.service is not None
+        jobs = [
+            {"id": job.id, "kind": job.kind, "done": round(job.done, 4), **_job_detail(job)}
+            for job in self.jobs.running()
+        ]
+        watcher = self.watcher.status() if self.watcher is not None else []
+        return {
+            "array": self.service.status(),
+            "jobs": jobs,
+            "last_commit": None,
+            "backups": {
+                "available": False,
+                "reason": "this build has no backup store; changes are not committed",
+                "batches_not_committed": self.batches_waiting,
+            },
+            "watcher": watcher,
+            "limits": self.service.rates(),
+            "daemon": {
+                "pid": os.getpid(),
+                "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started)),
+                "restart_pending": self.restart_pending,
+            },
+        }
+
+
+def _job_detail(job: Any) -> dict[str, Any]:
+    detail = job.detail
+    return {
+        key: detail[key]
+        for key in ("rate_mib_s", "eta_seconds", "stripes_done", "stripes_total")
+        if key in detail
+    }
