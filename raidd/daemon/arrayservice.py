@@ -9,7 +9,6 @@ puts a spare to work when a member fails.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -17,8 +16,13 @@ import structlog
 import crypto
 from raidd.array import Array, Rebuild, Scrub, add_spare, fail_member, remove_member
 from raidd.array import Job as ArrayJob
-from raidd.array.admin import find_slot, replace_member, resume_job, rewrite_spare_superblocks
-from raidd.array.admin import use_spare
+from raidd.array.admin import (
+    find_slot,
+    replace_member,
+    resume_job,
+    rewrite_spare_superblocks,
+    use_spare,
+)
 from raidd.array.stripeio import Slot
 from raidd.array.superblock import MemberState
 from raidd.config import LimitsConfig

@@ -1,0 +1,227 @@
+"""`raidd serve` as a subprocess on image-file arrays, driven through raidctl and signals."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from raidd.control import ControlClient, RemoteError
+from tests.serve.conftest import Daemon, wait_for, write_config
+
+
+def receive_messages(sock: socket.socket, until: str) -> list[str]:
+    messages = []
+    while True:
+        message = sock.recv(4096).decode()
+        messages.append(message)
+        if until in message.split("\n"):
+            return messages
+
+
+def test_status_of_clean_array(make_daemon) -> None:
+    daemon = make_daemon()
+    daemon.start()
+    status = daemon.call("status")
+    array = status["array"]
+    assert array["name"] == "crm"
+    assert array["level"] == 5
+    assert array["state"] == "clean"
+    assert [m["role"] for m in array["members"]] == [0, 1, 2, 3]
+    assert {m["state"] for m in array["members"]} == {"in_sync"}
+    assert array["members"][1]["path"] == str(daemon.members[1])
+    assert array["members"][1]["errors"] == {"read": 0, "write": 0, "checksum": 0}
+    assert status["jobs"] == []
+    assert status["watcher"][0]["watching"] is True
+    assert daemon.stop() == 0
+
+
+def test_sd_notify_messages(make_daemon, notify_socket) -> None:
+    sock, path = notify_socket
+    daemon = make_daemon()
+    daemon.start({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "2000000"})
+    started = receive_messages(sock, "READY=1")
+    assert any(m.startswith("STATUS=self-test") for m in started)
+    assert "STATUS=serving array crm (clean), 1 watched roots" in started[-1].split("\n")
+    wait_for(lambda: "WATCHDOG=1" in sock.recv(4096).decode().split("\n"), what="WATCHDOG=1")
+    daemon.process.send_signal(signal.SIGHUP)
+    reload = receive_messages(sock, "READY=1")
+    reloading = next(m for m in reload if "RELOADING=1" in m.split("\n"))
+    assert "MONOTONIC_USEC=" in reloading
+    assert daemon.stop() == 0
+    stopping = receive_messages(sock, "STOPPING=1")
+    assert stopping
+
+
+def test_raidctl_fail_reads_degraded(make_daemon) -> None:
+    daemon = make_daemon()
+    daemon.start()
+    failed = daemon.raidctl("fail", str(daemon.members[2]))
+    assert failed.returncode == 0, failed.stderr
+    assert "failed role 2" in failed.stdout
+    status = daemon.raidctl("status", "--json")
+    assert status.returncode == 0
+    array = json.loads(status.stdout)["array"]
+    assert array["state"] == "degraded"
+    assert array["members"][2]["state"] == "faulty"
+    assert daemon.raidctl("--json", "status", "--test").returncode == 1
+    # A second failure would go beyond RAID5's tolerance.
+    again = daemon.raidctl("fail", str(daemon.members[0]))
+    assert again.returncode == 2
+    assert "beyond the array's tolerance" in again.stderr
+    assert daemon.stop() == 0
+
+
+def test_deleted_image_member_fails(make_daemon) -> None:
+    daemon = make_daemon()
+    daemon.start()
+    daemon.members[3].unlink()
+
+    def member_state() -> str:
+        return daemon.call("status")["array"]["members"][3]["state"]
+
+    wait_for(lambda: member_state() == "faulty", what="member 3 faulty")
+    assert daemon.call("status")["array"]["state"] == "degraded"
+    assert any(e["event"] == "member_vanished" for e in daemon.events())
+    assert daemon.stop() == 0
+
+
+def test_replace_rebuilds(make_daemon, tmp_path: Path) -> None:
+    daemon = make_daemon()
+    daemon.start()
+    new = tmp_path / "new0"
+    os.truncate(os.open(new, os.O_CREAT | os.O_WRONLY, 0o600), 16 * 1024 * 1024)
+    assert daemon.raidctl("fail", str(daemon.members[1])).returncode == 0
+    replaced = daemon.raidctl("replace", str(daemon.members[1]), str(new), "--wait", "--json")
+    assert replaced.returncode == 0, replaced.stderr
+    job = json.loads(replaced.stdout)
+    assert job["kind"] == "replace"
+    assert job["state"] == "done"
+    array = daemon.call("status")["array"]
+    assert array["state"] == "clean"
+    assert array["members"][1]["path"] == str(new)
+    assert array["members"][1]["state"] == "in_sync"
+    assert daemon.raidctl("status", "--test").returncode == 0
+    assert daemon.stop() == 0
+
+
+def test_scrub_wait_reports_job(make_daemon) -> None:
+    daemon = make_daemon()
+    daemon.start()
+    scrub = daemon.raidctl("scrub", "--wait")
+    assert scrub.returncode == 0, scrub.stderr
+    assert "(scrub): done" in scrub.stdout
+    jobs = daemon.call("jobs", {"finished": True})
+    assert [j["kind"] for j in jobs] == ["scrub"]
+    assert daemon.stop() == 0
+
+
+def test_sighup_reload(make_daemon, tmp_path: Path) -> None:
+    daemon = make_daemon()
+    daemon.start()
+    (tmp_path / "exports").mkdir()
+    config = daemon.config.read_text()
+    daemon.config.write_text(
+        config + f'[[watch]]\npath = "{tmp_path}/exports"\n\n[limits]\nrebuild_max_mib_s = 77\n'
+    )
+    daemon.process.send_signal(signal.SIGHUP)
+    wait_for(lambda: len(daemon.call("status")["watcher"]) == 2, what="second root watched")
+    assert daemon.call("limits")["max_mib_s"] == 77.0
+    daemon.config.write_text("[array\nnot toml")
+    daemon.process.send_signal(signal.SIGHUP)
+    wait_for(lambda: any(e["event"] == "reload_failed" for e in daemon.events()))
+    assert len(daemon.call("status")["watcher"]) == 2
+    write_config(daemon, array=f'members = ["{tmp_path}/m0"]\nkeyfile = "{tmp_path}/key"')
+    daemon.process.send_signal(signal.SIGHUP)
+    wait_for(lambda: daemon.call("status")["daemon"]["restart_pending"] == ["array"])
+    assert len(daemon.call("status")["array"]["members"]) == 4
+    assert daemon.stop() == 0
+
+
+def test_group_member_cannot_fail(make_daemon) -> None:
+    # pytest's tmp_path is mode 0700, so the socket goes where uid 65534 can reach it.
+    directory = Path(tempfile.mkdtemp(prefix="raidd-serve-"))
+    directory.chmod(0o755)
+    socket_path = directory / "ctl.sock"
+    daemon = make_daemon(control=f'socket = "{socket_path}"\ngroup = "nogroup"')
+    daemon.socket = socket_path
+    try:
+        _check_group_member(daemon)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _check_group_member(daemon: Daemon) -> None:
+    daemon.start()
+    assert daemon.socket.stat().st_mode & 0o777 == 0o660
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: uid and gid 65534, a member of the group nogroup
+        os.close(read_fd)
+        results = []
+        try:
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            with ControlClient(daemon.socket, timeout=10) as client:
+                results.append(client.call("status")["array"]["state"])
+                try:
+                    client.call("fail", {"member": str(daemon.members[0])})
+                    results.append("fail allowed")
+                except RemoteError as error:
+                    results.append(error.name + ": " + str(error))
+        except BaseException as error:
+            results.append(f"child error: {error!r}")
+        os.write(write_fd, json.dumps(results).encode())
+        os._exit(0)
+    os.close(write_fd)
+    with os.fdopen(read_fd) as pipe:
+        results = json.loads(pipe.read())
+    os.waitpid(pid, 0)
+    assert results[0] == "clean"
+    assert results[1].startswith("access denied: method 'fail' requires root")
+    assert daemon.call("status")["array"]["state"] == "clean"
+    assert daemon.stop() == 0
+
+
+def test_beyond_tolerance_refused(make_daemon) -> None:
+    daemon = make_daemon()
+    daemon.members[0].unlink()
+    daemon.members[1].unlink()
+    with pytest.raises(AssertionError, match=r"beyond|missing"):
+        daemon.start()
+    assert daemon.process.returncode == 2
+
+
+def test_wrong_key_exits_5(make_daemon, tmp_path: Path) -> None:
+    daemon = make_daemon()
+    (tmp_path / "key").chmod(0o600)
+    (tmp_path / "key").write_bytes(os.urandom(32))
+    with pytest.raises(AssertionError, match="no keyslot opens"):
+        daemon.start()
+    assert daemon.process.returncode == 5
+
+
+def test_credential_wins_over_keyfile(make_daemon, tmp_path: Path) -> None:
+    daemon = make_daemon()
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    (tmp_path / "key").rename(credentials / "raidd.key")
+    daemon.start({"CREDENTIALS_DIRECTORY": str(credentials)})
+    unlocked = next(e for e in daemon.events() if e["event"] == "array_unlocked")
+    assert unlocked["key_file"] == str(credentials / "raidd.key")
+    assert daemon.stop() == 0
+
+
+def test_socket_without_group_is_0600(make_daemon) -> None:
+    daemon = make_daemon()
+    daemon.start()
+    assert daemon.socket.stat().st_mode & 0o777 == 0o600
+    assert daemon.stop() == 0
+    assert not daemon.socket.exists()
