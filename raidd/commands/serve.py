@@ -23,12 +23,6 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
         description="Assemble the configured array, watch its roots and serve the control "
         "socket until SIGTERM. SIGHUP reloads the configuration.",
     )
-    parser.add_argument(
-        "--config",
-        type=Path,
-        default=DEFAULT_CONFIG_PATH,
-        help=f"configuration file (default {DEFAULT_CONFIG_PATH})",
-    )
     parser.add_argument("--socket", type=Path, help="control socket path; wins over [control]")
     parser.add_argument(
         "--state-dir", type=Path, help="state directory; wins over [state] directory"
@@ -44,9 +38,11 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
 
 def run(args: argparse.Namespace) -> int:
     logsetup.configure(level=args.log_level)
-    log.info("daemon_starting", config=str(args.config))
+    # --config comes from the options every raidd command shares.
+    config_path = Path(getattr(args, "config", DEFAULT_CONFIG_PATH))
+    log.info("daemon_starting", config=str(config_path))
     try:
-        config = load_config(args.config)
+        config = load_config(config_path)
         daemon = Daemon(config, overrides=Overrides(args.socket, args.state_dir))
         daemon.start()
     except RaiddError as error:

@@ -380,11 +380,15 @@ class ArrayService:
                 return None
             return self._start("rebuild", Rebuild(self.array, slot), {"member": slot.path})
 
-    def stop(self, timeout: float = 30.0) -> None:
-        """Stop the running job at its next stripe (it checkpoints) and close the array."""
+    def stop_jobs(self, timeout: float = 30.0) -> None:
+        """Stop the running job at its next stripe; it records a checkpoint."""
         running = self._running
         if running is not None and running[0].state is JobState.RUNNING:
             running[1].stop_event.set()
             running[0].wait_finished(timeout)
+
+    def stop(self) -> None:
+        """Stop the running job, close the array and wipe the key."""
+        self.stop_jobs()
         self.array.close()
         self.unlocked.wipe()

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import threading
 import time
 from collections.abc import MutableMapping
 from pathlib import Path
@@ -31,10 +32,12 @@ from typing import Any
 
 import structlog
 
+import crypto
 from raidd.config import Config, load_config, prepare_state_directory
 from raidd.control import ControlServer, JobRegistry, Registry, resolve_group
-from raidd.control.methods import array_jobs, introspection, jobs, keys, members, status
+from raidd.control.methods import array_jobs, backups, introspection, jobs, keys, members, status
 from raidd.daemon.arrayservice import ArrayService
+from raidd.daemon.backups import BackupService
 from raidd.daemon.lifecycle import Lifecycle
 from raidd.daemon.selftest import run_self_tests
 from raidd.daemon.startup import (
@@ -43,9 +46,10 @@ from raidd.daemon.startup import (
     newest_superblock,
     unlock,
 )
-from raidd.daemon.watcher import Batch, Watcher
-from raidd.errors import ConfigError
+from raidd.daemon.watcher import Watcher
+from raidd.errors import ConfigError, RaiddError
 from raidd.events import EventHook
+from raidd.store.store import Store
 
 log = structlog.get_logger(__name__)
 
@@ -98,11 +102,14 @@ class Daemon:
         self.jobs = JobRegistry()
         self.events = EventHook(self.config.events.program, timeout=self.config.events.timeout)
         self.service: ArrayService | None = None
+        self.backups: BackupService | None = None
+        self._maintenance: threading.Thread | None = None
+        self._next_retention = 0.0
+        self._next_gc = 0.0
         self.watcher: Watcher | None = None
         self.server: ControlServer | None = None
         self.started = time.time()
         self.restart_pending: list[str] = []
-        self.batches_waiting = 0
 
     # -- start-up --------------------------------------------------------------------
 
@@ -133,9 +140,19 @@ class Daemon:
         self.service = ArrayService(array, unlocked, self.jobs, config.limits, self.events)
         if self.service.state() != "clean":
             self.events.emit("array_degraded", array=str(array.uuid), state=self.service.state())
+        # Opening the store reads the manifest the metadata root points at,
+        # which verifies the root; the store wipes the key copy it gets.
+        master_copy = crypto.MasterKey(bytearray(unlocked.master.view()))
+
+        def open_store() -> Store:
+            return Store(array, master_copy, config.state.directory, config, temporary=False)
+
+        behind_after = max(2 * config.watcher.max_delay, 60.0)
+        self.backups = BackupService(open_store, self.events, behind_after=behind_after)
         self.service.resume()
-        # NOTE: verifying the metadata root belongs to the backup store, which
-        # this daemon does not open yet.
+        now = time.monotonic()
+        self._next_retention = now + config.schedule.retention_interval
+        self._next_gc = now + config.schedule.gc_interval
         self.watcher = Watcher(config.watches, config.watcher)
         self.watcher.start()
         self.lifecycle.set_status("reconciling watched roots")
@@ -146,9 +163,11 @@ class Daemon:
         self.server.start()
 
     def _reconcile(self) -> None:
-        assert self.watcher is not None
-        for name in self.watcher.watches:
-            self._backup(Batch(name, rescan=True))
+        assert self.watcher is not None and self.backups is not None
+        names = list(self.watcher.watches)
+        if names:
+            self.backups.backup_now(names)
+        for name in names:
             self.watcher.mark_rescanned(name)
 
     def _build_registry(self) -> Registry:
@@ -160,6 +179,8 @@ class Daemon:
         members.register(registry, self.service)
         array_jobs.register(registry, self.service)
         keys.register(registry, self.service)
+        assert self.backups is not None
+        backups.register(registry, self.backups, lambda: [w.name for w in self.config.watches])
         return registry
 
     # -- main loop -------------------------------------------------------------------
@@ -188,21 +209,43 @@ class Daemon:
         vanished = self.service.check_members()
         if vanished:
             self.lifecycle.set_status(self._ready_status())
-        for batch in self.watcher.due_batches():
-            self.lifecycle.beat()
-            self._backup(batch)
+        assert self.backups is not None
+        roots = {batch.root for batch in self.watcher.due_batches()}
+        if roots:
+            self.backups.submit(roots)
+        self._run_schedule()
 
-    def _backup(self, batch: Batch) -> None:
-        # TODO: commit the batch through the backup store once it has its
-        # Store class; until then the batch is counted, logged and dropped.
-        self.batches_waiting += 1
-        log.warning(
-            "backup_not_available",
-            root=batch.root,
-            paths=len(batch.paths),
-            rescan=batch.rescan,
-            reason="this build has no backup store; changes are not committed",
-        )
+    def _run_schedule(self) -> None:
+        """Start retention or garbage collection in a thread when due and none runs."""
+        now = time.monotonic()
+        if self._maintenance is not None and self._maintenance.is_alive():
+            return
+        schedule = self.config.schedule
+        tasks = []
+        if now >= self._next_retention:
+            self._next_retention = now + schedule.retention_interval
+            tasks.append("forget")
+        if now >= self._next_gc:
+            self._next_gc = now + schedule.gc_interval
+            tasks.append("gc")
+        if tasks:
+            self._maintenance = threading.Thread(
+                target=self._maintain, args=(tasks,), name="maintenance", daemon=True
+            )
+            self._maintenance.start()
+
+    def _maintain(self, tasks: list[str]) -> None:
+        assert self.backups is not None
+        for task in tasks:
+            try:
+                if task == "forget":
+                    result = self.backups.forget(dry_run=False)
+                else:
+                    result = self.backups.gc(dry_run=False)
+            except RaiddError as error:
+                log.error("scheduled_task_failed", task=task, error=str(error))
+            else:
+                log.info("scheduled_task_done", task=task, result=result)
 
     # -- reload and stop -------------------------------------------------------------
 
@@ -254,6 +297,11 @@ class Daemon:
             self.watcher.stop()
             self.watcher = None
         if self.service is not None:
+            self.service.stop_jobs()
+        if self.backups is not None:
+            self.backups.stop()
+            self.backups = None
+        if self.service is not None:
             self.service.stop()
             self.service = None
         self.jobs.shutdown(timeout=5.0)
@@ -272,12 +320,8 @@ class Daemon:
         return {
             "array": self.service.status(),
             "jobs": jobs,
-            "last_commit": None,
-            "backups": {
-                "available": False,
-                "reason": "this build has no backup store; changes are not committed",
-                "batches_not_committed": self.batches_waiting,
-            },
+            "last_commit": self.backups.last_commit() if self.backups else None,
+            "backups": self.backups.status() if self.backups else {"available": False},
             "watcher": watcher,
             "limits": self.service.rates(),
             "daemon": {
