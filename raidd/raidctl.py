@@ -17,7 +17,13 @@ from raidd.control.client import ControlClient
 from raidd.ctl.common import Context, socket_path
 from raidd.errors import RaiddError
 
-SUBCOMMAND_MODULES = ("raidd.ctl.status", "raidd.ctl.members", "raidd.ctl.jobs", "raidd.ctl.keys")
+SUBCOMMAND_MODULES = (
+    "raidd.ctl.status",
+    "raidd.ctl.members",
+    "raidd.ctl.jobs",
+    "raidd.ctl.keys",
+    "raidd.ctl.backups",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -23,7 +23,8 @@ class Context:
 
     args: argparse.Namespace
     client: ControlClient
-    out: TextIO = sys.stdout
+    # Looked up when the context is made, so that a replaced sys.stdout is followed.
+    out: TextIO = field(default_factory=lambda: sys.stdout)
 
     @property
     def json(self) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import signal
@@ -15,8 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 
+from raidd.cli import main as raidd_main
 from raidd.control import ControlClient
+from raidd.raidctl import main as raidctl_main
 
 MiB = 1024 * 1024
 START_TIMEOUT = 20.0
@@ -75,14 +80,19 @@ class Daemon:
         self.process = None
         return code
 
-    def raidctl(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "raidd.raidctl", "--socket", str(self.socket), *args],
-            capture_output=True,
-            text=True,
-            env=self.env,
-            timeout=60,
-        )
+    def raidctl(self, *args: str) -> Result:
+        """Run raidctl in this process (a subprocess costs a second of imports)."""
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = raidctl_main(["--socket", str(self.socket), *args])
+        return Result(code, out.getvalue(), err.getvalue())
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
 
 
 def write_config(daemon: Daemon, **tables: str) -> None:
@@ -102,39 +112,49 @@ def write_config(daemon: Daemon, **tables: str) -> None:
     daemon.config.write_text(text)
 
 
+def _create(directory: Path, level: int, members: int) -> list[Path]:
+    """Create the array in this process: a subprocess would cost a second of imports."""
+    paths = [directory / f"m{index}" for index in range(members)]
+    saved = structlog.get_config()
+    out = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+            code = raidd_main(
+                [
+                    "create",
+                    "--level",
+                    str(level),
+                    "--size",
+                    "16MiB",
+                    "--strip-size",
+                    "4KiB",
+                    "--name",
+                    "crm",
+                    "--new-keyfile",
+                    str(directory / "key"),
+                    *map(str, paths),
+                ]
+            )
+    finally:
+        structlog.configure(**saved)
+    assert code == 0, out.getvalue()
+    return paths
+
+
 @pytest.fixture
-def make_daemon(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
+def make_daemon(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Callable[..., Daemon]]:
     made: list[Daemon] = []
 
     def make(level: int = 5, members: int = 4, **tables: str) -> Daemon:
         directory = tmp_path
         (directory / "data").mkdir(exist_ok=True)
-        env = {**os.environ, "RAIDD_LOCK_DIR": str(directory / "lock")}
+        monkeypatch.setenv("RAIDD_LOCK_DIR", str(directory / "lock"))
+        env = {**os.environ}
         env.pop("NOTIFY_SOCKET", None)
         env.pop("CREDENTIALS_DIRECTORY", None)
-        paths = [directory / f"m{index}" for index in range(members)]
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "raidd.cli",
-                "create",
-                "--level",
-                str(level),
-                "--size",
-                "16MiB",
-                "--strip-size",
-                "4KiB",
-                "--name",
-                "crm",
-                "--new-keyfile",
-                str(directory / "key"),
-                *map(str, paths),
-            ],
-            check=True,
-            capture_output=True,
-            env=env,
-        )
+        paths = _create(directory, level, members)
         daemon = Daemon(directory, directory / "raidd.toml", directory / "ctl.sock", paths, env)
         write_config(daemon, **tables)
         made.append(daemon)
