@@ -2,9 +2,9 @@
 
 Options (`--socket`, `--json`) are accepted before or after the
 subcommand. Exit codes are those of the offline `raidd` commands: 0 done,
-1 done with warnings, 2 usage or request error (and a daemon that cannot
-be reached), 3 integrity error, 4 array busy, 5 key error;
-`status --test` exits 1 when degraded and 3 when failed.
+1 done with warnings, 2 usage or request error, 3 integrity error, 4 array
+busy, 5 key error. A daemon that cannot be reached is a request error.
+`status --test` exits 1 when degraded or behind and 3 when failed.
 """
 
 import argparse

@@ -1,4 +1,4 @@
-"""What every raidctl subcommand shares: the connection, output and job following."""
+"""Shared parts of the raidctl subcommands: the connection, output and job following."""
 
 from __future__ import annotations
 

@@ -18,6 +18,7 @@ from raidd.array import Array, Rebuild, Scrub, add_spare, fail_member, remove_me
 from raidd.array import Job as ArrayJob
 from raidd.array.admin import (
     find_slot,
+    re_add,
     replace_member,
     resume_job,
     rewrite_spare_superblocks,
@@ -201,6 +202,41 @@ class ArrayService:
             log.info("array_job_resumed", array=str(self.array.uuid), kind=kind)
             return self._start(kind, array_job, {"resumed": True})
 
+    def resync_stale(self) -> Job | None:
+        """Take back the first stale member that returned, and resync what it missed.
+
+        Only a member recorded absent is taken back; a failed one waits for
+        the operator. A member written while away (split brain) is left alone and logged:
+        only an operator's `raidctl add --force` rebuilds it in full.
+        NOTE: one stale member is resynced per start; `raidctl rebuild`
+        starts the next once its job is done.
+        """
+        with self._job_lock:
+            if self._running is not None and self._running[0].state is JobState.RUNNING:
+                return None
+            absent = {
+                str(entry.member_uuid)
+                for entry in self.array._table
+                if entry.state is MemberState.ABSENT
+            }
+            for item in list(self.array.report.stale):
+                if item["member_uuid"] not in absent:
+                    continue  # failed, not just away: the operator decides
+                try:
+                    array_job = re_add(self.array, item["path"])
+                except (ArrayError, MemberError) as error:
+                    log.error(
+                        "stale_member_not_resynced",
+                        array=str(self.array.uuid),
+                        member=item["path"],
+                        member_uuid=item["member_uuid"],
+                        error=str(error),
+                    )
+                    continue
+                self.array.report.stale.remove(item)
+                return self._start("resync", array_job, {"member": item["path"]})
+            return None
+
     def set_rates(self, min_rate: float, max_rate: float) -> dict[str, float]:
         """Set the rebuild and scrub rate bounds in MiB/s (0 as maximum: unlimited)."""
         if min_rate < 0 or max_rate < 0 or (max_rate and min_rate > max_rate):
@@ -299,7 +335,7 @@ class ArrayService:
 
         job = self.jobs.start(kind, work, params)
         self._running = (job, array_job)
-        if kind in ("rebuild", "replace"):
+        if kind in ("rebuild", "replace", "resync"):
             self.events.emit(
                 "rebuild_started", array=str(self.array.uuid), job=job.id, kind=kind, **params
             )

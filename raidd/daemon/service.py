@@ -7,7 +7,7 @@ with its error's exit code:
 2. parity and sealing are self-tested on known vectors;
 3. the candidates' superblocks are read and the newest commit chosen;
 4. a keyslot is unlocked with the credential `raidd.key` or `array.keyfile`;
-5. the array is assembled, degraded if it must be, and refused beyond its
+5. the array is assembled, degraded if it must be, and rejected beyond its
    tolerance; a rebuild, resync or scrub recorded in the superblocks resumes;
 6. the watchers start, before the start-up scan, so that no change made
    during the scan is missed;
@@ -149,7 +149,8 @@ class Daemon:
 
         behind_after = max(2 * config.watcher.max_delay, 60.0)
         self.backups = BackupService(open_store, self.events, behind_after=behind_after)
-        self.service.resume()
+        if self.service.resume() is None:
+            self.service.resync_stale()
         now = time.monotonic()
         self._next_retention = now + config.schedule.retention_interval
         self._next_gc = now + config.schedule.gc_interval
@@ -261,18 +262,18 @@ class Daemon:
             raise ConfigError("raidd serve was started without a configuration file to reload")
         new = self.overrides.apply(load_config(source))
         control_group(new)  # a group that vanished is an error now, not at the next start
-        refused = [
+        needs_restart = [
             name for name in RESTART_TABLES if getattr(new, name) != getattr(self.config, name)
         ]
-        if refused:
+        if needs_restart:
             log.error(
                 "reload_needs_restart",
-                tables=refused,
+                tables=needs_restart,
                 reason="changes to these tables take effect only after a restart",
             )
-            keep = {name: getattr(self.config, name) for name in refused}
+            keep = {name: getattr(self.config, name) for name in needs_restart}
             new = dataclasses.replace(new, **keep)
-        self.restart_pending = refused
+        self.restart_pending = needs_restart
         added = self.watcher.reload(new.watches, new.watcher)
         if new.limits != self.config.limits:
             self.service.set_rates(

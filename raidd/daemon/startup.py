@@ -125,6 +125,4 @@ def assemble_array(paths: list[str], config: Config, newest: Superblock) -> Arra
             path=slot.path,
             state=slot.state.name.lower(),
         )
-    for item in array.report.stale + array.report.rejected:
-        log.warning("member_not_used", array=str(array.uuid), **item)
     return array

@@ -299,3 +299,28 @@ def test_degraded_restore_succeeds(make_daemon, tmp_path: Path) -> None:
     assert restored.returncode == 0, restored.stderr
     assert (target / "data" / "orders.db").read_bytes() == content
     assert daemon.stop() == 0
+
+
+def test_returning_member_is_resynced(make_daemon, tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "a.txt").write_text("before\n")
+    daemon = make_daemon()
+    away = tmp_path / "away"
+    daemon.members[3].rename(away)
+    daemon.start()
+    assert daemon.call("status")["array"]["members"][3]["state"] == "missing"
+    (tmp_path / "data" / "b.txt").write_text("while away\n")
+    assert daemon.raidctl("sync").returncode == 0
+    assert daemon.stop() == 0
+    away.rename(daemon.members[3])
+    daemon.start()
+
+    def resynced() -> bool:
+        jobs = daemon.call("jobs", {"finished": True})
+        return any(job["kind"] == "resync" and job["state"] == "done" for job in jobs)
+
+    wait_for(resynced, what="the resync job of the returning member")
+    array = daemon.call("status")["array"]
+    assert array["state"] == "clean"
+    assert array["members"][3]["state"] == "in_sync"
+    assert daemon.stop() == 0
