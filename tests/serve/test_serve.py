@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -323,4 +324,59 @@ def test_returning_member_is_resynced(make_daemon, tmp_path: Path) -> None:
     array = daemon.call("status")["array"]
     assert array["state"] == "clean"
     assert array["members"][3]["state"] == "in_sync"
+    assert daemon.stop() == 0
+
+
+def test_malformed_requests_change_nothing(make_daemon, tmp_path: Path) -> None:
+    """Random bytes, oversized lines and wrong types get errors; the daemon serves on."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "a.txt").write_text("kept\n")
+    daemon = make_daemon()
+    daemon.start()
+    before = daemon.call("snapshots")
+    generator = random.Random(20261204)
+    lines = [
+        b"not json\n",
+        b"[]\n",
+        b'{"jsonrpc":"2.0","id":1,"method":"fail","params":{"member":7}}\n',
+        b'{"jsonrpc":"2.0","id":2,"method":"restore","params":{"paths":"x"}}\n',
+        b'{"jsonrpc":"2.0","id":3,"method":"ls","params":{"root":"data","commit":"1"}}\n',
+        b'{"jsonrpc":"2.0","id":4,"method":"no.such.method"}\n',
+        b"x" * (1024 * 1024 + 10) + b"\n",
+    ]
+    # Random lines without a newline inside, so that each gets exactly one reply.
+    lines += [
+        bytes(generator.choice(range(11, 256)) for _ in range(64)) + b"\n" for _ in range(300)
+    ]
+    with ControlClient(daemon.socket, timeout=30) as client:
+        for line in lines:
+            client.send_line(line)
+            reply = client.read_message()
+            assert "error" in reply, reply
+        assert client.call("status")["array"]["state"] == "clean"
+    assert daemon.call("snapshots") == before
+    assert daemon.process.poll() is None
+    assert daemon.stop() == 0
+
+
+def test_sigkill_during_commits_loses_nothing(make_daemon, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    daemon = make_daemon(watcher="quiet_period = 0\nmax_delay = 0.1\nrescan_interval = 3600")
+    daemon.start()
+    committed: dict[int, str] = {}
+    for round_number in range(5):
+        (data / "ledger.txt").write_text(f"round {round_number}\n" * 1000)
+        committed[daemon.call("sync")["commit"]] = f"round {round_number}\n" * 1000
+    for round_number in range(5, 40):
+        (data / "ledger.txt").write_text(f"round {round_number}\n" * 1000)
+    daemon.stop(signal.SIGKILL)
+    daemon.start()
+    snapshots = {s["id"] for s in daemon.call("snapshots")}
+    assert set(committed) <= snapshots
+    for commit, content in committed.items():
+        target = tmp_path / f"restore-{commit}"
+        result = daemon.raidctl("restore", "data", "--to", str(target), "--commit", str(commit))
+        assert result.returncode == 0, result.stderr
+        assert (target / "data" / "ledger.txt").read_text() == content
     assert daemon.stop() == 0
