@@ -155,10 +155,10 @@ class AllocationMap:
 
     # -- pending metadata stripes and orphans -------------------------------------
 
-    def apply_pending(self, pending: Iterable[PendingStripe], event: int) -> None:
+    def apply_pending(self, pending: Iterable[PendingStripe]) -> None:
         """Put a commit's metadata stripes into memory; the tree gets them at the next write."""
         for record in pending:
-            self.set_entry(record.stripe, event, record.flags, record.checksums)
+            self.set_entry(record.stripe, record.written_at, record.flags, record.checksums)
             self.dirty.discard(self.leaf_of(record.stripe))
             self.deferred_dirty.add(self.leaf_of(record.stripe))
 
@@ -179,7 +179,6 @@ class AllocationMap:
         self,
         root: MapPointer,
         pending: list[PendingStripe],
-        event: int,
         read_node: Callable[[MapPointer], bytes],
     ) -> None:
         """Read the tree under `root` into memory, then apply `pending`.
@@ -197,7 +196,7 @@ class AllocationMap:
                 self.node_refs[pointer.stripe] = self.node_refs.get(pointer.stripe, 0) + 1
                 self._parse_node(data, level, index)
         pending_stripes = {record.stripe for record in pending}
-        self.apply_pending(pending, event)
+        self.apply_pending(pending)
         for stripe in np.flatnonzero((self.entries["flags"] & FLAG_MAP) != 0):
             if int(stripe) not in self.node_refs and int(stripe) not in pending_stripes:
                 self.orphans.add(int(stripe))
@@ -264,6 +263,7 @@ class AllocationMap:
         places: list[tuple[int, int]],
         event: int,
         hidden: set[int],
+        overrides: dict[int, np.void] | None = None,
     ) -> tuple[dict[int, list[tuple[int, bytes]]], MapPointer]:
         """Build the planned nodes and repoint the tree at them.
 
@@ -273,13 +273,16 @@ class AllocationMap:
             event: the commit being written.
             hidden: this commit's metadata stripes; their entries are written as
                 free and supplied by the superblock's pending list instead.
+            overrides: rows written in place of the in-memory ones, by stripe
+                (a job's commit writes the owner's uncommitted stripes as last
+                committed).
 
         Returns:
             The nodes by stripe as (offset, bytes), and the new root pointer.
         """
         out: dict[int, list[tuple[int, bytes]]] = {}
         for plan, (stripe, offset) in zip(plans, places, strict=True):
-            data = self._build_node(plan, event, hidden)
+            data = self._build_node(plan, event, hidden, overrides or {})
             old = self.pointers[plan.level][plan.index]
             if not old.is_null:
                 self._drop_ref(old.stripe)
@@ -298,11 +301,16 @@ class AllocationMap:
             del self.node_refs[stripe]
             self.orphans.add(stripe)
 
-    def _build_node(self, plan: NodePlan, event: int, hidden: set[int]) -> bytes:
+    def _build_node(
+        self, plan: NodePlan, event: int, hidden: set[int], overrides: dict[int, np.void]
+    ) -> bytes:
         if plan.level == 0:
             start = plan.index * self.shape.entries_per_leaf
             count = self._leaf_count(plan.index)
             rows = self.entries[start : start + count].copy()
+            for stripe, row in overrides.items():
+                if start <= stripe < start + count:
+                    rows[stripe - start] = row
             for stripe in hidden:
                 if start <= stripe < start + count:
                     rows[stripe - start] = np.zeros(1, dtype=self.dtype)[0]
