@@ -237,6 +237,16 @@ class ArrayService:
                 return self._start("resync", array_job, {"member": item["path"]})
             return None
 
+    def readd(self, path: str) -> Job | None:
+        """Take back a stale member at `path`; resync it now unless a job runs."""
+        with self._job_lock:
+            array_job = re_add(self.array, path)
+            if self._running is not None and self._running[0].state is JobState.RUNNING:
+                # NOTE: the member stays rebuilding; `raidctl rebuild` resumes it later.
+                log.info("resync_waits", member=path, job=self._running[0].id)
+                return None
+            return self._start("resync", array_job, {"member": path})
+
     def set_rates(self, min_rate: float, max_rate: float) -> dict[str, float]:
         """Set the rebuild and scrub rate bounds in MiB/s (0 as maximum: unlimited)."""
         if min_rate < 0 or max_rate < 0 or (max_rate and min_rate > max_rate):

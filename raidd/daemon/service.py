@@ -38,6 +38,7 @@ from raidd.control import ControlServer, JobRegistry, Registry, resolve_group
 from raidd.control.methods import array_jobs, backups, introspection, jobs, keys, members, status
 from raidd.daemon.arrayservice import ArrayService
 from raidd.daemon.backups import BackupService
+from raidd.daemon.devices import DeviceMonitor
 from raidd.daemon.lifecycle import Lifecycle
 from raidd.daemon.selftest import run_self_tests
 from raidd.daemon.startup import (
@@ -46,6 +47,7 @@ from raidd.daemon.startup import (
     newest_superblock,
     unlock,
 )
+from raidd.daemon.udev import DeviceFollower
 from raidd.daemon.watcher import Watcher
 from raidd.errors import ConfigError, RaiddError
 from raidd.events import EventHook
@@ -107,6 +109,7 @@ class Daemon:
         self._next_retention = 0.0
         self._next_gc = 0.0
         self.watcher: Watcher | None = None
+        self.devices: DeviceMonitor | None = None
         self.server: ControlServer | None = None
         self.started = time.time()
         self.restart_pending: list[str] = []
@@ -154,6 +157,7 @@ class Daemon:
         now = time.monotonic()
         self._next_retention = now + config.schedule.retention_interval
         self._next_gc = now + config.schedule.gc_interval
+        self._start_device_monitor()
         self.watcher = Watcher(config.watches, config.watcher)
         self.watcher.start()
         self.lifecycle.set_status("reconciling watched roots")
@@ -162,6 +166,19 @@ class Daemon:
         registry = self._build_registry()
         self.server = ControlServer(config.control.socket, registry, group=group, jobs=self.jobs)
         self.server.start()
+
+    def _start_device_monitor(self) -> None:
+        assert self.service is not None
+        follower = DeviceFollower(self.service, self.config.array.spares)
+        try:
+            monitor = DeviceMonitor(follower.handle)
+            monitor.start()
+        except OSError as error:
+            # A container without netlink access: vanished members are still
+            # found by the presence check of every main-loop pass.
+            log.error("device_monitor_failed", error=str(error))
+            return
+        self.devices = monitor
 
     def _reconcile(self) -> None:
         assert self.watcher is not None and self.backups is not None
@@ -294,6 +311,9 @@ class Daemon:
         if self.server is not None:
             self.server.close()
             self.server = None
+        if self.devices is not None:
+            self.devices.stop()
+            self.devices = None
         if self.watcher is not None:
             self.watcher.stop()
             self.watcher = None
