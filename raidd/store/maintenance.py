@@ -195,7 +195,9 @@ def _move_metadata(store: Store, ref: MetadataRef) -> MetadataRef:
             stored = candidate
             break
         except IntegrityError as error:
-            log.warning("gc_metadata_copy_bad", object_id=ref.object_id.hex()[:16], error=str(error))
+            log.warning(
+                "gc_metadata_copy_bad", object_id=ref.object_id.hex()[:16], error=str(error)
+            )
     if stored is None:
         raise IntegrityError(f"metadata object {ref.object_id.hex()[:16]} is lost in every copy")
     packers = [Packer(store.array, use_reserve=True) for _ in ref.copies]
@@ -207,7 +209,7 @@ def _move_metadata(store: Store, ref: MetadataRef) -> MetadataRef:
 
 @dataclass
 class CheckResult:
-    """Errors (data or agreement broken), warnings (a degraded array) and notes (space to reclaim)."""
+    """Errors (broken data or disagreement), warnings, and notes (degraded, space to reclaim)."""
 
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -270,7 +272,8 @@ def check(store: Store, *, read_data: bool = False) -> CheckResult:
     if read_data:
         _read_every_chunk(store, on_array.values(), result)
     if store.array.degraded:
-        result.warnings.append(f"array {store.array.uuid} is degraded")
+        # Exit 0 still: redundancy covers it, and the command warns on stderr.
+        result.notes.append(f"array {store.array.uuid} is degraded")
     return result
 
 
@@ -294,7 +297,9 @@ def _read_every_chunk(store: Store, entries: Iterable[IndexEntry], result: Check
     for entry in entries:
         try:
             stored = read_location(store.array, entry.pieces)
-            parse_header(stored, KIND_CHUNK, entry.object_id, f"chunk {entry.object_id.hex()[:16]}")
+            parse_header(
+                stored, KIND_CHUNK, entry.object_id, f"chunk {entry.object_id.hex()[:16]}"
+            )
             if len(stored) != entry.length or entry.length < OBJECT_HEADER.size:
                 raise IntegrityError(f"chunk {entry.object_id.hex()[:16]} has the wrong length")
             decode_chunk(bytes(store.open_stored(KIND_CHUNK, entry.object_id, stored)))

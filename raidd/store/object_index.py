@@ -42,7 +42,7 @@ class ObjectIndex:
         """Open or create the index at `path`.
 
         Raises:
-            IntegrityError: the file holds another schema version; delete it.
+            IntegrityError: the file has another schema version; delete it.
         """
         self.path = path
         self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
@@ -99,7 +99,9 @@ class ObjectIndex:
         """Return the number of chunk objects."""
         return int(self._db.execute("SELECT count(*) FROM objects").fetchone()[0])
 
-    def record(self, entries: Iterable[IndexEntry], root: bytes, replace_all: bool = False) -> None:
+    def record(
+        self, entries: Iterable[IndexEntry], root: bytes, replace_all: bool = False
+    ) -> None:
         """Add entries (or replace every entry) and mark the cache as of `root`, atomically."""
         self._db.execute("BEGIN IMMEDIATE")
         try:
