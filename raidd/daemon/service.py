@@ -216,17 +216,22 @@ class Daemon:
     def _ready_status(self) -> str:
         assert self.service is not None
         array = self.service.array
-        return (
+        text = (
             f"serving array {array.name or array.uuid} ({self.service.state()}), "
             f"{len(self.config.watches)} watched roots"
         )
+        last = self.backups.last_commit() if self.backups is not None else None
+        if last is not None:
+            text += f", last commit {last['id']} at {last['time']}"
+        return text
 
     def tick(self) -> None:
         """Check the members, and back up the batches that are due."""
         assert self.service is not None and self.watcher is not None
-        vanished = self.service.check_members()
-        if vanished:
-            self.lifecycle.set_status(self._ready_status())
+        self.service.check_members()
+        status = self._ready_status()
+        if status != self.lifecycle.status:
+            self.lifecycle.set_status(status)
         assert self.backups is not None
         roots = {batch.root for batch in self.watcher.due_batches()}
         if roots:
