@@ -25,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     parser.set_defaults(run=run)
 
 
-def test_exit_code(status: dict[str, Any]) -> int:
+def health_exit_code(status: dict[str, Any]) -> int:
     """Return the `status --test` exit code: 3 failed, 1 degraded or behind, else 0."""
     state = status["array"]["state"]
     if state == "failed":
@@ -39,7 +39,7 @@ def test_exit_code(status: dict[str, Any]) -> int:
 def run(context: Context) -> int:
     status = context.call("status")
     context.emit(status, render)
-    return test_exit_code(status) if context.args.test else EXIT_OK
+    return health_exit_code(status) if context.args.test else EXIT_OK
 
 
 def render(status: dict[str, Any]) -> str:
