@@ -9,6 +9,7 @@ busy, 5 key error. A daemon that cannot be reached is a request error.
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -62,6 +63,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RaiddError as error:
         print(f"raidctl {args.command}: {error}", file=sys.stderr)
         return error.exit_code
+    except BrokenPipeError:
+        # The reader of our output went away (`raidctl status | head`): not an error.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print(f"raidctl {args.command}: interrupted", file=sys.stderr)
         return 130
