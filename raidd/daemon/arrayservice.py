@@ -155,7 +155,7 @@ class ArrayService:
         spare = add_spare(self.array, path, force=force)
         record: dict[str, Any] = {"path": spare.path, "uuid": str(spare.member_uuid), "job": None}
         degraded = [slot for slot in self.array.slots if slot.state is not MemberState.ACTIVE]
-        if degraded and self._running is None:
+        if degraded and not self._busy():
             job = self._rebuild_onto_spare(degraded[0].role)
             record["job"] = job.id if job is not None else None
         return record
@@ -212,7 +212,7 @@ class ArrayService:
         starts the next once its job is done.
         """
         with self._job_lock:
-            if self._running is not None and self._running[0].state is JobState.RUNNING:
+            if self._busy():
                 return None
             absent = {
                 str(entry.member_uuid)
@@ -241,7 +241,7 @@ class ArrayService:
         """Take back a stale member at `path`; resync it now unless a job runs."""
         with self._job_lock:
             array_job = re_add(self.array, path)
-            if self._running is not None and self._running[0].state is JobState.RUNNING:
+            if self._busy():
                 # NOTE: the member stays rebuilding; `raidctl rebuild` resumes it later.
                 log.info("resync_waits", member=path, job=self._running[0].id)
                 return None
@@ -329,6 +329,11 @@ class ArrayService:
 
     # -- jobs ------------------------------------------------------------------------
 
+    def _busy(self) -> bool:
+        """Tell whether an array job is running."""
+        running = self._running
+        return running is not None and running[0].state is JobState.RUNNING
+
     def _check_idle(self, what: str) -> None:
         running = self._running
         if running is not None and running[0].state is JobState.RUNNING:
@@ -414,7 +419,7 @@ class ArrayService:
 
     def _rebuild_onto_spare(self, role: int) -> Job | None:
         with self._job_lock:
-            if self._running is not None and self._running[0].state is JobState.RUNNING:
+            if self._busy():
                 log.info("spare_rebuild_waits", role=role, job=self._running[0].id)
                 return None
             try:

@@ -73,6 +73,7 @@ def test_sd_notify_messages(make_daemon, notify_socket) -> None:
 def test_raidctl_fail_reads_degraded(make_daemon) -> None:
     daemon = make_daemon()
     daemon.start()
+    assert daemon.raidctl("scrub", "--wait").returncode == 0  # a job that ended before
     failed = daemon.raidctl("fail", str(daemon.members[2]))
     assert failed.returncode == 0, failed.stderr
     assert "failed role 2" in failed.stdout
@@ -86,6 +87,18 @@ def test_raidctl_fail_reads_degraded(make_daemon) -> None:
     again = daemon.raidctl("fail", str(daemon.members[0]))
     assert again.returncode == 2
     assert "beyond the array's tolerance" in again.stderr
+    # A spare added now takes the failed role and is rebuilt onto.
+    spare = daemon.directory / "spare0"
+    os.truncate(os.open(spare, os.O_CREAT | os.O_WRONLY, 0o600), 16 * 1024 * 1024)
+    added = daemon.raidctl("--json", "add", str(spare))
+    assert added.returncode == 0, added.stderr
+    job = json.loads(added.stdout)["job"]
+    assert isinstance(job, int)
+    followed = daemon.raidctl("progress", str(job), "--wait")
+    assert followed.returncode == 0, followed.stderr
+    array = daemon.call("status")["array"]
+    assert array["state"] == "clean"
+    assert array["members"][2]["path"] == str(spare)
     assert daemon.stop() == 0
 
 
