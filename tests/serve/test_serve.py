@@ -394,3 +394,28 @@ def test_sigkill_during_commits_loses_nothing(make_daemon, tmp_path: Path) -> No
         assert result.returncode == 0, result.stderr
         assert (target / "data" / "ledger.txt").read_text() == content
     assert daemon.stop() == 0
+
+
+def test_event_hook_hears_member_failed(make_daemon, tmp_path: Path) -> None:
+    heard = tmp_path / "events.jsonl"
+    hook = tmp_path / "hook.sh"
+    hook.write_text(f'#!/bin/sh\ncat >> "{heard}"\n')
+    hook.chmod(0o755)
+    daemon = make_daemon(events=f'program = ["{hook}"]')
+    daemon.start()
+    assert daemon.raidctl("fail", str(daemon.members[1])).returncode == 0
+
+    def events() -> list[str]:
+        if not heard.exists():
+            return []
+        return [json.loads(line)["event"] for line in heard.read_text().splitlines()]
+
+    wait_for(lambda: {"member_failed", "array_degraded"} <= set(events()), what="hook events")
+    record = next(
+        json.loads(line)
+        for line in heard.read_text().splitlines()
+        if json.loads(line)["event"] == "member_failed"
+    )
+    assert record["member"] == str(daemon.members[1])
+    assert record["role"] == 1
+    assert daemon.stop() == 0
