@@ -58,6 +58,7 @@ def test_sd_notify_messages(make_daemon, notify_socket) -> None:
     daemon.start({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "2000000"})
     started = receive_messages(sock, "READY=1")
     assert any(m.startswith("STATUS=self-test") for m in started)
+    assert any(m.startswith("EXTEND_TIMEOUT_USEC=") for m in started)
     ready = next(line for line in started[-1].split("\n") if line.startswith("STATUS="))
     assert ready.startswith("STATUS=serving array crm (clean), 1 watched roots")
     wait_for(lambda: "WATCHDOG=1" in sock.recv(4096).decode().split("\n"), what="WATCHDOG=1")
