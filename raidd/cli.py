@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "raidd.commands.gc",
     "raidd.commands.check",
     "raidd.commands.scrub",
+    "raidd.commands.serve",
 )
 
 
@@ -62,11 +63,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     # The offline commands print their results and warnings themselves, once each.
     # The engine's warning events would repeat them, so only errors are logged, to
-    # the sys.stderr of each event (a replaced sys.stderr is followed).
-    structlog.configure(
-        logger_factory=lambda *args: structlog.PrintLogger(sys.stderr),
-        wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR),
-    )
+    # the sys.stderr of each event (a replaced sys.stderr is followed). The daemon
+    # configures its own logging.
+    if args.command != "serve":
+        structlog.configure(
+            logger_factory=lambda *args: structlog.PrintLogger(sys.stderr),
+            wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR),
+        )
     name = " ".join(part for part in (args.command, getattr(args, "key_action", None)) if part)
     try:
         return int(args.run(args))

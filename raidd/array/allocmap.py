@@ -263,6 +263,7 @@ class AllocationMap:
         places: list[tuple[int, int]],
         event: int,
         hidden: set[int],
+        overrides: dict[int, np.void] | None = None,
     ) -> tuple[dict[int, list[tuple[int, bytes]]], MapPointer]:
         """Build the planned nodes and repoint the tree at them.
 
@@ -272,13 +273,16 @@ class AllocationMap:
             event: the commit being written.
             hidden: this commit's metadata stripes; their entries are written as
                 free and supplied by the superblock's pending list instead.
+            overrides: rows written in place of the in-memory ones, by stripe
+                (a job's commit writes the owner's uncommitted stripes as last
+                committed).
 
         Returns:
             The nodes by stripe as (offset, bytes), and the new root pointer.
         """
         out: dict[int, list[tuple[int, bytes]]] = {}
         for plan, (stripe, offset) in zip(plans, places, strict=True):
-            data = self._build_node(plan, event, hidden)
+            data = self._build_node(plan, event, hidden, overrides or {})
             old = self.pointers[plan.level][plan.index]
             if not old.is_null:
                 self._drop_ref(old.stripe)
@@ -297,11 +301,16 @@ class AllocationMap:
             del self.node_refs[stripe]
             self.orphans.add(stripe)
 
-    def _build_node(self, plan: NodePlan, event: int, hidden: set[int]) -> bytes:
+    def _build_node(
+        self, plan: NodePlan, event: int, hidden: set[int], overrides: dict[int, np.void]
+    ) -> bytes:
         if plan.level == 0:
             start = plan.index * self.shape.entries_per_leaf
             count = self._leaf_count(plan.index)
             rows = self.entries[start : start + count].copy()
+            for stripe, row in overrides.items():
+                if start <= stripe < start + count:
+                    rows[stripe - start] = row
             for stripe in hidden:
                 if start <= stripe < start + count:
                     rows[stripe - start] = np.zeros(1, dtype=self.dtype)[0]

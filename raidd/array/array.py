@@ -18,6 +18,7 @@ import structlog
 from parity import Geometry
 from raidd.array.allocmap import (
     FLAG_DATA,
+    FLAG_FREED,
     FLAG_MAP,
     NODE_ALIGNMENT,
     AllocationMap,
@@ -113,6 +114,18 @@ class Array:
     may call it from several threads; rebuild and scrub jobs take it once
     per run of stripes.
 
+    Commits and their owner: the caller that writes and frees stripes (the
+    store) owns `commit`, which records everything it wrote and freed since
+    its last commit. Jobs and administration never call `commit`; they call
+    `commit_state` (superblocks only: member states, checkpoint, keyslots)
+    or `commit_job_changes` (also the map rows they changed, such as lost
+    marks). Both run under the array lock between the owner's calls, and
+    neither records the owner's uncommitted stripes or frees: map nodes
+    they write carry those rows as last committed, and the metadata root
+    stays the committed one. So a crash after a job's commit and before the
+    owner's loses none of the owner's committed data, and references no
+    stripe the owner's metadata does not know.
+
     Long work runs as jobs (`raidd.array.jobs`): `Rebuild` (also resync of a
     returning member) and `Scrub`, each with progress, rate limits and a
     checkpoint in the superblocks; `resume_job` picks one up after a
@@ -155,6 +168,9 @@ class Array:
         self._broken: str | None = None
         self._uncommitted: set[int] = set()
         self._map_changed = False
+        # Map rows as last committed, of the stripes the owner wrote or freed since.
+        self._owner_rows: dict[int, np.void] = {}
+        self._job_map_changed = False
         self._state_changed = False
         self._cursor = 0
         self._free_cache: np.ndarray | None = None
@@ -267,6 +283,7 @@ class Array:
                     f"{len(data)} bytes do not fit a stripe of {self.stripe_data_size} bytes"
                 )
             (stripe,) = self._allocate(1, use_reserve)
+            self._keep_committed_row(stripe)
             self.map.set_entry(stripe, self.event + 1, FLAG_DATA, [0] * self.geometry.members)
             self.io.write_stripe(stripe, data)
             self._stop_if_beyond_tolerance("write")
@@ -293,9 +310,14 @@ class Array:
             for stripe in stripes:
                 self._free_one(int(stripe))
 
+    def _keep_committed_row(self, stripe: int) -> None:
+        if stripe not in self._owner_rows:
+            self._owner_rows[stripe] = self.map.entries[stripe].copy()
+
     def _free_one(self, stripe: int) -> None:
         if not 0 <= stripe < self.stripe_count:
             raise ArrayError(f"stripe {stripe} is out of range 0..{self.stripe_count - 1}")
+        self._keep_committed_row(stripe)
         flags = int(self.map.entries[stripe]["flags"])
         if not flags & FLAG_DATA:
             raise ArrayError(f"stripe {stripe} contains no data, so it cannot be freed")
@@ -345,8 +367,9 @@ class Array:
                 self.checkpoint = checkpoint
             event = self.event + 1
             tail_stripe = None
+            self._stamp_owner_rows(event)
             try:
-                if self._map_changed or len(tail) > 0:
+                if self._map_changed or self._job_map_changed or len(tail) > 0:
                     tail_stripe = self._write_map(event, bytes(tail))
                 self.io.sync()
                 self._stop_if_beyond_tolerance("commit")
@@ -356,11 +379,71 @@ class Array:
                 self._broken = str(error)
                 raise
             self._uncommitted.clear()
+            self._owner_rows.clear()
             self._map_changed = False
+            self._job_map_changed = False
             log.info(
                 "commit", array=str(self.uuid), event_counter=self.event, tail_stripe=tail_stripe
             )
             return CommitResult(self.event, tail_stripe)
+
+    def _stamp_owner_rows(self, event: int) -> None:
+        """Date the owner's frees at the commit that records them.
+
+        Commits of jobs and state may come between a free and the owner's
+        commit, and the two-commit reuse rule counts from the recording
+        commit. Written stripes keep their stamp (the commit after which they
+        were written): every commit syncs them, roll-forward needs no more,
+        and a rebuild's target tells by it which strips it received directly.
+        """
+        for stripe in self._owner_rows:
+            row = self.map.entries[stripe]
+            if int(row["flags"]) & FLAG_FREED:
+                row["written_at"] = event
+
+    def mark_lost(self, stripe: int, roles_mask: int) -> None:
+        """Record that the strips of `roles_mask` in `stripe` cannot be recovered.
+
+        The mark is the engine's own change: `commit_job_changes` records it
+        without the owner's uncommitted writes, and so does the owner's next
+        commit.
+        """
+        with self._lock:
+            self.map.set_lost(stripe, roles_mask)
+            kept = self._owner_rows.get(stripe)
+            if kept is not None and int(kept["flags"]) & (FLAG_DATA | FLAG_MAP):
+                kept["lost"] = roles_mask
+            self._job_map_changed = True
+
+    def commit_job_changes(self) -> int:
+        """Commit the engine's own changes only; return the event counter.
+
+        Jobs and administration call this while the owner may have written
+        or freed stripes that it has not committed. Lost marks, member states
+        and the checkpoint are recorded, and the owner's stripes are not: the
+        map nodes written here carry the owner's rows as last committed, and
+        the metadata root stays the committed one. So a crash before the
+        owner's commit leaves its writes unreferenced and its frees undone.
+        """
+        with self._lock:
+            self._check_writable()
+            if not self._job_map_changed:
+                return self.commit_state()
+            self.io.flush()
+            event = self.event + 1
+            try:
+                self._write_map(event, b"", overrides=self._owner_rows)
+                self.io.sync()
+                self._stop_if_beyond_tolerance("commit")
+                self._write_superblocks(event)
+            except (MemberError, IntegrityError) as error:
+                self._broken = str(error)
+                raise
+            # The owner's next commit writes its own rows of these leaves.
+            self.map.dirty.update(self.map.leaf_of(stripe) for stripe in self._owner_rows)
+            self._job_map_changed = False
+            log.info("commit_job_changes", array=str(self.uuid), event_counter=self.event)
+            return self.event
 
     def commit_state(self) -> int:
         """Write superblocks only (member states, checkpoint, keyslots); return the event."""
@@ -371,7 +454,9 @@ class Array:
             self._write_superblocks(self.event + 1)
             return self.event
 
-    def _write_map(self, event: int, tail: bytes) -> int | None:
+    def _write_map(
+        self, event: int, tail: bytes, overrides: dict[int, np.void] | None = None
+    ) -> int | None:
         self.map.release_orphans(event)
         plans = self.map.plan()
         start = -(-len(tail) // NODE_ALIGNMENT) * NODE_ALIGNMENT
@@ -390,7 +475,9 @@ class Array:
             )
         stripes = self._allocate(count, use_reserve=True)
         places = [(stripes[i], off) for i, off in layout]
-        nodes, root = self.map.serialize(plans, places, event, hidden=set(stripes))
+        nodes, root = self.map.serialize(
+            plans, places, event, hidden=set(stripes), overrides=overrides
+        )
         pending = []
         for index, stripe in enumerate(stripes):
             buffer = bytearray(self.stripe_data_size)

@@ -439,8 +439,7 @@ class Rebuild(Job):
             strip = self.array.io.read_strip(slot, stripe, written_at)
             if strip is None or strip_checksum(strip) != checksums[slot.role]:
                 mask |= 1 << slot.role
-        self.array.map.set_lost(stripe, mask)
-        self.array._map_changed = True
+        self.array.mark_lost(stripe, mask)
         self.result.lost_stripes.append(stripe)
         self.result.errors += 1
         log.error("stripe_lost", stripe=stripe, roles_mask=mask, member=self.slot.path)
@@ -451,9 +450,7 @@ class Rebuild(Job):
             self.slot.rebuild_next = 0
             self.slot.resync_base = 0
             self.array.checkpoint = Checkpoint()
-            # NOTE: this commit also references stripes the store wrote but has
-            # not committed yet; the store commits from the same thread in the daemon.
-            self.array.commit(self.array.metadata_root)
+            self.array.commit_job_changes()
         log.info(
             "rebuild_finished",
             member=self.slot.path,

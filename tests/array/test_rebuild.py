@@ -468,3 +468,42 @@ def test_uncommitted_stripe_rebuilt(make_array: Callable[..., ImageArray], tmp_p
         [new, *image.paths[1:3]], lock_dir=image.lock_dir, search_recorded_paths=False
     ) as array:
         read_all(array, early)
+
+
+def test_rebuild_commit_leaves_owner_changes(
+    make_array: Callable[..., ImageArray], tmp_path: Path
+) -> None:
+    """The rebuild's commit records its lost stripe but not the owner's pending write or free."""
+    image = make_array(5)
+    with image.open() as array:
+        written = write_random(array, random.Random(31), 20)
+        array.commit(b"root-1")
+        victim, kept = sorted(written)[5], sorted(written)[12]
+        offset = array.io.strip_offset(victim)
+    os.unlink(image.paths[0])
+    new = blank_image(tmp_path / "new.img")
+    members: dict[str, FaultyMember] = {}
+
+    def opener(path: str, writable: bool) -> FaultyMember:
+        members[path] = FaultyMember.open(path, writable=writable)
+        return members[path]
+
+    with image.open(opener=opener) as array:
+        members[image.paths[1]].fail_reads(offset, 4096)
+        _, job = replace_member(array, image.paths[0], new)
+        pending = array.write_stripe(b"not committed")
+        array.free([kept])
+        result = job.run()
+        assert result.lost_stripes == [victim]
+        # The owner never commits: closing drops its write and its free.
+    with assemble(
+        [new, *image.paths[1:]], lock_dir=image.lock_dir, search_recorded_paths=False
+    ) as array:
+        assert not array.degraded
+        assert array.metadata_root == b"root-1"
+        assert array.map.entries[victim]["lost"] == 0b11
+        assert not array.map.is_allocated(pending)
+        with pytest.raises(ArrayError, match="not allocated"):
+            array.read(pending)
+        assert array.read(kept) == written[kept]
+        read_all(array, {s: d for s, d in written.items() if s != victim})
