@@ -145,7 +145,12 @@ def test_sighup_reload(make_daemon, tmp_path: Path) -> None:
         config + f'[[watch]]\npath = "{tmp_path}/exports"\n\n[limits]\nrebuild_max_mib_s = 77\n'
     )
     daemon.process.send_signal(signal.SIGHUP)
-    wait_for(lambda: len(daemon.call("status")["watcher"]) == 2, what="second root watched")
+    # The reload logs configuration_reloaded only after every part of it applies.
+    wait_for(
+        lambda: any(e["event"] == "configuration_reloaded" for e in daemon.events()),
+        what="configuration reloaded",
+    )
+    assert len(daemon.call("status")["watcher"]) == 2
     assert daemon.call("limits")["max_mib_s"] == 77.0
     daemon.config.write_text("[array\nnot toml")
     daemon.process.send_signal(signal.SIGHUP)
