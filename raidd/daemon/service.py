@@ -77,12 +77,8 @@ class Overrides:
 
 
 def control_group(config: Config) -> int | None:
-    """Return the control group's gid, or None (root only) when `[control] group` is unset.
-
-    NOTE: `ControlConfig.group` defaults to "raidd" even when the file does
-    not set it; only an explicit group opens the socket to a group.
-    """
-    if not config.control.group_explicit:
+    """Return the control group's gid, or None (root only) when `[control] group` is unset."""
+    if config.control.group is None:
         return None
     return resolve_group(config.control.group)
 
