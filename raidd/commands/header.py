@@ -74,7 +74,7 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     restore.add_argument(
         "--force",
         action="store_true",
-        help="restore even when the member holds newer commits or another array",
+        help="restore even when the member has newer commits or belongs to another array",
     )
     restore.add_argument("file", metavar="FILE")
     restore.set_defaults(run=run_restore)
@@ -151,7 +151,7 @@ def _newest(copies: list[bytes], name: str) -> Superblock:
         except ValueError:
             continue
     if not parsed:
-        raise UsageError(f"{name} holds no valid superblock copy for one of its members")
+        raise UsageError(f"{name} contains no valid superblock copy for one of its members")
     return max(parsed, key=lambda sb: sb.event_counter)
 
 
@@ -167,14 +167,14 @@ def run_restore(args: argparse.Namespace) -> int:
         try:
             member = open_member(path, writable=True, claim=True)
         except MemberError as error:
-            raise ArrayError(f"{error}; stop the daemon that holds it first") from error
+            raise ArrayError(f"{error}; stop the daemon that uses it first") from error
         try:
             current = read_superblocks(member).newest
             entry = (
                 by_uuid.get(current.member_uuid) if current else by_path.get(os.path.abspath(path))
             )
             if entry is None:
-                raise UsageError(f"{args.file} holds no superblock of member {path}")
+                raise UsageError(f"{args.file} contains no superblock of member {path}")
             saved_sb = _newest(entry.copies, args.file)
             event, array_uuid = saved_sb.event_counter, saved_sb.array_uuid
             if current is not None and not args.force:

@@ -130,3 +130,12 @@ def test_power_loss(make_array: Callable[..., ImageArray], level: int) -> None:
     model = Model()
     for seed in range(4):
         power_loss_run(image, model, seed * 10 + level)
+
+
+@pytest.mark.soak
+@pytest.mark.parametrize("level", [0, 1, 5, 6, 10])
+def test_power_loss_soak(make_array: Callable[..., ImageArray], level: int) -> None:
+    image = make_array(level)
+    model = Model()
+    for seed in range(100):
+        power_loss_run(image, model, 1000 + seed * 10 + level)
