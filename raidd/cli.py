@@ -18,6 +18,14 @@ COMMAND_MODULES = (
     "raidd.commands.examine",
     "raidd.commands.key",
     "raidd.commands.header",
+    "raidd.commands.backup",
+    "raidd.commands.snapshots",
+    "raidd.commands.ls",
+    "raidd.commands.restore",
+    "raidd.commands.forget",
+    "raidd.commands.gc",
+    "raidd.commands.check",
+    "raidd.commands.scrub",
 )
 
 
@@ -26,6 +34,12 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--json", action="store_true", default=argparse.SUPPRESS, help="print JSON for scripts"
+    )
+    common.add_argument(
+        "--config",
+        metavar="FILE",
+        default=argparse.SUPPRESS,
+        help="configuration file (default /etc/raidd/raidd.toml)",
     )
     parser = argparse.ArgumentParser(
         prog="raidd",

@@ -128,5 +128,5 @@ def config_stanza(array_uuid: str, members: list[str], spares: list[str], keyfil
     lines.append("members = [" + ", ".join(json.dumps(m) for m in members) + "]")
     if spares:
         lines.append("spares = [" + ", ".join(json.dumps(s) for s in spares) + "]")
-    lines.append(f"key_file = {json.dumps(keyfile)}")
+    lines.append(f"keyfile = {json.dumps(keyfile)}")
     return "\n".join(lines)

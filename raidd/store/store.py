@@ -259,7 +259,8 @@ class Store:
         )
         if current or (self.root is None and catalog.last_commit() is None):
             return catalog, objects
-        log.warning(
+        fresh = catalog.last_commit() is None and objects.root() is None
+        (log.info if fresh else log.warning)(
             "index_rebuild", array=str(self.array.uuid), state_directory=str(self.state_directory)
         )
         catalog.close()
@@ -367,40 +368,48 @@ class Store:
 
     def commit(
         self,
-        delta: CommitDelta,
+        delta: CommitDelta | None,
         packer: Packer,
         new_entries: Iterable[IndexEntry],
         *,
         base: bool = False,
         freed: Iterable[int] = (),
+        deltas: Sequence[MetadataRef] | None = None,
     ) -> MetadataRoot:
         """Write a commit's delta, index segment and manifest, then commit the array.
 
         Args:
-            delta: the catalog delta, from catalog.next_commit().
+            delta: the catalog delta, from catalog.next_commit(); None for a
+                commit that changes no catalog state (garbage collection).
             packer: the packer that holds this commit's chunk objects.
-            new_entries: chunk locations added (with `base`, every live one).
+            new_entries: chunk locations added (with `base`, every live one);
+                consumed after the packer was flushed.
             base: the segment replaces every earlier segment (after gc).
             freed: stripes released by this commit.
+            deltas: the manifest's delta list to start from, when gc moved deltas.
         """
         packer.flush()
         entries = list(new_entries)
         packers = self.metadata_packers(packer, use_reserve=packer.use_reserve)
-        delta_id, delta_length, delta_at = self.write_metadata(
-            packers, KIND_DELTA, encode_delta(delta)
-        )
-        segment = encode_segment(delta.sequence, entries, base)
+        delta_refs = list(self.manifest.deltas if deltas is None else deltas)
+        if delta is not None:
+            delta_id, delta_length, delta_at = self.write_metadata(
+                packers, KIND_DELTA, encode_delta(delta)
+            )
+        sequence = delta.sequence if delta is not None else self.manifest.sequence
+        segment = encode_segment(sequence, entries, base)
         segment_id, segment_length, segment_at = self.write_metadata(packers, KIND_SEGMENT, segment)
         for each in packers:
             each.flush()
-        delta_ref = MetadataRef(
-            KIND_DELTA, delta_id, delta_length, tuple(p.resolve() for p in delta_at)
-        )
+        if delta is not None:
+            delta_refs.append(
+                MetadataRef(KIND_DELTA, delta_id, delta_length, tuple(p.resolve() for p in delta_at))
+            )
         segment_ref = MetadataRef(
             KIND_SEGMENT, segment_id, segment_length, tuple(p.resolve() for p in segment_at)
         )
         segments = (segment_ref,) if base else (*self.manifest.segments, segment_ref)
-        manifest = Manifest(delta.sequence, (*self.manifest.deltas, delta_ref), segments)
+        manifest = Manifest(sequence, tuple(delta_refs), segments)
         manifest_id, manifest_length, manifest_at = self.write_metadata(
             packers, KIND_MANIFEST, encode_manifest(manifest), start_fresh=True
         )
@@ -409,17 +418,18 @@ class Store:
         manifest_ref = MetadataRef(
             KIND_MANIFEST, manifest_id, manifest_length, tuple(p.resolve() for p in manifest_at)
         )
-        root = MetadataRoot(delta.sequence, delta.time_ns, manifest_ref)
-        root_bytes = encode_root(root)
-        self.array.commit(root_bytes, freed=freed)
+        time_ns = delta.time_ns if delta is not None else (self.root.time_ns if self.root else 0)
+        root = MetadataRoot(sequence, time_ns, manifest_ref)
+        self.array.commit(encode_root(root), freed=freed)
         self.root = root
         self.manifest = manifest
-        self.catalog.apply(delta)
+        if delta is not None:
+            self.catalog.apply(delta)
         self.objects.record(entries, self.array.metadata_root, replace_all=base)
         log.info(
             "store_commit",
             array=str(self.array.uuid),
-            sequence=delta.sequence,
+            sequence=sequence,
             chunks=len(entries),
             event_counter=self.array.event,
         )
