@@ -209,8 +209,8 @@ def disk_of(path: Path) -> str:
     if found == "unknown":
         return found
     source, _, fstype = found.partition(" ")
-    device = command_output(["lsblk", "-n", "-d", "-o", "MODEL,ROTA,SIZE", source])
-    return f"{source} ({fstype.strip()}; lsblk model, rotational, size: {device or 'unknown'})"
+    device = command_output(["lsblk", "-n", "-d", "-P", "-o", "MODEL,ROTA,SIZE", source])
+    return f"{source}, {fstype.strip()}, lsblk {device}"
 
 
 def machine_info(workdir: Path) -> dict[str, object]:

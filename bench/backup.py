@@ -355,7 +355,8 @@ def make_tools(args: argparse.Namespace, workdir: Path, data: Path) -> list[Tool
     raidd_command = args.raidd or [sys.executable, "-m", "raidd.cli"]
     reason = raidd_reason(raidd_command)
     if reason:
-        tools.append(ToolRecord("raidd", reason=reason))
+        version = command_output([*raidd_command, "--version"])
+        tools.append(ToolRecord("raidd", version=version, reason=reason))
     else:
         tools.append(Raidd(workdir / "raidd", data, raidd_command, args.member_size))
     for tool_class, package in ((Restic, "restic"), (Borg, "borgbackup")):
