@@ -88,7 +88,8 @@ class ToolRecord:
     steps: dict[str, StepRecord] = field(default_factory=lambda: {s: StepRecord() for s in STEPS})
     stored_after_mutate: list[int] = field(default_factory=list)
     stored_source: str = ""
-    size_after_first: list[int] = field(default_factory=list)
+    stored_by_first: list[int] = field(default_factory=list)
+    growth_after_mutate: list[int] = field(default_factory=list)
 
     @property
     def peak_rss(self) -> int | None:
@@ -277,7 +278,13 @@ class Raidd(Tool):
         )
 
     def repository_bytes(self) -> int:
-        return 0  # the image files have a fixed size; stored_bytes reads the report
+        """Return the bytes allocated to the sparse image files, times 3/4 to leave out parity.
+
+        The allocation grows by whole strips, and it counts the catalog and
+        the array's metadata that `bytes_stored` leaves out.
+        """
+        allocated = sum(member.stat().st_blocks * 512 for member in self.members)
+        return allocated * (len(self.members) - 1) // len(self.members)
 
 
 # Names under which `raidd backup --json` may report the bytes of new objects
@@ -414,8 +421,13 @@ def run_repetition(
             log(f"{tool.name} setup failed: {error}")
             continue
         live.append(tool)
-        if timed(record, "first backup", tool.backup, drop):
-            record.size_after_first.append(tool.repository_bytes())
+        before = tool.repository_bytes()
+        measurement = timed(record, "first backup", tool.backup, drop)
+        if measurement is not None:
+            try:
+                record.stored_by_first.append(tool.stored_bytes(before, measurement)[0])
+            except StepFailed as error:
+                log(f"{tool.name} first backup: bytes stored unknown: {error}")
         timed(record, "no-change backup", tool.backup, drop)
     run_checked([sys.executable, str(args.dataset_tool), "mutate", str(data)])
     for tool in live:
@@ -424,6 +436,7 @@ def run_repetition(
         measurement = timed(record, "backup after mutate", tool.backup, drop)
         if measurement is None:
             continue
+        record.growth_after_mutate.append(tool.repository_bytes() - before)
         try:
             stored, record.stored_source = tool.stored_bytes(before, measurement)
         except StepFailed as error:
@@ -505,6 +518,8 @@ def format_value(kind: str, label: str, value: object, dataset_bytes: int) -> st
         return f"{value / MIB:.0f} MiB"  # type: ignore[operator]
     if kind == "size":
         return f"{value / 1e6:.2f} MB"  # type: ignore[operator]
+    if "no-change" in label:
+        return f"{value:.2f} s"
     return f"{value:.2f} s ({dataset_bytes / value / 1e6:.0f} MB/s)"  # type: ignore[operator]
 
 
@@ -545,13 +560,19 @@ def print_report(report: dict[str, object], records: dict[str, ToolRecord]) -> N
         else:
             cells.append("n/a" if record.reason else f"n/a ({record.stored_source})")
     print("| bytes stored after mutate | " + " | ".join(cells) + " |")
-    cells = [
-        f"{min(records[n].size_after_first) / 1e6:.1f} MB"
-        if records[n].size_after_first
-        else "n/a"
-        for n in names
-    ]
-    print("| repository after first backup | " + " | ".join(cells) + " |")
+    for label, attribute in (
+        ("repository growth after mutate", "growth_after_mutate"),
+        ("bytes stored by first backup", "stored_by_first"),
+    ):
+        values = [getattr(records[name], attribute) for name in names]
+        cells = [f"{min(value) / 1e6:.2f} MB" if value else "n/a" for value in values]
+        print(f"| {label} | " + " | ".join(cells) + " |")
+    print()
+    for name in names:
+        if records[name].stored_source:
+            print(f"{name} bytes stored: {records[name].stored_source}")
+    if "raidd" in records:
+        print("raidd repository growth: allocated blocks of the image files x 3/4 (no parity)")
     print()
     print("| target | raidd | better peer | ratio | required | met |")
     print("| --- | ---: | ---: | ---: | ---: | --- |")
@@ -587,7 +608,8 @@ def build_report(
             },
             "stored_after_mutate_bytes": record.stored_after_mutate,
             "stored_source": record.stored_source,
-            "repository_after_first_bytes": record.size_after_first,
+            "stored_by_first_bytes": record.stored_by_first,
+            "repository_growth_after_mutate_bytes": record.growth_after_mutate,
             "peak_rss_bytes": record.peak_rss,
         }
     return {"machine": machine, **extra, "tools": tools}
@@ -614,6 +636,9 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument(
+        "--json-file", type=Path, help="also write the results as JSON to this file"
+    )
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error(f"--repeat {args.repeat} is invalid: give 1 or more")
@@ -676,6 +701,8 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
         },
     )
     report["targets"] = targets(records, dataset_bytes)
+    if args.json_file:
+        args.json_file.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     if args.json:
         json.dump(report, sys.stdout, indent=2)
         print()
