@@ -46,7 +46,9 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     )
     keys = parser.add_mutually_exclusive_group()
     keys.add_argument("--keyfile", type=Path, help="unlock with this key file")
-    keys.add_argument("--passphrase-file", type=Path, help="unlock with the passphrase in this file")
+    keys.add_argument(
+        "--passphrase-file", type=Path, help="unlock with the passphrase in this file"
+    )
     parser.set_defaults(run=run)
 
 

@@ -53,7 +53,7 @@ def time_ns(text: str | None) -> int | None:
         moment = parse_time(text)
     except TimeSpecError as error:
         raise UsageError(str(error)) from error
-    return int(round(moment.timestamp() * NS_PER_SECOND))
+    return round(moment.timestamp() * NS_PER_SECOND)
 
 
 def open_store(args: argparse.Namespace, *, read_only: bool) -> Store:

@@ -195,7 +195,9 @@ def _move_metadata(store: Store, ref: MetadataRef) -> MetadataRef:
             stored = candidate
             break
         except IntegrityError as error:
-            log.warning("gc_metadata_copy_bad", object_id=ref.object_id.hex()[:16], error=str(error))
+            log.warning(
+                "gc_metadata_copy_bad", object_id=ref.object_id.hex()[:16], error=str(error)
+            )
     if stored is None:
         raise IntegrityError(f"metadata object {ref.object_id.hex()[:16]} is lost in every copy")
     packers = [Packer(store.array, use_reserve=True) for _ in ref.copies]
@@ -207,7 +209,7 @@ def _move_metadata(store: Store, ref: MetadataRef) -> MetadataRef:
 
 @dataclass
 class CheckResult:
-    """Errors (data or agreement broken), warnings (a degraded array) and notes (space to reclaim)."""
+    """Errors (broken data or disagreement), warnings (degraded) and notes (space to reclaim)."""
 
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -294,7 +296,9 @@ def _read_every_chunk(store: Store, entries: Iterable[IndexEntry], result: Check
     for entry in entries:
         try:
             stored = read_location(store.array, entry.pieces)
-            parse_header(stored, KIND_CHUNK, entry.object_id, f"chunk {entry.object_id.hex()[:16]}")
+            parse_header(
+                stored, KIND_CHUNK, entry.object_id, f"chunk {entry.object_id.hex()[:16]}"
+            )
             if len(stored) != entry.length or entry.length < OBJECT_HEADER.size:
                 raise IntegrityError(f"chunk {entry.object_id.hex()[:16]} has the wrong length")
             decode_chunk(bytes(store.open_stored(KIND_CHUNK, entry.object_id, stored)))

@@ -99,7 +99,9 @@ class ObjectIndex:
         """Return the number of chunk objects."""
         return int(self._db.execute("SELECT count(*) FROM objects").fetchone()[0])
 
-    def record(self, entries: Iterable[IndexEntry], root: bytes, replace_all: bool = False) -> None:
+    def record(
+        self, entries: Iterable[IndexEntry], root: bytes, replace_all: bool = False
+    ) -> None:
         """Add entries (or replace every entry) and mark the cache as of `root`, atomically."""
         self._db.execute("BEGIN IMMEDIATE")
         try:

@@ -238,7 +238,11 @@ def encode_segment(sequence: int, entries: Sequence[IndexEntry], base: bool) -> 
     """Return an index segment: chunk locations added by one commit (all of them if `base`)."""
     out = [
         SEGMENT_HEADER.pack(
-            SEGMENT_MAGIC, SEGMENT_VERSION, SEGMENT_FLAG_BASE if base else 0, sequence, len(entries)
+            SEGMENT_MAGIC,
+            SEGMENT_VERSION,
+            SEGMENT_FLAG_BASE if base else 0,
+            sequence,
+            len(entries),
         )
     ]
     for entry in entries:
@@ -286,9 +290,7 @@ def _decode_ref(cursor: _Cursor) -> MetadataRef:
 def encode_manifest(manifest: Manifest) -> bytes:
     """Return the byte form of a manifest: header, then catalog deltas, then index segments."""
     refs = [*manifest.deltas, *manifest.segments]
-    out = [
-        MANIFEST_HEADER.pack(MANIFEST_MAGIC, MANIFEST_VERSION, 0, manifest.sequence, len(refs))
-    ]
+    out = [MANIFEST_HEADER.pack(MANIFEST_MAGIC, MANIFEST_VERSION, 0, manifest.sequence, len(refs))]
     for ref in refs:
         _encode_ref(out, ref)
     return b"".join(out)

@@ -17,7 +17,7 @@ __all__ = ["Packer", "read_location"]
 
 
 class _PendingPiece:
-    __slots__ = ("stripe", "offset", "length")
+    __slots__ = ("length", "offset", "stripe")
 
     def __init__(self, offset: int, length: int) -> None:
         self.stripe = -1

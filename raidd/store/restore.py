@@ -115,7 +115,9 @@ def stream_entries(
         prefix = selection.prefix
         versions = store.catalog.state(selection.root, sequence)
         for entry, version in restore_entries(
-            versions, os.fsencode(selection.root), keep=lambda v: is_under(v.path, prefix)
+            versions,
+            os.fsencode(selection.root),
+            keep=lambda v, prefix=prefix: is_under(v.path, prefix),
         ):
             source = chunk_source(store, version) if entry.type is EntryType.FILE else None
             yield entry, source

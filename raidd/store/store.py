@@ -108,12 +108,17 @@ class Store:
     - `Store.open(config, read_only=...)`, or `Store.open_members(paths,
       key, state_directory=None)` for disaster recovery (temporary index).
       Nothing is written to a member before a keyslot opens.
-    - `backup(roots=None)` -> BackupResult (raidd.store.pipeline).
-    - `snapshots(since_ns, limit)`, `resolve_commit(at_ns, sequence)`,
-      `ls(root, sequence, prefix)`.
-    - `restore_entries(selection, sequence)` streams (RestoreEntry, data
-      source) pairs; `restore(...)` writes them (raidd.store.restore).
-    - `forget(dry_run)`, `gc(dry_run)`, `check(read_data)` (raidd.store.maintenance).
+    - `backup(roots=None)` -> pipeline.BackupResult.
+    - `snapshots(since_ns, limit)` -> [CommitInfo], newest first;
+      `resolve_commit(at_ns, sequence)` -> CommitInfo;
+      `ls(root, sequence, prefix)` -> versions.
+    - `restore_entries(selections, sequence)` streams (RestoreEntry, data
+      source) pairs, with selections from `restore.select(store, paths)`;
+      `restore(target, paths, sequence, overwrite=, dry_run=)` writes them
+      and returns restore.RestoreResult (lost files listed, not raised).
+    - `forget(dry_run=)`, `gc(dry_run=)`, `check(read_data=)` return the
+      result classes of raidd.store.maintenance.
+    - `commit(delta, packer, entries)`: the one way anything is committed.
     - `close()`; also a context manager.
 
     Not thread-safe as a whole: one operation at a time. backup() runs its
@@ -328,7 +333,9 @@ class Store:
                 return self.open_stored(kind, object_id, read_location(self.array, pieces))
             except IntegrityError as failure:
                 error = failure
-                log.warning("object_read_failed", object_id=object_id.hex()[:16], error=str(failure))
+                log.warning(
+                    "object_read_failed", object_id=object_id.hex()[:16], error=str(failure)
+                )
         assert error is not None
         raise error
 
@@ -398,12 +405,16 @@ class Store:
             )
         sequence = delta.sequence if delta is not None else self.manifest.sequence
         segment = encode_segment(sequence, entries, base)
-        segment_id, segment_length, segment_at = self.write_metadata(packers, KIND_SEGMENT, segment)
+        segment_id, segment_length, segment_at = self.write_metadata(
+            packers, KIND_SEGMENT, segment
+        )
         for each in packers:
             each.flush()
         if delta is not None:
             delta_refs.append(
-                MetadataRef(KIND_DELTA, delta_id, delta_length, tuple(p.resolve() for p in delta_at))
+                MetadataRef(
+                    KIND_DELTA, delta_id, delta_length, tuple(p.resolve() for p in delta_at)
+                )
             )
         segment_ref = MetadataRef(
             KIND_SEGMENT, segment_id, segment_length, tuple(p.resolve() for p in segment_at)
@@ -452,9 +463,7 @@ class Store:
             if found is None:
                 raise UsageError(f"commit {sequence} not found; `raidd snapshots` lists them")
             return found
-        found = (
-            self.catalog.commit_at(at_ns) if at_ns is not None else self.catalog.last_commit()
-        )
+        found = self.catalog.commit_at(at_ns) if at_ns is not None else self.catalog.last_commit()
         if found is None:
             raise UsageError(
                 "no commit at or before that time" if at_ns is not None else "no commit yet"
@@ -475,6 +484,54 @@ class Store:
         for version in self.catalog.state(root, sequence):
             if is_under(version.path, prefix):
                 yield version
+
+    # -- operations (implemented in pipeline, restore and maintenance) ----------------
+
+    def backup(self, roots: Sequence[str] | None = None, now_ns: int | None = None) -> Any:
+        """Back up the named watched roots (all when empty) as one commit; see run_backup."""
+        from raidd.store.pipeline import run_backup
+
+        return run_backup(self, roots, now_ns)
+
+    def restore_entries(self, selections: Sequence[Any], sequence: int) -> Iterator[Any]:
+        """Yield (RestoreEntry, data source or None) for the selections at a commit."""
+        from raidd.store.restore import stream_entries
+
+        return stream_entries(self, selections, sequence)
+
+    def restore(
+        self,
+        target: Path,
+        paths: Sequence[bytes],
+        sequence: int,
+        *,
+        overwrite: bool = False,
+        dry_run: bool = False,
+    ) -> Any:
+        """Write the versions under `paths` (every root when empty) into `target`."""
+        from raidd.store.restore import restore, select
+
+        return restore(
+            self, target, select(self, paths), sequence, overwrite=overwrite, dry_run=dry_run
+        )
+
+    def forget(self, *, dry_run: bool = False, now_ns: int | None = None) -> Any:
+        """Apply the retention policies; see maintenance.forget."""
+        from raidd.store.maintenance import forget
+
+        return forget(self, dry_run=dry_run, now_ns=now_ns)
+
+    def gc(self, *, dry_run: bool = False) -> Any:
+        """Free unreferenced space; see maintenance.gc."""
+        from raidd.store.maintenance import gc
+
+        return gc(self, dry_run=dry_run)
+
+    def check(self, *, read_data: bool = False) -> Any:
+        """Check catalog, index and allocation; see maintenance.check."""
+        from raidd.store.maintenance import check
+
+        return check(self, read_data=read_data)
 
     def status(self) -> dict[str, Any]:
         """Return the store's counts for reports."""
@@ -498,7 +555,5 @@ def _expand_members(members: Sequence[str]) -> list[str]:
         else:
             paths.append(member)
     if not paths:
-        raise ConfigError(
-            f"array.members = {list(members)!r} matches no path: check the patterns"
-        )
+        raise ConfigError(f"array.members = {list(members)!r} matches no path: check the patterns")
     return paths
