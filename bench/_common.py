@@ -36,9 +36,11 @@ import json, resource, subprocess, sys, time
 start = time.perf_counter()
 returncode = subprocess.run(sys.argv[2:]).returncode
 seconds = time.perf_counter() - start
-maxrss_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+result = {"returncode": returncode, "seconds": seconds, "maxrss_kib": usage.ru_maxrss,
+          "cpu_seconds": usage.ru_utime + usage.ru_stime}
 with open(sys.argv[1], "w", encoding="ascii") as out:
-    json.dump({"returncode": returncode, "seconds": seconds, "maxrss_kib": maxrss_kib}, out)
+    json.dump(result, out)
 """
 
 
@@ -47,13 +49,15 @@ class Measurement:
     """One command's wall-clock time, peak memory and output.
 
     `seconds` counts from the command's start to its exit, plus the syncfs
-    of `sync_path` when one was requested. `max_process_rss` is the largest
-    peak RSS of any one process of the tree (from getrusage); `tree_rss` the
+    of `sync_path` when one was requested. `cpu_seconds` is the user and
+    system CPU time of the whole tree. `max_process_rss` is the largest peak
+    RSS of any one process of the tree (from getrusage); `tree_rss` the
     largest sampled sum of the tree's RSS.
     """
 
     returncode: int
     seconds: float
+    cpu_seconds: float
     max_process_rss: int
     tree_rss: int
     stdout: str
@@ -177,6 +181,7 @@ def run_measured(
         return Measurement(
             returncode=result["returncode"],
             seconds=result["seconds"] + sync_seconds,
+            cpu_seconds=result["cpu_seconds"],
             max_process_rss=result["maxrss_kib"] * 1024,
             tree_rss=tree_rss,
             stdout=stdout_path.read_text(errors="replace"),

@@ -24,6 +24,7 @@ def test_run_measured_peak_rss_of_child() -> None:
     assert measurement.max_process_rss < 400 * MIB
     assert measurement.tree_rss >= 96 * MIB
     assert measurement.seconds >= 0.3
+    assert measurement.cpu_seconds > 0
 
 
 def test_run_measured_grandchild_counts() -> None:
