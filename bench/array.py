@@ -39,7 +39,8 @@ import structlog
 
 from raidd.array import assemble, create_array
 from raidd.array.admin import replace_member
-from raidd.array.jobs import Rebuild, Scrub
+from raidd.array.jobs import Rebuild
+from raidd.array.scrub import Scrub
 from raidd.commands.units import parse_size
 
 MiB = 1024 * 1024

@@ -27,8 +27,9 @@ from raidd.array.array import Array, AssemblyReport, CommitResult
 from raidd.array.assemble import assemble, probe
 from raidd.array.create import CreatedArray, create_array
 from raidd.array.faulty import FaultyMember
-from raidd.array.jobs import Job, JobResult, Progress, Rebuild, Scrub
+from raidd.array.jobs import Job, JobResult, Progress, Rebuild
 from raidd.array.member import Member, open_member
+from raidd.array.scrub import Scrub
 
 __all__ = [
     "Array",

@@ -16,8 +16,9 @@ from collections.abc import Callable
 import structlog
 
 from raidd.array.array import Array, Spare
-from raidd.array.jobs import Job, Rebuild, Scrub
+from raidd.array.jobs import Job, Rebuild
 from raidd.array.member import Member, MemberError, identify, open_member
+from raidd.array.scrub import Scrub
 from raidd.array.stripeio import Slot
 from raidd.array.superblock import (
     SLOT_OFFSETS,
@@ -170,6 +171,17 @@ def rewrite_spare_superblocks(array: Array) -> None:
             _write_spare_superblock(array, spare, both_slots=True)
 
 
+def _joined_after(array: Array) -> int:
+    """Return the `rebuild_since` of a member that starts receiving writes now.
+
+    Stripes already written but not committed carry `written_at` = event + 1
+    and did not reach the new member, so only later ones (event + 2 on,
+    after the commit that adds it) count as written to it.
+    """
+    array.flush()
+    return array.event + 1
+
+
 def _start_rebuild_slot(array: Array, role: int, member: Member, member_uuid: uuid.UUID) -> Slot:
     old = array.slots[role]
     if old.member_uuid.int and old.state is not MemberState.REMOVED:
@@ -177,7 +189,7 @@ def _start_rebuild_slot(array: Array, role: int, member: Member, member_uuid: uu
     if old.member is not None:
         old.member.close()
     slot = Slot(role, member_uuid, MemberState.REBUILDING, 0, member.path, member)
-    slot.rebuild_since = array.event
+    slot.rebuild_since = _joined_after(array)
     array.slots[role] = slot
     _set_table_state(array, member_uuid, MemberState.REBUILDING)
     return slot
@@ -214,7 +226,7 @@ def replace_member(
         )
         if old.state is MemberState.ACTIVE and old.member is not None:
             shadow = Slot(old.role, member_uuid, MemberState.REBUILDING, 0, new_path, member)
-            shadow.rebuild_since = array.event
+            shadow.rebuild_since = _joined_after(array)
             array.io.shadows.append(shadow)
             job: Rebuild = HotReplace(array, shadow, old)
         else:
@@ -272,7 +284,7 @@ def re_add(array: Array, path: str, *, force: bool = False) -> Rebuild:
         slot.path = path
         slot.state = MemberState.REBUILDING
         slot.rebuild_next = 0
-        slot.rebuild_since = array.event
+        slot.rebuild_since = _joined_after(array)
         # The member's own counter may be older than its table entry (a disk
         # swapped back from an old copy), so resync from the older of the two.
         slot.resync_base = 0 if diverged else min(entry.in_sync_event, sb.event_counter)
@@ -286,10 +298,12 @@ def re_add(array: Array, path: str, *, force: bool = False) -> Rebuild:
 def resume_job(array: Array) -> Job | None:
     """Return the rebuild, resync or scrub job the superblock checkpoint records, if any.
 
-    A rebuilding member always gets its job back (from its checkpoint, or
-    from the start when the checkpoint names another job); a scrub resumes
-    at its checkpoint.
+    A hot replace target or a rebuilding member always gets its job back
+    (from its checkpoint, or from the start when the checkpoint names
+    another job); a scrub resumes at its checkpoint.
     """
+    for shadow in array.io.shadows:
+        return HotReplace(array, shadow, array.slots[shadow.role])
     for slot in array.slots:
         if slot.state is MemberState.REBUILDING and slot.member is not None:
             return Rebuild(array, slot)

@@ -155,10 +155,10 @@ class AllocationMap:
 
     # -- pending metadata stripes and orphans -------------------------------------
 
-    def apply_pending(self, pending: Iterable[PendingStripe], event: int) -> None:
+    def apply_pending(self, pending: Iterable[PendingStripe]) -> None:
         """Put a commit's metadata stripes into memory; the tree gets them at the next write."""
         for record in pending:
-            self.set_entry(record.stripe, event, record.flags, record.checksums)
+            self.set_entry(record.stripe, record.written_at, record.flags, record.checksums)
             self.dirty.discard(self.leaf_of(record.stripe))
             self.deferred_dirty.add(self.leaf_of(record.stripe))
 
@@ -179,7 +179,6 @@ class AllocationMap:
         self,
         root: MapPointer,
         pending: list[PendingStripe],
-        event: int,
         read_node: Callable[[MapPointer], bytes],
     ) -> None:
         """Read the tree under `root` into memory, then apply `pending`.
@@ -197,7 +196,7 @@ class AllocationMap:
                 self.node_refs[pointer.stripe] = self.node_refs.get(pointer.stripe, 0) + 1
                 self._parse_node(data, level, index)
         pending_stripes = {record.stripe for record in pending}
-        self.apply_pending(pending, event)
+        self.apply_pending(pending)
         for stripe in np.flatnonzero((self.entries["flags"] & FLAG_MAP) != 0):
             if int(stripe) not in self.node_refs and int(stripe) not in pending_stripes:
                 self.orphans.add(int(stripe))

@@ -80,9 +80,10 @@ class Array:
     The backup store uses it this way:
 
     1. `write_stripe(data)` packs up to `stripe_data_size` bytes (zero
-       padded) into a free stripe and returns its number. The stripe is
-       written to every present member but is not yet referenced: after a
-       crash before the next commit it is free again.
+       padded) into a free stripe and returns its number. Consecutive
+       stripes are queued and written to every present member together, at
+       the latest by the next read, `flush` or commit. The stripe is not yet
+       referenced: after a crash before the next commit it is free again.
     2. `commit(metadata_root, freed=..., tail=...)` makes every stripe
        written since the last commit durable, together with the changed
        parts of the allocation map, and then writes the superblock with the
@@ -109,8 +110,8 @@ class Array:
     on.
 
     Thread safety: every public method takes the array's lock, so a daemon
-    may call it from several threads; rebuild and scrub jobs take it per
-    stripe.
+    may call it from several threads; rebuild and scrub jobs take it once
+    per run of stripes.
 
     Long work runs as jobs (`raidd.array.jobs`): `Rebuild` (also resync of a
     returning member) and `Scrub`, each with progress, rate limits and a
@@ -193,7 +194,7 @@ class Array:
 
     def load_map(self) -> None:
         """Read the allocation map from the members (called once by assembly)."""
-        self.map.load(self._root, self._pending, self.event, self._read_node)
+        self.map.load(self._root, self._pending, self._read_node)
         self._cursor = 0
 
     def _read_node(self, pointer: MapPointer) -> bytes:
@@ -402,9 +403,9 @@ class Array:
         for index, stripe in enumerate(stripes):
             flags = FLAG_MAP | (FLAG_DATA if index == 0 and tail else 0)
             checksums = tuple(int(c) for c in self.map.entries[stripe]["checksums"])
-            pending.append(PendingStripe(stripe, flags, checksums))
+            pending.append(PendingStripe(stripe, event, flags, checksums))
         self._stop_if_beyond_tolerance("commit")
-        self.map.apply_pending(pending, event)
+        self.map.apply_pending(pending)
         self._pending = pending
         self._root = root
         return stripes[0] if tail else None
@@ -548,7 +549,7 @@ class Array:
 
     def scrub(self, *, repair: bool = True) -> Any:
         """Scrub every allocated stripe now; return the job's result (see `jobs.Scrub`)."""
-        from raidd.array.jobs import scrub  # jobs builds on Array, so import late
+        from raidd.array.scrub import scrub  # scrub builds on Array, so import late
 
         return scrub(self, repair=repair)
 
@@ -595,7 +596,7 @@ class Array:
             self._closed = True
             # NOTE: queued stripes are dropped, like every uncommitted write.
             self.io.close()
-            for slot in self.slots:
+            for slot in [*self.slots, *self.io.shadows]:
                 if slot.member is not None:
                     slot.member.close()
             for spare in self.spares:

@@ -291,8 +291,11 @@ def _open(
     lock = None if read_only else ArrayLock.acquire(lock_dir, newest.array_uuid, newest.array_name)
     opened: list[Member] = []
     try:
-        slots, behind, spares = _build_slots(newest, by_member, kinds, read_only, opener, opened)
-        used = {slot.member_uuid for slot in slots} | {spare.member_uuid for spare in spares}
+        slots, behind, spares, shadows = _build_slots(
+            newest, by_member, kinds, read_only, opener, opened
+        )
+        used = {slot.member_uuid for slot in [*slots, *shadows]}
+        used |= {spare.member_uuid for spare in spares}
         for member_uuid, candidate in by_member.items():
             if member_uuid not in used:
                 _reject(
@@ -306,6 +309,7 @@ def _open(
         if not _survives(newest, unusable):
             raise ArrayError(_beyond_tolerance_message(newest, slots, missing))
         array = Array(newest, slots, spares, lock=lock, read_only=read_only, report=report)
+        array.io.shadows.extend(shadows)
         array.load_map()
         _roll_forward(array, behind, report)
         _finish(array, newest, report, read_only)
@@ -329,9 +333,10 @@ def _build_slots(
     read_only: bool,
     opener: MemberOpener,
     opened: list[Member],
-) -> tuple[list[Slot], list[Slot], list[Spare]]:
+) -> tuple[list[Slot], list[Slot], list[Spare], list[Slot]]:
     slots: list[Slot] = []
     behind: list[Slot] = []
+    shadows: list[Slot] = []
     for role in range(newest.member_count):
         entries = [
             e
@@ -370,6 +375,17 @@ def _build_slots(
         if entry.state is MemberState.REBUILDING:
             _restore_progress(slot, newest)
         slots.append(slot)
+        target = next((e for e in entries[1:] if e.member_uuid in by_member), None)
+        if slot.member is not None and slot.state is MemberState.ACTIVE and target is not None:
+            # A hot replace was under way: its target comes back as the role's shadow.
+            candidate = by_member[target.member_uuid]
+            member = opener(candidate.path, not read_only)
+            opened.append(member)
+            shadow = Slot(
+                role, target.member_uuid, MemberState.REBUILDING, 0, candidate.path, member
+            )
+            _restore_progress(shadow, newest)
+            shadows.append(shadow)
     spares = []
     for entry in newest.members:
         candidate = by_member.get(entry.member_uuid)
@@ -377,7 +393,7 @@ def _build_slots(
             member = opener(candidate.path, not read_only)
             opened.append(member)
             spares.append(Spare(entry.member_uuid, candidate.path, member))
-    return slots, behind, spares
+    return slots, behind, spares, shadows
 
 
 def _restore_progress(slot: Slot, newest: Superblock) -> None:

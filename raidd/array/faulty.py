@@ -95,6 +95,10 @@ class FaultyMember(Member):
             )
         return super().pread(length, offset)
 
+    def pread_into(self, buffer: bytearray | memoryview, offset: int) -> None:
+        # Through pread, so that every injected fault applies here too.
+        memoryview(buffer)[:] = self.pread(len(buffer), offset)
+
     def pwrite(self, data: bytes | bytearray | memoryview, offset: int) -> None:
         self._check()
         self.writes += 1

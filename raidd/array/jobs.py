@@ -1,8 +1,11 @@
-"""Long array jobs: rebuild, resync and scrub, with progress, rate limits and checkpoints.
+"""Long array jobs (rebuild and resync here, scrub in scrub.py): progress, rates, checkpoints.
 
-Each job walks the allocated stripes in order, one stripe per `step()`
-under the array lock, so reads and commits interleave with it. Every
-`checkpoint_interval` seconds it records the first unfinished stripe in the
+Each job walks the allocated stripes in order, one run of consecutive
+stripes (8 MiB per member) per `step()` under the array lock, so reads and
+commits interleave with it. One reader thread per member fetches the next
+two runs meanwhile (`readahead.RunReader`), and the checksums and parity of
+a run are computed on the member pool, so the work spreads over the cores.
+Every `checkpoint_interval` seconds it records the first unfinished stripe in the
 superblocks (a superblock-only commit), and a restart resumes there.
 
 Rate limits follow md's `sync_speed_min` / `sync_speed_max`: the job runs at
@@ -14,16 +17,15 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 import structlog
 
-from parity import Level, Verification
+from parity import Level
 from raidd.array.array import Array
 from raidd.array.codec import strip_checksum
+from raidd.array.readahead import RunReader
 from raidd.array.stripeio import Slot
 from raidd.array.superblock import Checkpoint, CheckpointKind, MemberState
 from raidd.errors import ArrayError, IntegrityError, MemberError
@@ -36,6 +38,8 @@ DEFAULT_MAX_RATE = 0.0
 READ_RETRIES = 3
 # A job reads up to this many bytes per member with one pread.
 RUN_BYTES = 8 * MiB
+# Runs read ahead of the one being checked.
+READ_AHEAD_RUNS = 2
 FOREGROUND_WINDOW = 1.0
 
 
@@ -67,15 +71,27 @@ class JobResult:
     details: list[StripeError] = field(default_factory=list)
 
 
-def _xor_runs(buffers: list[bytes]) -> bytes | memoryview:
-    """Return the XOR of equal-length buffers (the buffer itself when there is one)."""
+def _xor_runs(
+    buffers: list[bytes | memoryview], out: np.ndarray | None = None
+) -> bytes | memoryview:
+    """Return the XOR of equal-length buffers (the buffer itself when there is one).
+
+    With `out` (uint64, at least as long) the result is written there, so no
+    buffer is allocated per run.
+    """
     if len(buffers) == 1:
         return buffers[0]
     views = [np.frombuffer(data, dtype=np.uint64) for data in buffers]
-    result = np.bitwise_xor(views[0], views[1])
+    target = None if out is None else out[: views[0].size]
+    result = np.bitwise_xor(views[0], views[1], out=target)
     for view in views[2:]:
         np.bitwise_xor(result, view, out=result)
     return memoryview(result).cast("B")
+
+
+def _is_data(value: object) -> bool:
+    """Tell whether a fetched run is data (not an error, not missing)."""
+    return isinstance(value, bytes | bytearray | memoryview)
 
 
 def _consecutive(stripes: list[int]) -> list[list[int]]:
@@ -112,10 +128,14 @@ class Job:
             self.stripes = stripes[stripes >= start]
         self.index = 0
         self.run_stripes = max(1, RUN_BYTES // array.io.strip_size)
-        # One thread reads the next run while the current one is checked and written.
-        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="read-ahead")
-        self._ahead: tuple[list[int], Future[dict[int, bytes | MemberError]]] | None = None
-        self._fetched: dict[int, bytes | MemberError] | None = None
+        run_bytes = self.run_stripes * array.io.strip_size
+        self._reader = RunReader(array.io, run_bytes, READ_AHEAD_RUNS)
+        self._ahead_index = 0
+        # Roles the read-ahead leaves out (a rebuild's target holds nothing to read).
+        self.skip_roles: set[int] = set()
+        # Scratch for a run's parity XOR, reused so that no run allocates one.
+        self._scratch = np.empty(run_bytes // 8, dtype=np.uint64)
+        self._fetched: dict[int, bytes | memoryview | MemberError] | None = None
         self._bytes = 0
         self._started = time.monotonic()
         self._last_checkpoint = self._started
@@ -151,8 +171,13 @@ class Job:
         with self.array.lock:
             self.array.io.flush()
             run = self._run_at(self.index)
-            self._fetched = self._take_read_ahead(run)
-            self._read_ahead(self.index + len(run))
+            if not self._reader.queued:
+                self._ahead_index = self.index
+                self._fill_read_ahead()
+            self._fetched = self._reader.take(run)  # type: ignore[assignment]
+            if self._fetched is None:
+                self._ahead_index = self.index + len(run)
+            self._fill_read_ahead()
             live = [stripe for stripe in run if self.array.map.is_allocated(stripe)]
             if live == run:
                 self._bytes += self.process_run(run)
@@ -180,22 +205,14 @@ class Job:
             run.append(run[-1] + 1)
         return run
 
-    def _read_ahead(self, index: int) -> None:
-        """Start reading the run at `index` in the read-ahead thread, while this one is checked."""
-        if index >= len(self.stripes):
-            self._ahead = None
-            return
-        run = self._run_at(index)
-        future = self._reader.submit(self.array.io.fetch_run, run[0], len(run))
-        self._ahead = (run, future)
+    def _fill_read_ahead(self) -> None:
+        """Queue runs from `_ahead_index` on until READ_AHEAD_RUNS are being read."""
+        while self._reader.queued < READ_AHEAD_RUNS and self._ahead_index < len(self.stripes):
+            run = self._run_at(self._ahead_index)
+            self._reader.submit(run, self.skip_roles)
+            self._ahead_index += len(run)
 
-    def _take_read_ahead(self, run: list[int]) -> dict[int, bytes | MemberError] | None:
-        ahead, self._ahead = self._ahead, None
-        if ahead is None or ahead[0] != run:
-            return None
-        return ahead[1].result()
-
-    def _fetched_for(self, run: list[int]) -> dict[int, bytes | MemberError] | None:
+    def _fetched_for(self, run: list[int]) -> dict[int, bytes | memoryview | MemberError] | None:
         """Return the read-ahead data of this step (it always covers exactly `run`)."""
         return self._fetched
 
@@ -215,7 +232,7 @@ class Job:
         """Run to the end (or until `stop_event` is set), then finish the job."""
         while not self.stop_event.is_set() and self.step():
             pass
-        self._reader.shutdown(wait=True)
+        self._reader.close()
         if self.finished:
             self.finish()
         else:
@@ -270,6 +287,7 @@ class Rebuild(Job):
         start = slot.rebuild_next
         super().__init__(array, start=start, **kwargs)  # type: ignore[arg-type]
         self.slot = slot
+        self.skip_roles = {slot.role}
         if slot.resync_base:
             self.kind = CheckpointKind.RESYNC
             written = array.map.entries["written_at"][self.stripes]
@@ -343,7 +361,7 @@ class Rebuild(Job):
             return None
         fetched = self._fetched if self._fetched is not None else io.fetch_run(run[0], len(run))
         self._fetched = fetched
-        buffers = {r: fetched[r] for r in sources if isinstance(fetched.get(r), bytes)}
+        buffers = {r: fetched[r] for r in sources if _is_data(fetched.get(r))}
         if len(buffers) < len(sources):
             return None
         size = io.strip_size
@@ -353,7 +371,7 @@ class Rebuild(Job):
             return [strip_checksum(view[i * size : (i + 1) * size]) for i in range(len(run))]
 
         futures = {r: io.submit(checksums, buffers[r]) for r in sources}
-        rebuilt = io.submit(_xor_runs, [buffers[r] for r in sources]).result()
+        rebuilt = io.submit(_xor_runs, [buffers[r] for r in sources], self._scratch).result()
         target = io.submit(checksums, rebuilt)
         for r, future in futures.items():
             if not np.array_equal(
@@ -442,165 +460,3 @@ class Rebuild(Job):
             role=self.slot.role,
             lost=len(self.result.lost_stripes),
         )
-
-
-class Scrub(Job):
-    """Read every allocated stripe, check strip checksums and parity, repair what is wrong."""
-
-    kind = CheckpointKind.SCRUB
-
-    def __init__(self, array: Array, *, repair: bool = True, **kwargs: object) -> None:
-        super().__init__(array, **kwargs)  # type: ignore[arg-type]
-        self.repair = repair and not array.read_only
-
-    def checkpoint(self) -> Checkpoint | None:
-        if not self.repair:
-            return None
-        return Checkpoint(CheckpointKind.SCRUB, -1, uuid.UUID(int=0), self.next_stripe(), 0)
-
-    def process_run(self, run: list[int]) -> int:
-        done = self._scrub_run_at_once(run)
-        if done is not None:
-            return done
-        return self._scrub_stripes(run)
-
-    def _scrub_run_at_once(self, run: list[int]) -> int | None:
-        """Check a run with array operations when every member is present and nothing is lost.
-
-        Returns the bytes read, or None when a strip or the parity needs the
-        per-stripe path (which then finds, counts and repairs the fault).
-        """
-        array, io = self.array, self.array.io
-        members = len(array.slots)
-        if any(s.state is not MemberState.ACTIVE or s.member is None for s in array.slots):
-            return None
-        rows = array.map.entries[run[0] : run[-1] + 1]
-        if rows["lost"].any():
-            return None
-        fetched = self._fetched if self._fetched is not None else io.fetch_run(run[0], len(run))
-        self._fetched = fetched
-        buffers = {role: data for role, data in fetched.items() if isinstance(data, bytes)}
-        if len(buffers) < members:
-            return None
-        size = io.strip_size
-
-        def checksums(role: int) -> list[int]:
-            view = memoryview(buffers[role])
-            return [strip_checksum(view[i * size : (i + 1) * size]) for i in range(len(run))]
-
-        level = array.codec.level
-        futures = [io.submit(checksums, role) for role in range(members)]
-        parity_check = None
-        if level is Level.RAID5:
-            # The parity XOR runs beside the checksums (numpy releases the GIL).
-            everything: list[tuple[int, list[bytes | None]]] = [(stripe, []) for stripe in run]
-            parity_check = io.submit(self._drop_consistent, run, everything, buffers)
-        found = np.array([future.result() for future in futures], dtype=np.uint64).T
-        if parity_check is not None and parity_check.result():
-            return None
-        if not np.array_equal(found, rows["checksums"]):
-            return None
-        if level is Level.RAID6:
-            views = {role: memoryview(data) for role, data in buffers.items()}
-            checks = [
-                (stripe, [views[r][i * size : (i + 1) * size] for r in range(members)])
-                for i, stripe in enumerate(run)
-            ]
-            verdicts = io.submit(self._verify_all, checks).result()
-            if not all(v.ok for v in verdicts):  # type: ignore[attr-defined]
-                return None
-        if level in (Level.RAID1, Level.RAID10):
-            # Equal checksums of the copies are the mirror check.
-            for holders in array.codec.data_roles(run[0]):
-                if not all(np.array_equal(found[:, holders[0]], found[:, r]) for r in holders):
-                    return None
-        return size * members * len(run)
-
-    def _scrub_stripes(self, run: list[int]) -> int:
-        io = self.array.io
-        rows = self.entries(run)
-        strips, faults, buffers = io.read_run(
-            run[0], [(w, c) for w, c, _ in rows], self._fetched_for(run)
-        )
-        for fault in faults:
-            self._report(fault.stripe, fault.role, fault.path, fault.kind)
-        checks = []
-        for i, stripe in enumerate(run):
-            written_at, checksums, lost = rows[i]
-            known = strips[i]
-            bad = [role for role, strip in known.items() if strip is None]
-            if bad:
-                try:
-                    io.reconstruct_stripe(
-                        stripe, written_at, checksums, lost, repair=self.repair, known=known
-                    )
-                    self.result.repaired += len(bad) if self.repair else 0
-                except IntegrityError as error:
-                    log.error("scrub_unrecoverable", stripe=stripe, error=str(error))
-            elif len(known) == len(self.array.slots):
-                checks.append((stripe, [known[role] for role in range(len(self.array.slots))]))
-        checks = self._drop_consistent(run, checks, buffers)
-        # One task per run, so the thread hand-off costs once per run, not per stripe.
-        verdicts = io.submit(self._verify_all, checks).result()
-        for (stripe, _), verdict in zip(checks, verdicts, strict=True):  # type: ignore[call-overload]
-            self._check_parity(stripe, verdict)
-        return io.strip_size * sum(len(known) for known in strips)
-
-    def _drop_consistent(
-        self,
-        run: list[int],
-        checks: list[tuple[int, list[bytes | None]]],
-        buffers: dict[int, bytes],
-    ) -> list[tuple[int, list[bytes | None]]]:
-        """Check RAID5 parity of a whole run at once; return the checks still to run.
-
-        In a RAID5 stripe P is the XOR of the data strips, so the XOR of all
-        of a stripe's strips is zero whichever member holds P: one XOR over the
-        members' runs clears every consistent stripe.
-        """
-        members = len(self.array.slots)
-        if self.array.codec.level is not Level.RAID5 or len(buffers) < members or not checks:
-            return checks
-        words = self.array.io.strip_size // 8
-        views = [np.frombuffer(buffers[role], dtype=np.uint64) for role in range(members)]
-        total = np.bitwise_xor(views[0], views[1])
-        for view in views[2:]:
-            np.bitwise_xor(total, view, out=total)
-        if not total.any():
-            return []
-        nonzero = total.reshape(len(run), words).any(axis=1)
-        return [(stripe, strips) for stripe, strips in checks if nonzero[stripe - run[0]]]
-
-    def _verify_all(self, checks: list[tuple[int, list[bytes | None]]]) -> list[Verification]:
-        return [self.array.codec.verify(stripe, strips) for stripe, strips in checks]  # type: ignore[arg-type]
-
-    def _check_parity(self, stripe: int, verdict: Verification) -> None:
-        if verdict.ok:
-            return
-        # Every strip matches its checksum, yet parity disagrees: the map entry or a
-        # checksum collision is wrong. RAID6 syndromes name the strip; nothing is rewritten.
-        role = -1
-        if verdict.bad_index is not None:
-            role = self.array.codec.role_of_logical(stripe, verdict.bad_index)
-        self.result.errors += 1
-        path = self.array.slots[role].path if role >= 0 else ""
-        self.result.details.append(StripeError(stripe, role, path, "parity"))
-        log.error("scrub_parity_mismatch", stripe=stripe, role=role)
-
-    def _report(self, stripe: int, role: int, path: str, kind: str) -> None:
-        self.result.errors += 1
-        self.result.details.append(StripeError(stripe, role, path, kind))
-        log.warning("scrub_error", stripe=stripe, role=role, member=path, kind=kind)
-
-    def finish(self) -> None:
-        if self.repair and self.array.checkpoint.kind is CheckpointKind.SCRUB:
-            with self.array.lock:
-                self.array.checkpoint = Checkpoint()
-                self.array.commit_state()
-        log.info("scrub_finished", errors=self.result.errors, repaired=self.result.repaired)
-
-
-def scrub(array: Array, *, repair: bool = True) -> JobResult:
-    """Scrub the whole array in the calling thread and return what it found."""
-    job = Scrub(array, repair=repair, min_rate=0, max_rate=0, checkpoint_interval=float("inf"))
-    return job.run()

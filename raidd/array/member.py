@@ -159,6 +159,37 @@ class Member:
             )
         return data
 
+    def pread_into(self, buffer: bytearray | memoryview, offset: int) -> None:
+        """Fill `buffer` with the bytes at `offset`, without allocating (os.preadv).
+
+        Raises:
+            MemberIOError: the read failed or came back short.
+            MemberVanishedError: the member is gone.
+        """
+        self.check_present()
+        view = memoryview(buffer)
+        done = 0
+        while done < len(view):
+            try:
+                count = os.preadv(self.fd, [view[done:]], offset + done)
+            except OSError as error:
+                raise MemberIOError(
+                    f"read of {len(view)} bytes at offset {offset} of member {self.path} "
+                    f"failed: {error.strerror}",
+                    path=self.path,
+                    offset=offset,
+                    errno_value=error.errno,
+                ) from error
+            if count == 0:
+                raise MemberIOError(
+                    f"short read at offset {offset} of member {self.path}: "
+                    f"{done} of {len(view)} bytes",
+                    path=self.path,
+                    offset=offset,
+                    errno_value=None,
+                )
+            done += count
+
     def pwrite(self, data: bytes | bytearray | memoryview, offset: int) -> None:
         """Write all of `data` at `offset`.
 

@@ -236,7 +236,7 @@ class StripeIO:
         self,
         first: int,
         entries: Sequence[tuple[int, Sequence[int]]],
-        fetched: dict[int, bytes | MemberError] | None = None,
+        fetched: dict[int, bytes | memoryview | MemberError] | None = None,
     ) -> tuple[list[dict[int, bytes | None]], list[StripeFault], dict[int, bytes]]:
         """Read consecutive stripes from `first` on, one pread per member, checked in threads.
 
@@ -264,7 +264,10 @@ class StripeIO:
                 early = fetched.get(slot.role) if fetched is not None else None
                 if isinstance(early, MemberError):
                     raise early
-                data = early if early is not None else slot.member.pread(size * count, offset)
+                # A copy, because read-ahead buffers are reused after this step.
+                data = (
+                    bytes(early) if early is not None else slot.member.pread(size * count, offset)
+                )
             except MemberVanishedError:
                 raise
             except MemberError:

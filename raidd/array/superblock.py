@@ -94,12 +94,13 @@ MEMBER_ENTRY_FORMAT = "<" + "".join(code for _, code, _ in MEMBER_ENTRY_FIELDS)
 MEMBER_ENTRY_SIZE = struct.calcsize(MEMBER_ENTRY_FORMAT)
 
 PENDING_FIELDS: tuple[tuple[str, str, str], ...] = (
-    ("stripe", "Q", "a stripe written by this commit that holds map nodes"),
+    ("stripe", "Q", "a stripe that holds map nodes not yet listed in the map"),
+    ("written_at", "Q", "commit that wrote it (superblock-only commits carry the list on)"),
     ("flags", "I", "allocation flags of that stripe (see Allocation map)"),
     ("reserved", "I", "zero"),
     ("checksums", f"{MAX_MEMBERS}Q", "strip checksum per role, for roles < member_count"),
 )
-PENDING_FORMAT = "<QII" + f"{MAX_MEMBERS}Q"
+PENDING_FORMAT = "<QQII" + f"{MAX_MEMBERS}Q"
 PENDING_SIZE = struct.calcsize(PENDING_FORMAT)
 
 assert HEADER_SIZE <= MEMBER_TABLE_OFFSET
@@ -163,9 +164,10 @@ class Checkpoint:
 
 @dataclass
 class PendingStripe:
-    """A metadata stripe of the newest commit, whose checksums the map does not hold yet."""
+    """A metadata stripe whose entry (with its checksums) the map does not contain yet."""
 
     stripe: int
+    written_at: int
     flags: int
     checksums: tuple[int, ...]
 
@@ -294,6 +296,7 @@ def pack_superblock(sb: Superblock) -> bytes:
             buffer,
             PENDING_OFFSET + index * PENDING_SIZE,
             pending.stripe,
+            pending.written_at,
             pending.flags,
             0,
             *checksums,
@@ -349,8 +352,12 @@ def unpack_superblock(data: bytes) -> Superblock:
     pending = []
     for index in range(pending_count):
         fields = struct.unpack_from(PENDING_FORMAT, data, PENDING_OFFSET + index * PENDING_SIZE)
-        checksums = tuple(fields[3 : 3 + header["member_count"]])
-        pending.append(PendingStripe(stripe=fields[0], flags=fields[1], checksums=checksums))
+        checksums = tuple(fields[4 : 4 + header["member_count"]])
+        pending.append(
+            PendingStripe(
+                stripe=fields[0], written_at=fields[1], flags=fields[2], checksums=checksums
+            )
+        )
     keyslot_length = header["keyslot_area_length"]
     return Superblock(
         version=version,

@@ -106,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
                     "stripe_data_size": created.stripe_data_size,
                     "members": members,
                     "spares": spares,
-                    "key_file": keyfile,
+                    "keyfile": keyfile,
                 },
                 indent=2,
             )
@@ -119,14 +119,32 @@ def run(args: argparse.Namespace) -> int:
         f"strips of {format_size(created.strip_size)}, {format_size(capacity)} of stripes."
     )
     print("\nAdd this to /etc/raidd/raidd.toml:\n")
-    print(config_stanza(str(created.array_uuid), members, spares, keyfile))
+    print(config_stanza(str(created.array_uuid), members, spares, keyfile, created.name))
     return 0
 
 
-def config_stanza(array_uuid: str, members: list[str], spares: list[str], keyfile: str) -> str:
-    lines = ["[array]", f'uuid = "{array_uuid}"']
-    lines.append("members = [" + ", ".join(json.dumps(m) for m in members) + "]")
+def toml_string(text: str) -> str:
+    """Return `text` as a TOML basic string (UTF-8 kept, quotes and controls escaped)."""
+    escaped = []
+    for char in text:
+        if char in '"\\':
+            escaped.append("\\" + char)
+        elif ord(char) < 0x20 or ord(char) == 0x7F:
+            escaped.append(f"\\u{ord(char):04x}")
+        else:
+            escaped.append(char)
+    return '"' + "".join(escaped) + '"'
+
+
+def config_stanza(
+    array_uuid: str, members: list[str], spares: list[str], keyfile: str, name: str = ""
+) -> str:
+    """Return the [array] table of raidd.toml (raidd.config's key names) for a new array."""
+    lines = ["[array]", f"uuid = {toml_string(array_uuid)}"]
+    if name:
+        lines.append(f"name = {toml_string(name)}")
+    lines.append("members = [" + ", ".join(toml_string(m) for m in members) + "]")
     if spares:
-        lines.append("spares = [" + ", ".join(json.dumps(s) for s in spares) + "]")
-    lines.append(f"keyfile = {json.dumps(keyfile)}")
+        lines.append("spares = [" + ", ".join(toml_string(s) for s in spares) + "]")
+    lines.append(f"keyfile = {toml_string(keyfile)}")
     return "\n".join(lines)

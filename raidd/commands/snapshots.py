@@ -30,7 +30,7 @@ def format_time(value_ns: int) -> str:
 def run(args: argparse.Namespace) -> int:
     with open_store(args, read_only=True) as store:
         warn_degraded("snapshots", store)
-        commits = store.snapshots(since_ns=time_ns(args.since), limit=args.limit)
+        commits = store.snapshots(since_ns=time_ns(args.since, end=False), limit=args.limit)
     rows = [
         {"commit": c.sequence, "parent": c.parent, "time_ns": c.time_ns, "roots": list(c.roots)}
         for c in commits

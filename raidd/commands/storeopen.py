@@ -13,7 +13,7 @@ from typing import Any
 from raidd.config import DEFAULT_CONFIG_PATH, load_config
 from raidd.errors import UsageError
 from raidd.store.store import Store, UnlockKey
-from raidd.timespec import TimeSpecError, parse_time
+from raidd.timespec import TimeSpecError, parse_duration, parse_time
 
 NS_PER_SECOND = 1_000_000_000
 
@@ -41,8 +41,13 @@ def add_selection_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--commit", type=int, metavar="ID", help="the snapshot of this commit")
 
 
-def time_ns(text: str | None) -> int | None:
+def time_ns(text: str | None, *, end: bool = True) -> int | None:
     """Parse a TIME option into ns since the epoch.
+
+    Args:
+        text: the option's value, or None.
+        end: for an ISO time, return the end of the last unit it gives
+            (for --at); False returns its start (for --since).
 
     Raises:
         UsageError: an invalid time.
@@ -53,7 +58,23 @@ def time_ns(text: str | None) -> int | None:
         moment = parse_time(text)
     except TimeSpecError as error:
         raise UsageError(str(error)) from error
-    return round(moment.timestamp() * NS_PER_SECOND)
+    # An ISO time names its whole last second (or microsecond), so the time
+    # that `raidd snapshots` prints, in whole seconds, selects that commit.
+    seconds = int(moment.timestamp() // 1)
+    start = seconds * NS_PER_SECOND + moment.microsecond * 1000
+    if _is_duration(text) or not end:
+        return start
+    if moment.microsecond or "." in text:
+        return start + 999
+    return start + NS_PER_SECOND - 1
+
+
+def _is_duration(text: str) -> bool:
+    try:
+        parse_duration(text.strip())
+    except TimeSpecError:
+        return False
+    return True
 
 
 def open_store(args: argparse.Namespace, *, read_only: bool) -> Store:

@@ -209,7 +209,7 @@ def _move_metadata(store: Store, ref: MetadataRef) -> MetadataRef:
 
 @dataclass
 class CheckResult:
-    """Errors (broken data or disagreement), warnings (degraded) and notes (space to reclaim)."""
+    """Errors (broken data or disagreement), warnings, and notes (degraded, space to reclaim)."""
 
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -272,7 +272,8 @@ def check(store: Store, *, read_data: bool = False) -> CheckResult:
     if read_data:
         _read_every_chunk(store, on_array.values(), result)
     if store.array.degraded:
-        result.warnings.append(f"array {store.array.uuid} is degraded")
+        # Exit 0 still: redundancy covers it, and the command warns on stderr.
+        result.notes.append(f"array {store.array.uuid} is degraded")
     return result
 
 

@@ -42,7 +42,7 @@ class ObjectIndex:
         """Open or create the index at `path`.
 
         Raises:
-            IntegrityError: the file holds another schema version; delete it.
+            IntegrityError: the file has another schema version; delete it.
         """
         self.path = path
         self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)

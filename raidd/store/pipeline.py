@@ -2,10 +2,10 @@
 
 The main thread scans each root and decides per entry: an entry whose type,
 size, mtime, ctime, inode, mode, ownership and xattrs match its current
-version is not read again. Changed files go to a pool of worker threads
-(one per core, at most four); each worker reads its file with FileReader,
-and for every chunk computes the keyed id, and, for a chunk not stored yet,
-compresses, seals and packs it. pyfastcdc, zstd, hashlib and AES release
+version is not read again. Changed files go to a pool of worker threads,
+one per core and at most four. Each worker reads its file with FileReader
+and computes every chunk's keyed id. A chunk not stored yet is then
+compressed, sealed and packed. pyfastcdc, zstd, hashlib and AES release
 the GIL, so the cores work in parallel.
 
 Memory is bounded whatever the file sizes: at most two files per worker

@@ -161,7 +161,7 @@ class Store:
         """Assemble the configured array, open a keyslot and load the store.
 
         Raises:
-            ArrayBusyError: another process holds the array (writable opens only).
+            ArrayBusyError: another process has claimed the array (writable opens only).
             KeyUnlockError: no keyslot opens with the key.
             ConfigError: the array's name differs from array.name.
         """
@@ -319,10 +319,12 @@ class Store:
     def read_object(self, kind: int, object_id: bytes, pieces: Location) -> bytearray:
         """Read, authenticate and open an object; read once more on failure.
 
-        The engine verifies every strip against its checksum and rebuilds a
-        bad one from parity before returning; an object that still fails
-        authentication is read a second time (a transient read error heals),
-        then reported.
+        The engine checks every strip against its checksum and rebuilds a
+        bad one from parity before it returns, so an object that fails
+        authentication here was read through reconstruction already. A
+        rebuilt strip must match the same checksum, so no other
+        reconstruction can give other bytes. The object is read once more
+        (a transient read error heals), then reported lost.
 
         Raises:
             IntegrityError: the object is lost; the message names it.
@@ -382,18 +384,21 @@ class Store:
         base: bool = False,
         freed: Iterable[int] = (),
         deltas: Sequence[MetadataRef] | None = None,
+        audit_head: bytes | None = None,
     ) -> MetadataRoot:
         """Write a commit's delta, index segment and manifest, then commit the array.
 
         Args:
             delta: the catalog delta, from catalog.next_commit(); None for a
                 commit that changes no catalog state (garbage collection).
-            packer: the packer that holds this commit's chunk objects.
+            packer: the packer with this commit's chunk objects.
             new_entries: chunk locations added (with `base`, every live one);
                 consumed after the packer was flushed.
             base: the segment replaces every earlier segment (after gc).
             freed: stripes released by this commit.
             deltas: the manifest's delta list to start from, when gc moved deltas.
+            audit_head: the audit chain head (32 bytes) to record in the root;
+                None keeps the previous root's.
         """
         packer.flush()
         entries = list(new_entries)
@@ -429,8 +434,15 @@ class Store:
         manifest_ref = MetadataRef(
             KIND_MANIFEST, manifest_id, manifest_length, tuple(p.resolve() for p in manifest_at)
         )
-        time_ns = delta.time_ns if delta is not None else (self.root.time_ns if self.root else 0)
-        root = MetadataRoot(sequence, time_ns, manifest_ref)
+        if delta is not None:
+            time_ns = delta.time_ns
+        else:
+            time_ns = self.root.time_ns if self.root is not None else 0
+        if audit_head is None:
+            audit_head = self.root.audit_head if self.root is not None else bytes(32)
+        if len(audit_head) != 32:
+            raise ValueError(f"audit chain head must be 32 bytes, got {len(audit_head)}")
+        root = MetadataRoot(sequence, time_ns, manifest_ref, audit_head)
         self.array.commit(encode_root(root), freed=freed)
         self.root = root
         self.manifest = manifest

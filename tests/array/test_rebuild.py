@@ -23,7 +23,8 @@ from raidd.array.admin import (
     resume_job,
 )
 from raidd.array.faulty import FaultyMember
-from raidd.array.jobs import Rebuild, Scrub
+from raidd.array.jobs import Rebuild
+from raidd.array.scrub import Scrub
 from raidd.array.superblock import CheckpointKind, MemberState
 from raidd.errors import ArrayError, IntegrityError
 from tests.array.conftest import ImageArray, MiB, write_random
@@ -425,7 +426,7 @@ def test_re_add_diverged_needs_force(make_array: Callable[..., ImageArray]) -> N
         read_all(b, kept)
 
 
-def test_interrupted_hot_replace_reported(
+def test_interrupted_hot_replace_resumes(
     make_array: Callable[..., ImageArray], tmp_path: Path
 ) -> None:
     image = make_array(5)
@@ -436,9 +437,34 @@ def test_interrupted_hot_replace_reported(
         _, job = replace_member(array, image.paths[1], new)
         job.run_stripes = 1
         job.step()
-    with assemble([*image.paths, new], lock_dir=image.lock_dir) as array:
+        job.write_checkpoint()
+    with image.open() as array:
         assert not array.report.degraded
+        assert array.report.rejected == []
         assert array.slots[1].path == image.paths[1]
-        reasons = [item["reason"] for item in array.report.rejected if item["path"] == new]
-        assert reasons and "interrupted replace" in reasons[0]
+        resumed = resume_job(array)
+        assert resumed is not None
+        assert len(resumed.stripes) < len(job.stripes)
+        resumed.run()
+        assert array.slots[1].path == new
+    with assemble(
+        [new, image.paths[0], image.paths[2]], lock_dir=image.lock_dir, search_recorded_paths=False
+    ) as array:
         read_all(array, written)
+
+
+def test_uncommitted_stripe_rebuilt(make_array: Callable[..., ImageArray], tmp_path: Path) -> None:
+    """A stripe written before a replace and committed after it still reaches the new member."""
+    image = make_array(5)
+    os.unlink(image.paths[3])
+    new = blank_image(tmp_path / "new.img")
+    with image.open() as array:
+        early = write_random(array, random.Random(22), 3)
+        array.flush()
+        _, job = replace_member(array, image.paths[3], new)
+        array.commit(b"r")
+        job.run()
+    with assemble(
+        [new, *image.paths[1:3]], lock_dir=image.lock_dir, search_recorded_paths=False
+    ) as array:
+        read_all(array, early)

@@ -43,7 +43,7 @@ def test_layout_pinned() -> None:
     assert sbm.SUPERBLOCK_SIZE == 65536
     assert sbm.HEADER_SIZE == 548
     assert sbm.MEMBER_ENTRY_SIZE == 296
-    assert sbm.PENDING_SIZE == 272
+    assert sbm.PENDING_SIZE == 280
     assert (sbm.MEMBER_TABLE_OFFSET, sbm.PENDING_OFFSET) == (1024, 10496)
     assert (sbm.KEYSLOT_OFFSET, sbm.KEYSLOT_RESERVED, sbm.CHECKSUM_OFFSET) == (20480, 40960, 65504)
     offsets = field_offsets(sbm.HEADER_FIELDS)
@@ -98,7 +98,7 @@ def sample(event: int = 7) -> Superblock:
         members=[
             MemberEntry(uuid.uuid4(), i, MemberState.ACTIVE, event, f"/dev/x{i}") for i in range(5)
         ],
-        pending=[PendingStripe(9, 2, (1, 2, 3, 4, 5))],
+        pending=[PendingStripe(9, 6, 2, (1, 2, 3, 4, 5))],
         metadata_root=b"root",
         keyslot_area=b"K" * 1000,
     )

@@ -5,12 +5,14 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from raidd.array import assemble
+from raidd.config import parse_config
 from tests.commands.conftest import Result
 
 MiB = 1024 * 1024
@@ -188,3 +190,37 @@ def test_loose_keyfile_refused(raidd: Callable[..., Result], tmp_path: Path) -> 
     assert result.code == 2
     assert str(key) in result.err
     assert digest(members) == before
+
+
+def test_stanza_parses_with_config(
+    raidd: Callable[..., Result], tmp_path: Path, lock_dir: Path
+) -> None:
+    """The printed [array] table loads with raidd.config and names the new array."""
+    members = [str(tmp_path / f'm "{i}".img') for i in range(3)]
+    spare = str(tmp_path / "späre.img")
+    key = tmp_path / "raidd.key"
+    result = raidd(
+        "create",
+        "--level",
+        "5",
+        "--name",
+        "crm-eu",
+        "--size",
+        "20MiB",
+        "--spare",
+        spare,
+        "--new-keyfile",
+        key,
+        *members,
+    )
+    assert result.code == 0, result.err
+    stanza = result.out[result.out.index("[array]") :]
+    state = tmp_path / "state"
+    text = f'{stanza}\n[state]\ndirectory = "{state}"\n\n[[watch]]\npath = "/srv/crm"\n'
+    config = parse_config(tomllib.loads(text), tmp_path)
+    with assemble(members, lock_dir=lock_dir) as array:
+        assert config.array.uuid == array.uuid
+    assert config.array.name == "crm-eu"
+    assert config.array.members == tuple(members)
+    assert config.array.spares == (spare,)
+    assert config.array.keyfile == key

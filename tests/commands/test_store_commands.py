@@ -4,6 +4,7 @@ import base64
 import hashlib
 import os
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,19 @@ def test_backup_snapshots_ls_restore(raidd: Run, setup: Setup, tmp_path: Path) -
     assert [e["path"] for e in entries] == ["data/sub", "data/sub/deep.bin"]
     by_path = raidd("ls", str(setup.data / "sub"), "--json", "--config", setup.config_path)
     assert by_path.json()["entries"] == entries
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    first_ns = listing.json()[1]["time_ns"]
+    first_time = (epoch + timedelta(microseconds=first_ns // 1000)).isoformat()
+    first_second = (epoch + timedelta(seconds=first_ns // 10**9)).isoformat()
+    at_second = raidd("ls", "--at", first_second, "--json", "--config", setup.config_path)
+    assert at_second.json()["commit"] in (1, 2)
+    at_first = raidd("ls", "--at", first_time, "--json", "--config", setup.config_path)
+    assert at_first.json()["commit"] == 1
+    since = raidd("snapshots", "--since", first_time, "--json", "--config", setup.config_path)
+    assert [row["commit"] for row in since.json()] == [2, 1]
+    too_early = raidd("ls", "--at", "2000-01-01T00:00Z", "--config", setup.config_path)
+    assert too_early.code == 2
+    assert "no commit" in too_early.err
     old = raidd("restore", "--config", setup.config_path, "--to", tmp_path / "old", "--commit", 1)
     assert old.code == 0, old.err
     assert (tmp_path / "old" / "data" / "notes.txt").read_text() == "first version\n"
@@ -138,6 +152,25 @@ def test_restore_safety(raidd: Run, setup: Setup, tmp_path: Path) -> None:
     assert not (tmp_path / "dry").exists()
 
 
+def test_restore_rebuilds_corrupt_strip(raidd: Run, setup: Setup, tmp_path: Path) -> None:
+    """One corrupt strip under a chunk is rebuilt from parity on the way out (exit 0)."""
+    assert raidd("backup", "--config", setup.config_path).code == 0
+    with Store.open(setup.config(), read_only=True) as store:
+        (version,) = [v for v in store.ls("data", 1) if v.path == b"sub/deep.bin"]
+        entry = store.objects.get(version.chunks[0].chunk_id)
+        assert entry is not None
+        offset = store.array.io.strip_offset(entry.pieces[0].stripe)
+        strip = store.array.geometry.strip_size
+    with open(setup.members[1], "r+b") as member:
+        member.seek(offset)
+        member.write(os.urandom(strip))
+    result = raidd("restore", "--config", setup.config_path, "--to", tmp_path / "out")
+    assert result.code == 0, result.err
+    restored = (tmp_path / "out" / "data" / "sub" / "deep.bin").read_bytes()
+    assert restored == (setup.data / "sub" / "deep.bin").read_bytes()
+    assert raidd("check", "--read-data", "--config", setup.config_path).code == 0
+
+
 def test_restore_reports_lost_file(raidd: Run, setup: Setup, tmp_path: Path) -> None:
     """A chunk damaged on two members of a RAID5 is lost; the other files restore (exit 3)."""
     assert raidd("backup", "--config", setup.config_path).code == 0
@@ -191,3 +224,15 @@ def test_missing_config_exits_2(raidd: Run, tmp_path: Path) -> None:
     result = raidd("snapshots", "--config", tmp_path / "absent.toml")
     assert result.code == 2
     assert "absent.toml" in result.err
+
+
+def test_degraded_array_exits_0(raidd: Run, setup: Setup, tmp_path: Path) -> None:
+    assert raidd("backup", "--config", setup.config_path).code == 0
+    os.unlink(setup.members[2])
+    restored = raidd("restore", "--config", setup.config_path, "--to", tmp_path / "out")
+    assert restored.code == 0, restored.err
+    assert "degraded" in restored.err
+    assert describe_tree(tmp_path / "out" / "data") == describe_tree(setup.data)
+    checked = raidd("check", "--read-data", "--config", setup.config_path)
+    assert checked.code == 0, checked.err
+    assert "degraded" in checked.err

@@ -36,7 +36,7 @@ def comparable(root: Path) -> dict[bytes, tuple[object, ...]]:
     return tree
 
 
-def test_crm_round_trip_with_two_mutations(setup: Setup, tmp_path: Path) -> None:
+def test_crm_round_trip_two_mutations(setup: Setup, tmp_path: Path) -> None:
     if not MAKE_CRM.exists():
         pytest.skip(f"the CRM dataset tool is not at {MAKE_CRM}")
     shutil.rmtree(setup.data)
@@ -66,6 +66,12 @@ def test_crm_round_trip_with_two_mutations(setup: Setup, tmp_path: Path) -> None
             assert report.report.ok
             assert comparable(target / "data") == tree
         assert check(store, read_data=True).errors == []
+    # No plaintext on the members: a customer's company name and a file name.
+    assert b"Alfreds Futterkiste" in (setup.data / "exports" / "customers.csv").read_bytes()
+    for member in setup.members:
+        content = Path(member).read_bytes()
+        assert b"Alfreds Futterkiste" not in content
+        assert b"customers.csv" not in content
 
 
 def test_retention_and_gc_with_clock_moved(
