@@ -358,7 +358,9 @@ def raidd_reason(command: list[str]) -> str | None:
         if completed.returncode != 0:
             last = (completed.stderr.strip().splitlines() or ["no output"])[-1]
             log(f"raidd {subcommand} --help exited with {completed.returncode}: {last}")
-            return f"this raidd has no `{subcommand}` command"
+            if "invalid choice" in last:
+                return f"this raidd has no `{subcommand}` command"
+            return f"`raidd {subcommand} --help` failed: {last[:200]}"
     return None
 
 
