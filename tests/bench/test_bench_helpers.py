@@ -9,6 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
+import _backup_report
 import _common
 import backup
 
@@ -96,8 +97,8 @@ def test_find_tree_root_nested(tmp_path: Path) -> None:
     assert _common.find_tree_root(tmp_path / "x", "db/none.db") is None
 
 
-def record_with(name: str, **best: float) -> backup.ToolRecord:
-    record = backup.ToolRecord(name)
+def record_with(name: str, **best: float) -> _backup_report.ToolRecord:
+    record = _backup_report.ToolRecord(name)
     for step, seconds in best.items():
         entry = record.steps[step.replace("_", " ")]
         entry.seconds.append(seconds)
@@ -115,7 +116,7 @@ def test_targets_against_better_peer() -> None:
     raidd.stored_after_mutate.append(1_200_000)
     rows = {
         row["target"]: row
-        for row in backup.targets({"raidd": raidd, "restic": restic, "borg": borg}, 10**8)
+        for row in _backup_report.targets({"raidd": raidd, "restic": restic, "borg": borg}, 10**8)
     }
     first = rows["first backup throughput"]
     assert first["peer"] == "borg"
@@ -132,8 +133,8 @@ def test_targets_against_better_peer() -> None:
 
 def test_targets_raidd_not_available() -> None:
     restic = record_with("restic", first_backup=4.0)
-    raidd = backup.ToolRecord("raidd", reason="this raidd has no `backup` command")
-    rows = backup.targets({"raidd": raidd, "restic": restic}, 10**8)
+    raidd = _backup_report.ToolRecord("raidd", reason="this raidd has no `backup` command")
+    rows = _backup_report.targets({"raidd": raidd, "restic": restic}, 10**8)
     assert rows[0]["peer"] == "restic"
     assert rows[0]["ratio"] is None
     assert rows[0]["met"] is None
