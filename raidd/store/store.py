@@ -175,7 +175,16 @@ class Store:
                     f"array.name = {config.array.name!r} does not match the name "
                     f"{array.name!r} in the superblocks of array {array.uuid}"
                 )
-            state = prepare_state_directory(config.state.directory)
+            try:
+                state = prepare_state_directory(config.state.directory)
+            except ConfigError as error:
+                if not read_only:
+                    raise
+                # Reading needs no cache that lasts: a user without access to
+                # the state directory gets a private index.
+                log.warning("state_directory_unusable", error=str(error))
+                state = Path(tempfile.mkdtemp(prefix="raidd-index-"))
+                return cls(array, master, state, config, temporary=True)
             return cls(array, master, state, config, temporary=False)
         except BaseException:
             array.close()
@@ -299,7 +308,7 @@ class Store:
         """Return an object's stored bytes: header, then the sealed block."""
         key = self.keys.chunk if kind == KIND_CHUNK else self.keys.metadata
         sealed = crypto.seal(key, plaintext, associated_data(self.array.uuid, kind, object_id))
-        return object_header(kind, len(sealed), object_id) + bytes(sealed)
+        return object_header(kind, len(sealed), object_id) + sealed
 
     def open_stored(self, kind: int, object_id: bytes, stored: bytes) -> bytearray:
         """Authenticate and open one stored object.

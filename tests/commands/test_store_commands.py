@@ -236,3 +236,23 @@ def test_degraded_array_exits_0(raidd: Run, setup: Setup, tmp_path: Path) -> Non
     checked = raidd("check", "--read-data", "--config", setup.config_path)
     assert checked.code == 0, checked.err
     assert "degraded" in checked.err
+
+
+def test_backup_names_roots(raidd: Run, setup: Setup) -> None:
+    by_name = raidd("backup", "data", "--json", "--config", setup.config_path)
+    assert by_name.json()["roots"] == ["data"]
+    unknown = raidd("backup", "elsewhere", "--config", setup.config_path)
+    assert unknown.code == 2
+    assert "'elsewhere' is not a watched root" in unknown.err
+
+
+def test_read_only_without_state_directory(raidd: Run, setup: Setup, tmp_path: Path) -> None:
+    assert raidd("backup", "--config", setup.config_path).code == 0
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    text = setup.config_path.read_text().replace(str(setup.base / "state"), str(blocker))
+    setup.config_path.write_text(text)
+    listing = raidd("snapshots", "--json", "--config", setup.config_path)
+    assert listing.code == 0, listing.err
+    assert [row["commit"] for row in listing.json()] == [1]
+    assert raidd("backup", "--config", setup.config_path).code == 2
