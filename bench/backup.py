@@ -429,7 +429,12 @@ def run_repetition(
 
 def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--workdir", type=Path, help="work directory (default: a new one in /tmp)")
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=Path("/tmp"),
+        help="directory to create the work directory in, on the disk to measure (default /tmp)",
+    )
     parser.add_argument(
         "--dataset-tool", type=Path, default=DATASET_TOOL, help="path of make-crm-dataset"
     )
@@ -461,11 +466,8 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_arguments(argv)
-    if args.workdir:
-        args.workdir.mkdir(parents=True, exist_ok=True)
-        workdir = Path(tempfile.mkdtemp(prefix="bench-backup-", dir=args.workdir))
-    else:
-        workdir = Path(tempfile.mkdtemp(prefix="bench-backup-", dir="/tmp"))
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix="bench-backup-", dir=args.workdir))
     try:
         return run(args, workdir)
     finally:
