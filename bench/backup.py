@@ -440,7 +440,9 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--repeat", type=int, default=2, help="repetitions per step (default 2)")
     parser.add_argument(
-        "--member-size", default="512MiB", help="size of each of raidd's four image files"
+        "--member-size",
+        default="512MiB",
+        help="size of each of raidd's four image files (default 512MiB)",
     )
     parser.add_argument(
         "--raidd",
