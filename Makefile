@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test soak lint format bench clean
+.PHONY: test soak lint format bench bench-backup clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/parity.py
+
+# Backup and restore beside restic and borg; installs them with apt-get when root.
+bench-backup: $(STAMP)
+	$(BIN)/python bench/backup.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
