@@ -7,6 +7,8 @@ import os
 import random
 import socket
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -168,6 +170,16 @@ def wait_for_idle(server: Any) -> bool:
     return False
 
 
+def settles(measure: Callable[[], int], expected: int, timeout: float = 10.0) -> bool:
+    """Tell whether `measure()` comes back to `expected` within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while measure() != expected:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
 def test_connection_churn_leaks_nothing(make_server: ServerFactory) -> None:
     """Hundreds of short connections leave no file descriptor or thread behind."""
     server = make_server()
@@ -176,8 +188,10 @@ def test_connection_churn_leaks_nothing(make_server: ServerFactory) -> None:
     fds, threads = open_fds(), threading.active_count()
     churn(server.path, 500, random.Random(SEED + 1))
     assert wait_for_idle(server), f"seed {SEED + 1}"
-    assert open_fds() == fds
-    assert threading.active_count() == threads
+    # A connection's thread closes its socket and exits just after the count
+    # drops, so give the last ones a moment on a loaded machine.
+    assert settles(open_fds, fds), f"open descriptors {open_fds()}, expected {fds}"
+    assert settles(threading.active_count, threads)
 
 
 @pytest.mark.soak
