@@ -11,6 +11,9 @@ A metadata stripe cannot hold its own strip checksums (they depend on the
 node written into it), so each commit lists its metadata stripes with their
 checksums in the superblock ("pending"), and the next commit that writes the
 map inserts them into the tree. The map as a whole is tree plus pending.
+When a commit writes more metadata stripes than the superblock lists, their
+records go into pending-list stripes (FLAG_LIST), written after them, and
+the superblock lists those instead, as many levels deep as needed.
 
 In memory the whole map is one numpy structured array, loaded at assembly.
 """
@@ -31,6 +34,14 @@ from raidd.errors import ArrayError
 FLAG_DATA = 0x1
 FLAG_MAP = 0x2
 FLAG_FREED = 0x4
+# A stripe holding a pending list: records of other metadata stripes of its commit.
+FLAG_LIST = 0x8
+
+LIST_MAGIC = b"RPND"
+LIST_VERSION = 1
+# magic, version, reserved, record count, record size, commit
+LIST_HEADER_FORMAT = "<4sHHIIQ"
+LIST_HEADER_SIZE = struct.calcsize(LIST_HEADER_FORMAT)
 
 NODE_MAGIC = b"RMAP"
 NODE_VERSION = 1
@@ -58,6 +69,60 @@ def entry_dtype(member_count: int) -> np.dtype:
 
 def node_checksum(data: bytes | bytearray | memoryview) -> bytes:
     return hashlib.blake2b(data, digest_size=16).digest()
+
+
+def list_record_format(member_count: int) -> str:
+    """Return the struct format of one pending-list record: stripe, commit, flags, checksums."""
+    return f"<QQII{member_count}Q"
+
+
+def list_capacity(stripe_data_size: int, member_count: int) -> int:
+    """Return how many records one pending-list stripe holds."""
+    size = struct.calcsize(list_record_format(member_count))
+    return (stripe_data_size - LIST_HEADER_SIZE) // size
+
+
+def pack_pending_list(records: list[PendingStripe], member_count: int, event: int) -> bytes:
+    """Serialize records into the data of one pending-list stripe."""
+    record_format = list_record_format(member_count)
+    parts = [
+        struct.pack(
+            LIST_HEADER_FORMAT,
+            LIST_MAGIC,
+            LIST_VERSION,
+            0,
+            len(records),
+            struct.calcsize(record_format),
+            event,
+        )
+    ]
+    for record in records:
+        parts.append(
+            struct.pack(
+                record_format, record.stripe, record.written_at, record.flags, 0, *record.checksums
+            )
+        )
+    return b"".join(parts)
+
+
+def unpack_pending_list(data: bytes, member_count: int, stripe: int) -> list[PendingStripe]:
+    """Parse a pending-list stripe's data.
+
+    Raises:
+        ArrayError: the header or the record size is wrong.
+    """
+    record_format = list_record_format(member_count)
+    size = struct.calcsize(record_format)
+    magic, version, _, count, record_size, _ = struct.unpack_from(LIST_HEADER_FORMAT, data, 0)
+    if magic != LIST_MAGIC or version != LIST_VERSION or record_size != size:
+        raise ArrayError(f"pending list in stripe {stripe} is malformed")
+    if LIST_HEADER_SIZE + count * size > len(data):
+        raise ArrayError(f"pending list in stripe {stripe} claims {count} records, too many")
+    records = []
+    for index in range(count):
+        fields = struct.unpack_from(record_format, data, LIST_HEADER_SIZE + index * size)
+        records.append(PendingStripe(fields[0], fields[1], fields[2], tuple(fields[4:])))
+    return records
 
 
 def _power_of_two_at_most(value: int) -> int:
@@ -114,6 +179,8 @@ class AllocationMap:
         self.dirty: set[int] = set()
         self.deferred_dirty: set[int] = set()
         self.orphans: set[int] = set()
+        # Pending-list stripes of the newest map-writing commit; the next one frees them.
+        self.list_stripes: set[int] = set()
 
     # -- entries ---------------------------------------------------------------------
 
@@ -180,12 +247,17 @@ class AllocationMap:
         root: MapPointer,
         pending: list[PendingStripe],
         read_node: Callable[[MapPointer], bytes],
+        read_list: Callable[[PendingStripe], bytes] | None = None,
     ) -> None:
         """Read the tree under `root` into memory, then apply `pending`.
+
+        `read_list` returns the verified data of a pending-list stripe; the
+        records of every list (and of lists within lists) are applied too.
 
         Raises:
             ArrayError: a node that fails its checksum everywhere or is inconsistent.
         """
+        pending = self._expand_pending(pending, read_list)
         top = len(self.level_counts) - 1
         self.pointers[top][0] = root
         for level in range(top, -1, -1):
@@ -201,6 +273,25 @@ class AllocationMap:
             if int(stripe) not in self.node_refs and int(stripe) not in pending_stripes:
                 self.orphans.add(int(stripe))
         self.dirty.clear()
+
+    def _expand_pending(
+        self,
+        pending: list[PendingStripe],
+        read_list: Callable[[PendingStripe], bytes] | None,
+    ) -> list[PendingStripe]:
+        records = list(pending)
+        index = 0
+        while index < len(records):
+            record = records[index]
+            index += 1
+            if not record.flags & FLAG_LIST:
+                continue
+            if read_list is None:
+                raise ArrayError(f"stripe {record.stripe} holds a pending list; pass read_list")
+            self.list_stripes.add(record.stripe)
+            data = read_list(record)
+            records.extend(unpack_pending_list(data, self.member_count, record.stripe))
+        return records
 
     def _parse_node(self, data: bytes, level: int, index: int) -> None:
         magic, version, kind, node_level, first, count, entry_size, _commit = struct.unpack_from(

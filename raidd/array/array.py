@@ -19,11 +19,14 @@ from parity import Geometry
 from raidd.array.allocmap import (
     FLAG_DATA,
     FLAG_FREED,
+    FLAG_LIST,
     FLAG_MAP,
     NODE_ALIGNMENT,
     AllocationMap,
     MapShape,
+    list_capacity,
     node_checksum,
+    pack_pending_list,
 )
 from raidd.array.codec import StripeCodec
 from raidd.array.lock import ArrayLock
@@ -210,8 +213,15 @@ class Array:
 
     def load_map(self) -> None:
         """Read the allocation map from the members (called once by assembly)."""
-        self.map.load(self._root, self._pending, self._read_node)
+        self.map.load(self._root, self._pending, self._read_node, self._read_list)
         self._cursor = 0
+
+    def _read_list(self, record: PendingStripe) -> bytes:
+        indices = list(range(self.geometry.data_strips))
+        strips = self.io.read_verified(
+            record.stripe, record.written_at, record.checksums, 0, indices
+        )
+        return b"".join(strips[i] for i in indices)
 
     def _read_node(self, pointer: MapPointer) -> bytes:
         def matches(data: bytes) -> bool:
@@ -457,6 +467,10 @@ class Array:
     def _write_map(
         self, event: int, tail: bytes, overrides: dict[int, np.void] | None = None
     ) -> int | None:
+        # This commit inserts the records of the last one's pending lists, so
+        # those lists are released (and freed at this commit).
+        self.map.orphans |= self.map.list_stripes
+        self.map.list_stripes = set()
         self.map.release_orphans(event)
         plans = self.map.plan()
         start = -(-len(tail) // NODE_ALIGNMENT) * NODE_ALIGNMENT
@@ -468,17 +482,15 @@ class Array:
             layout.append((stripe_index, offset))
             offset += -(-plan.size // NODE_ALIGNMENT) * NODE_ALIGNMENT
         count = stripe_index + 1
-        if count > MAX_PENDING:
-            raise ArrayError(
-                f"this commit needs {count} stripes of allocation map nodes, more than "
-                f"{MAX_PENDING}; commit after fewer stripe writes"
-            )
-        stripes = self._allocate(count, use_reserve=True)
+        list_counts = self._pending_list_counts(count)
+        # Every stripe is allocated before the tree is repointed, so that a full
+        # array fails the commit with the in-memory map unchanged.
+        allocated = self._allocate(count + sum(list_counts), use_reserve=True)
+        stripes, list_stripes = allocated[:count], allocated[count:]
         places = [(stripes[i], off) for i, off in layout]
         nodes, root = self.map.serialize(
-            plans, places, event, hidden=set(stripes), overrides=overrides
+            plans, places, event, hidden=set(allocated), overrides=overrides
         )
-        pending = []
         for index, stripe in enumerate(stripes):
             buffer = bytearray(self.stripe_data_size)
             if index == 0:
@@ -487,15 +499,53 @@ class Array:
                 buffer[node_offset : node_offset + len(data)] = data
             self.io.write_stripe(stripe, buffer)
         self.io.flush()
-        for index, stripe in enumerate(stripes):
-            flags = FLAG_MAP | (FLAG_DATA if index == 0 and tail else 0)
-            checksums = tuple(int(c) for c in self.map.entries[stripe]["checksums"])
-            pending.append(PendingStripe(stripe, event, flags, checksums))
+        records = [
+            self._pending_record(stripe, event, FLAG_MAP | (FLAG_DATA if i == 0 and tail else 0))
+            for i, stripe in enumerate(stripes)
+        ]
+        top, everything = self._write_pending_lists(records, list_stripes, list_counts, event)
         self._stop_if_beyond_tolerance("commit")
-        self.map.apply_pending(pending)
-        self._pending = pending
+        self.map.apply_pending(everything)
+        self.map.list_stripes = set(list_stripes)
+        self._pending = top
         self._root = root
         return stripes[0] if tail else None
+
+    def _pending_record(self, stripe: int, event: int, flags: int) -> PendingStripe:
+        checksums = tuple(int(c) for c in self.map.entries[stripe]["checksums"])
+        return PendingStripe(stripe, event, flags, checksums)
+
+    def _pending_list_counts(self, count: int) -> list[int]:
+        """Return how many pending-list stripes each level needs above `count` map stripes."""
+        capacity = list_capacity(self.stripe_data_size, self.geometry.members)
+        counts = []
+        while count > MAX_PENDING:
+            count = -(-count // capacity)
+            counts.append(count)
+        return counts
+
+    def _write_pending_lists(
+        self, records: list[PendingStripe], stripes: list[int], counts: list[int], event: int
+    ) -> tuple[list[PendingStripe], list[PendingStripe]]:
+        """Write the records that exceed the superblock's list into pending-list stripes.
+
+        Each level packs the records of the level below; the superblock lists
+        the top level. Returns that level and every record of the commit.
+        """
+        capacity = list_capacity(self.stripe_data_size, self.geometry.members)
+        everything = list(records)
+        level = records
+        for count in counts:
+            chosen, stripes = stripes[:count], stripes[count:]
+            for index, stripe in enumerate(chosen):
+                chunk = level[index * capacity : (index + 1) * capacity]
+                self.io.write_stripe(
+                    stripe, pack_pending_list(chunk, self.geometry.members, event)
+                )
+            self.io.flush()
+            level = [self._pending_record(s, event, FLAG_MAP | FLAG_LIST) for s in chosen]
+            everything.extend(level)
+        return level, everything
 
     def _build_table(self, event: int) -> list[MemberEntry]:
         by_uuid = {slot.member_uuid: slot for slot in [*self.slots, *self.io.shadows]}

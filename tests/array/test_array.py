@@ -9,7 +9,8 @@ from collections.abc import Callable
 
 import pytest
 
-from raidd.array.allocmap import FLAG_DATA
+from raidd.array.allocmap import FLAG_DATA, FLAG_LIST
+from raidd.array.superblock import MAX_PENDING
 from raidd.errors import ArrayError, ArrayFullError, IntegrityError
 from tests.array.conftest import MEMBER_COUNTS, ImageArray, write_random
 
@@ -231,3 +232,31 @@ def test_deleted_image_fails_member(make_array: Callable[..., ImageArray]) -> No
         assert array.metadata_root == b"r2"
         for stripe, data in {**before, **after}.items():
             assert array.read(stripe) == data
+
+
+def test_commit_changing_many_leaves(make_array: Callable[..., ImageArray]) -> None:
+    """A commit whose map nodes need more stripes than the superblock lists uses pending lists."""
+    image = make_array(1, members=2)
+    with image.open() as array:
+        # One leaf (64 entries) fills a 4 KiB stripe here, so 2500 stripes dirty 40 leaves.
+        assert array.map.shape.entries_per_leaf == 64
+        written = {array.write_stripe(b"stripe %d" % i): i for i in range(2500)}
+        array.commit(b"many")
+        lists = [p for p in array._pending if p.flags & FLAG_LIST]
+        assert lists, "the superblock should list pending-list stripes"
+        assert len(array._pending) <= MAX_PENDING
+        list_stripes = {p.stripe for p in lists}
+    with image.open() as array:
+        assert array.metadata_root == b"many"
+        for stripe, i in written.items():
+            assert array.read(stripe, 0, 16).rstrip(b"\0") == b"stripe %d" % i
+        assert array.map.list_stripes == list_stripes
+        assert array.scrub().errors == 0
+        array.commit(b"next", tail=b"small")
+        for stripe in list_stripes:
+            assert not array.map.is_allocated(stripe)
+    with image.open() as array:
+        assert array.metadata_root == b"next"
+        assert array.map.list_stripes == set()
+        for stripe, i in list(written.items())[::97]:
+            assert array.read(stripe, 0, 16).rstrip(b"\0") == b"stripe %d" % i

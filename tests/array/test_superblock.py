@@ -10,7 +10,14 @@ from pathlib import Path
 import pytest
 
 from raidd.array import superblock as sbm
-from raidd.array.allocmap import NODE_HEADER_SIZE, POINTER_SIZE, entry_dtype
+from raidd.array.allocmap import (
+    LIST_HEADER_SIZE,
+    NODE_HEADER_SIZE,
+    POINTER_SIZE,
+    entry_dtype,
+    list_capacity,
+    list_record_format,
+)
 from raidd.array.member import open_member
 from raidd.array.superblock import (
     Checkpoint,
@@ -54,6 +61,10 @@ def test_layout_pinned() -> None:
     assert NODE_HEADER_SIZE == 32
     assert POINTER_SIZE == 32
     assert entry_dtype(4).itemsize == 48
+    assert LIST_HEADER_SIZE == 24
+    assert struct.calcsize(list_record_format(4)) == 56
+    assert list_capacity(3 * 65536, 4) == 3510
+    assert list_capacity(4096, 2) == 101
 
 
 @pytest.mark.parametrize(
