@@ -2,7 +2,8 @@
 
 On the members the map is a copy-on-write radix tree. Leaves hold the
 entries of `entries_per_leaf` consecutive stripes; internal nodes hold up to
-`fanout` pointers (stripe, offset, length, BLAKE2b-128 of the child). A
+`fanout` pointers (stripe, offset, length, BLAKE2b-128 of the child, and on
+RAID0 the stripe of the child's second copy). A
 commit rewrites only the leaves whose entries changed and the internal nodes
 above them, packed into the commit's metadata stripes; the superblock points
 at the root.
@@ -28,14 +29,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from raidd.array.superblock import MapPointer, PendingStripe
-from raidd.errors import ArrayError
+from raidd.array.superblock import NO_COPY, MapPointer, PendingStripe
+from raidd.errors import ArrayError, IntegrityError
 
 FLAG_DATA = 0x1
 FLAG_MAP = 0x2
 FLAG_FREED = 0x4
 # A stripe holding a pending list: records of other metadata stripes of its commit.
 FLAG_LIST = 0x8
+# With FLAG_LIST on RAID0: the second copy of the list record just before it.
+FLAG_COPY = 0x10
 
 LIST_MAGIC = b"RPND"
 LIST_VERSION = 1
@@ -44,13 +47,16 @@ LIST_HEADER_FORMAT = "<4sHHIIQ"
 LIST_HEADER_SIZE = struct.calcsize(LIST_HEADER_FORMAT)
 
 NODE_MAGIC = b"RMAP"
-NODE_VERSION = 1
+# Version 2 pointers carry copy_stripe; version 1 nodes (32-byte pointers) still load.
+NODE_VERSION = 2
 NODE_LEAF = 0
 NODE_INTERNAL = 1
 NODE_HEADER_FORMAT = "<4sHBBQIIQ"
 NODE_HEADER_SIZE = struct.calcsize(NODE_HEADER_FORMAT)
-POINTER_FORMAT = "<QII16s"
+POINTER_FORMAT = "<QII16sQ"
 POINTER_SIZE = struct.calcsize(POINTER_FORMAT)
+POINTER_FORMAT_V1 = "<QII16s"
+POINTER_SIZE_V1 = struct.calcsize(POINTER_FORMAT_V1)
 MAX_NODE_ENTRIES = 128
 NODE_ALIGNMENT = 8
 
@@ -265,7 +271,7 @@ class AllocationMap:
                 if pointer.is_null:
                     continue
                 data = read_node(pointer)
-                self.node_refs[pointer.stripe] = self.node_refs.get(pointer.stripe, 0) + 1
+                self._add_ref(pointer)
                 self._parse_node(data, level, index)
         pending_stripes = {record.stripe for record in pending}
         self.apply_pending(pending)
@@ -289,7 +295,15 @@ class AllocationMap:
             if read_list is None:
                 raise ArrayError(f"stripe {record.stripe} holds a pending list; pass read_list")
             self.list_stripes.add(record.stripe)
-            data = read_list(record)
+            if record.flags & FLAG_COPY:
+                continue  # read above, only when the list before it failed
+            try:
+                data = read_list(record)
+            except IntegrityError:
+                copy = records[index] if index < len(records) else None
+                if copy is None or not copy.flags & FLAG_COPY:
+                    raise
+                data = read_list(copy)
             records.extend(unpack_pending_list(data, self.member_count, record.stripe))
         return records
 
@@ -298,7 +312,7 @@ class AllocationMap:
             NODE_HEADER_FORMAT, data, 0
         )
         expected_kind = NODE_LEAF if level == 0 else NODE_INTERNAL
-        if magic != NODE_MAGIC or version != NODE_VERSION or kind != expected_kind:
+        if magic != NODE_MAGIC or version not in (1, NODE_VERSION) or kind != expected_kind:
             raise ArrayError(f"allocation map node at level {level} index {index} is malformed")
         if node_level != level or first != index * self._span(level):
             raise ArrayError(f"allocation map node at level {level} index {index} is misplaced")
@@ -312,10 +326,13 @@ class AllocationMap:
             return
         children = self.pointers[level - 1]
         start = index * self.shape.fanout
-        if entry_size != POINTER_SIZE or count != min(self.shape.fanout, len(children) - start):
+        pointer_format = POINTER_FORMAT if version == NODE_VERSION else POINTER_FORMAT_V1
+        if entry_size != struct.calcsize(pointer_format) or count != min(
+            self.shape.fanout, len(children) - start
+        ):
             raise ArrayError(f"allocation map node at level {level} index {index} is malformed")
         for i in range(count):
-            fields = struct.unpack_from(POINTER_FORMAT, body, i * POINTER_SIZE)
+            fields = struct.unpack_from(pointer_format, body, i * entry_size)
             children[start + i] = MapPointer(*fields)
 
     def _span(self, level: int) -> int:
@@ -355,6 +372,7 @@ class AllocationMap:
         event: int,
         hidden: set[int],
         overrides: dict[int, np.void] | None = None,
+        copies: dict[int, int] | None = None,
     ) -> tuple[dict[int, list[tuple[int, bytes]]], MapPointer]:
         """Build the planned nodes and repoint the tree at them.
 
@@ -367,6 +385,7 @@ class AllocationMap:
             overrides: rows written in place of the in-memory ones, by stripe
                 (a job's commit writes the owner's uncommitted stripes as last
                 committed).
+            copies: on RAID0, the stripe that receives a copy of each node stripe.
 
         Returns:
             The nodes by stripe as (offset, bytes), and the new root pointer.
@@ -377,14 +396,21 @@ class AllocationMap:
             old = self.pointers[plan.level][plan.index]
             if not old.is_null:
                 self._drop_ref(old.stripe)
-            self.pointers[plan.level][plan.index] = MapPointer(
-                stripe, offset, len(data), node_checksum(data)
-            )
-            self.node_refs[stripe] = self.node_refs.get(stripe, 0) + 1
+                if old.copy_stripe != NO_COPY:
+                    self._drop_ref(old.copy_stripe)
+            copy = (copies or {}).get(stripe, NO_COPY)
+            pointer = MapPointer(stripe, offset, len(data), node_checksum(data), copy)
+            self.pointers[plan.level][plan.index] = pointer
+            self._add_ref(pointer)
             out.setdefault(stripe, []).append((offset, data))
         self.dirty.clear()
         self.deferred_dirty.clear()
         return out, self.pointers[-1][0]
+
+    def _add_ref(self, pointer: MapPointer) -> None:
+        for stripe in (pointer.stripe, pointer.copy_stripe):
+            if stripe != NO_COPY:
+                self.node_refs[stripe] = self.node_refs.get(stripe, 0) + 1
 
     def _drop_ref(self, stripe: int) -> None:
         self.node_refs[stripe] -= 1
@@ -421,7 +447,7 @@ class AllocationMap:
         start = plan.index * self.shape.fanout
         count = min(self.shape.fanout, len(children) - start)
         body = b"".join(
-            struct.pack(POINTER_FORMAT, p.stripe, p.offset, p.length, p.checksum)
+            struct.pack(POINTER_FORMAT, p.stripe, p.offset, p.length, p.checksum, p.copy_stripe)
             for p in children[start : start + count]
         )
         header = struct.pack(

@@ -17,6 +17,7 @@ import structlog
 
 from parity import Geometry
 from raidd.array.allocmap import (
+    FLAG_COPY,
     FLAG_DATA,
     FLAG_FREED,
     FLAG_LIST,
@@ -32,7 +33,9 @@ from raidd.array.codec import StripeCodec
 from raidd.array.lock import ArrayLock
 from raidd.array.stripeio import Slot, StripeIO
 from raidd.array.superblock import (
+    FORMAT_VERSION,
     MAX_PENDING,
+    NO_COPY,
     Checkpoint,
     MapPointer,
     MemberEntry,
@@ -227,9 +230,23 @@ class Array:
         def matches(data: bytes) -> bool:
             return node_checksum(data) == pointer.checksum
 
-        return self.io.read_unverified_range(
-            pointer.stripe, pointer.offset, pointer.length, matches
-        )
+        try:
+            return self.io.read_unverified_range(
+                pointer.stripe, pointer.offset, pointer.length, matches
+            )
+        except IntegrityError as error:
+            if pointer.copy_stripe == NO_COPY:
+                raise
+            log.warning(
+                "map_node_copy_used",
+                array=str(self.uuid),
+                stripe=pointer.stripe,
+                copy_stripe=pointer.copy_stripe,
+                error=str(error),
+            )
+            return self.io.read_unverified_range(
+                pointer.copy_stripe, pointer.offset, pointer.length, matches
+            )
 
     # -- writing ---------------------------------------------------------------------
 
@@ -482,27 +499,42 @@ class Array:
             layout.append((stripe_index, offset))
             offset += -(-plan.size // NODE_ALIGNMENT) * NODE_ALIGNMENT
         count = stripe_index + 1
-        list_counts = self._pending_list_counts(count)
+        copies = count if self._twin_map else 0
+        list_counts = self._pending_list_counts(count + copies)
         # Every stripe is allocated before the tree is repointed, so that a full
         # array fails the commit with the in-memory map unchanged.
-        allocated = self._allocate(count + sum(list_counts), use_reserve=True)
-        stripes, list_stripes = allocated[:count], allocated[count:]
+        allocated = self._allocate(count + copies + sum(list_counts), use_reserve=True)
+        stripes = allocated[:count]
+        copy_stripes = allocated[count : count + copies]
+        list_stripes = allocated[count + copies :]
         places = [(stripes[i], off) for i, off in layout]
         nodes, root = self.map.serialize(
-            plans, places, event, hidden=set(allocated), overrides=overrides
+            plans,
+            places,
+            event,
+            hidden=set(allocated),
+            overrides=overrides,
+            copies=dict(zip(stripes, copy_stripes, strict=False)),
         )
-        for index, stripe in enumerate(stripes):
+        buffers = []
+        for stripe in stripes:
             buffer = bytearray(self.stripe_data_size)
-            if index == 0:
-                buffer[: len(tail)] = tail
             for node_offset, data in nodes.get(stripe, []):
                 buffer[node_offset : node_offset + len(data)] = data
+            buffers.append(buffer)
+        # A copy holds the nodes only: the tail is the caller's, which keeps its own copies.
+        for stripe, buffer in zip(copy_stripes, buffers, strict=False):
+            self.io.write_stripe(stripe, buffer)
+        self.io.flush()
+        buffers[0][: len(tail)] = tail
+        for stripe, buffer in zip(stripes, buffers, strict=True):
             self.io.write_stripe(stripe, buffer)
         self.io.flush()
         records = [
             self._pending_record(stripe, event, FLAG_MAP | (FLAG_DATA if i == 0 and tail else 0))
             for i, stripe in enumerate(stripes)
         ]
+        records += [self._pending_record(stripe, event, FLAG_MAP) for stripe in copy_stripes]
         top, everything = self._write_pending_lists(records, list_stripes, list_counts, event)
         self._stop_if_beyond_tolerance("commit")
         self.map.apply_pending(everything)
@@ -515,12 +547,17 @@ class Array:
         checksums = tuple(int(c) for c in self.map.entries[stripe]["checksums"])
         return PendingStripe(stripe, event, flags, checksums)
 
+    @property
+    def _twin_map(self) -> bool:
+        """Tell whether map stripes are written twice: on RAID0, which has no parity."""
+        return self.level == 0
+
     def _pending_list_counts(self, count: int) -> list[int]:
         """Return how many pending-list stripes each level needs above `count` map stripes."""
         capacity = list_capacity(self.stripe_data_size, self.geometry.members)
         counts = []
         while count > MAX_PENDING:
-            count = -(-count // capacity)
+            count = -(-count // capacity) * (2 if self._twin_map else 1)
             counts.append(count)
         return counts
 
@@ -537,13 +574,20 @@ class Array:
         level = records
         for count in counts:
             chosen, stripes = stripes[:count], stripes[count:]
+            # On RAID0 the second half receives copies, listed each after its original.
+            lists = count // 2 if self._twin_map else count
             for index, stripe in enumerate(chosen):
-                chunk = level[index * capacity : (index + 1) * capacity]
+                chunk = level[(index % lists) * capacity : (index % lists + 1) * capacity]
                 self.io.write_stripe(
                     stripe, pack_pending_list(chunk, self.geometry.members, event)
                 )
             self.io.flush()
-            level = [self._pending_record(s, event, FLAG_MAP | FLAG_LIST) for s in chosen]
+            level = []
+            for index in range(lists):
+                level.append(self._pending_record(chosen[index], event, FLAG_MAP | FLAG_LIST))
+                if self._twin_map:
+                    flags = FLAG_MAP | FLAG_LIST | FLAG_COPY
+                    level.append(self._pending_record(chosen[lists + index], event, flags))
             everything.extend(level)
         return level, everything
 
@@ -572,6 +616,7 @@ class Array:
             failed_before = sum(1 for slot in self.slots if not slot.writable)
             table = self._build_table(event)
             base = copy.copy(self._template)
+            base.version = FORMAT_VERSION
             base.event_counter = event
             base.commit_tag = secrets.randbits(63)
             base.commit_time = int(time.time())

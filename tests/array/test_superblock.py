@@ -48,7 +48,7 @@ def field_offsets(fields: tuple[tuple[str, str, str], ...]) -> dict[str, tuple[i
 
 def test_layout_pinned() -> None:
     assert sbm.SUPERBLOCK_SIZE == 65536
-    assert sbm.HEADER_SIZE == 548
+    assert sbm.HEADER_SIZE == 556
     assert sbm.MEMBER_ENTRY_SIZE == 296
     assert sbm.PENDING_SIZE == 280
     assert (sbm.MEMBER_TABLE_OFFSET, sbm.PENDING_OFFSET) == (1024, 10496)
@@ -58,8 +58,9 @@ def test_layout_pinned() -> None:
     assert offsets["array_name"] == (120, 64)
     assert offsets["map_root_checksum"] == (220, 16)
     assert offsets["metadata_root"] == (292, 256)
+    assert offsets["map_root_copy_stripe"] == (548, 8)
     assert NODE_HEADER_SIZE == 32
-    assert POINTER_SIZE == 32
+    assert POINTER_SIZE == 40
     assert entry_dtype(4).itemsize == 48
     assert LIST_HEADER_SIZE == 24
     assert struct.calcsize(list_record_format(4)) == 56
@@ -131,7 +132,7 @@ def test_checksum_mismatch() -> None:
 def test_newer_version_refused_naming_both() -> None:
     data = bytearray(sample().pack())
     struct.pack_into("<I", data, 8, 9)
-    with pytest.raises(UnsupportedFormatError, match=r"version 9 .*version 1"):
+    with pytest.raises(UnsupportedFormatError, match=r"version 9 .*version 2"):
         unpack_superblock(bytes(data))
 
 
