@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pty
 import select
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -93,14 +94,14 @@ def test_remove_warns_about_absent_member(raidd: Callable[..., Result], tmp_path
 
 
 def _run_on_terminal(args: list[str], answers: list[bytes]) -> tuple[int, str]:
-    """Run `raidd ARGS` on a pseudo-terminal, typing each answer after each prompt."""
+    """Run `raidd ARGS` on a pseudo-terminal, typing one answer after each prompt."""
     pid, fd = pty.fork()
     if pid == 0:
         code = "import sys; from raidd.cli import main; sys.exit(main(sys.argv[1:]))"
         os.execv(sys.executable, [sys.executable, "-c", code, *args])
     output = b""
+    answered = 0
     deadline = time.monotonic() + 60
-    pending = list(answers)
     while time.monotonic() < deadline:
         ready, _, _ = select.select([fd], [], [], 1.0)
         if not ready:
@@ -112,9 +113,17 @@ def _run_on_terminal(args: list[str], answers: list[bytes]) -> tuple[int, str]:
         if not chunk:
             break
         output += chunk
-        if pending and output.rstrip().endswith(b":"):
-            os.write(fd, pending.pop(0) + b"\n")
-    _, status = os.waitpid(pid, 0)
+        # Each prompt ends with "passphrase: "; answer each one once.
+        while answered < min(output.count(b"passphrase: "), len(answers)):
+            os.write(fd, answers[answered] + b"\n")
+            answered += 1
+    finished, status = os.waitpid(pid, os.WNOHANG)
+    while finished == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+        finished, status = os.waitpid(pid, os.WNOHANG)
+    if finished == 0:  # still waiting for input after the deadline
+        os.kill(pid, signal.SIGKILL)
+        _, status = os.waitpid(pid, 0)
     os.close(fd)
     return os.waitstatus_to_exitcode(status), output.decode(errors="replace")
 
