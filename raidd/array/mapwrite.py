@@ -87,7 +87,8 @@ class MapWriter:
             for node_offset, data in nodes.get(stripe, []):
                 buffer[node_offset : node_offset + len(data)] = data
             buffers.append(buffer)
-        # A copy holds the nodes only: the tail is the caller's, which keeps its own copies.
+        # A copy contains the nodes only. The tail is the caller's data, and a copy the
+        # caller does not know of would outlive its frees (and an erasure).
         for stripe, buffer in zip(copy_stripes, buffers, strict=False):
             self.io.write_stripe(stripe, buffer)
         self.io.flush()
