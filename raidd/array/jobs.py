@@ -39,7 +39,9 @@ DEFAULT_MAX_RATE = 0.0
 READ_RETRIES = 3
 # A job reads up to this many bytes per member with one pread.
 RUN_BYTES = 8 * MiB
-# Runs read ahead of the one being checked.
+# Runs read ahead of the one being checked. NOTE: a job holds READ_AHEAD_RUNS + 1
+# buffers of RUN_BYTES per member, plus two of RUN_BYTES for the XOR (112 MiB on
+# four members).
 READ_AHEAD_RUNS = 2
 FOREGROUND_WINDOW = 1.0
 
