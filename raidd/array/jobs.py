@@ -40,7 +40,7 @@ READ_RETRIES = 3
 # A job reads up to this many bytes per member with one pread.
 RUN_BYTES = 8 * MiB
 # Runs read ahead of the one being checked. NOTE: a job holds READ_AHEAD_RUNS + 1
-# buffers of RUN_BYTES per member, plus two of RUN_BYTES for the XOR (112 MiB on
+# buffers of RUN_BYTES per member read, plus one or two for the XOR (about 100 MiB on
 # four members).
 READ_AHEAD_RUNS = 2
 FOREGROUND_WINDOW = 1.0
