@@ -23,12 +23,12 @@ within a register", as Anvin's paper describes for the Linux kernel):
 The integer product in the last line cannot carry between bytes because
 ``high >> 7`` is 0 or 1 in each byte and 0x1d < 0x100.
 
-Multiplication by any other constant c uses a table: ``mul_table16(c)``
-maps each 16-bit value (two bytes) to the two products, built from the
-log/antilog tables, and is applied with ``np.take`` over the strip viewed
-as uint16 (one lookup per two bytes; the table is 128 KiB, so it stays in
-the L2 cache). Byte order does not matter: each byte of the index maps to
-the byte at the same position of the result.
+Multiplication by any other constant c uses a table. ``mul_table16(c)``,
+built from the log/antilog tables, maps each 16-bit value (two bytes) to
+the two products. ``np.take`` applies it to the strip viewed as uint16, one
+lookup per two bytes, and the 128 KiB table fits in the L2 cache. Byte
+order does not matter, because each byte of the index maps to the byte at
+the same position of the result.
 """
 
 from __future__ import annotations

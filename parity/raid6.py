@@ -211,7 +211,7 @@ def two_data_syndromes(
     """Set ``d_p`` to dP = P + P_s and ``r`` to Q_s + g^x * dP, for one block.
 
     This is ``horner`` over the data with dP in place of D_x and zero in place
-    of D_y, with dP built in the same descending loop: each strip above x is
+    of D_y, and dP is built in the same descending loop. Each strip above x is
     XORed into dP right after it is XORed into ``r``, while it is still in
     cache. The strips below x (all present, as y > x) and P start dP first.
     """

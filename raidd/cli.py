@@ -10,7 +10,7 @@ import structlog
 
 import crypto
 from raidd import __version__
-from raidd.errors import EXIT_USAGE, RaiddError
+from raidd.errors import EXIT_INTERRUPTED, EXIT_USAGE, RaiddError
 
 # One module per command under raidd/commands; each registers its own parser.
 COMMAND_MODULES = (
@@ -18,6 +18,15 @@ COMMAND_MODULES = (
     "raidd.commands.examine",
     "raidd.commands.key",
     "raidd.commands.header",
+    "raidd.commands.backup",
+    "raidd.commands.snapshots",
+    "raidd.commands.ls",
+    "raidd.commands.restore",
+    "raidd.commands.forget",
+    "raidd.commands.gc",
+    "raidd.commands.check",
+    "raidd.commands.scrub",
+    "raidd.commands.serve",
 )
 
 
@@ -26,6 +35,12 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--json", action="store_true", default=argparse.SUPPRESS, help="print JSON for scripts"
+    )
+    common.add_argument(
+        "--config",
+        metavar="FILE",
+        default=argparse.SUPPRESS,
+        help="configuration file (default /etc/raidd/raidd.toml)",
     )
     parser = argparse.ArgumentParser(
         prog="raidd",
@@ -44,22 +59,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
-        parser.print_help()
-        return 0
-    # The offline commands print their results; their warnings go to stderr
-    # (looked up at each event, so a replaced sys.stderr is followed).
-    structlog.configure(
-        logger_factory=lambda *args: structlog.PrintLogger(sys.stderr),
-        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
-    )
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    # The offline commands print their results and warnings themselves, once each.
+    # The engine's warning events would repeat them, so only errors are logged, to
+    # the sys.stderr of each event (a replaced sys.stderr is followed). The daemon
+    # configures its own logging.
+    if args.command != "serve":
+        structlog.configure(
+            logger_factory=lambda *args: structlog.PrintLogger(sys.stderr),
+            wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR),
+        )
+    name = " ".join(part for part in (args.command, getattr(args, "key_action", None)) if part)
     try:
         return int(args.run(args))
     except RaiddError as error:
-        print(f"raidd {args.command}: {error}", file=sys.stderr)
+        print(f"raidd {name}: {error}", file=sys.stderr)
         return error.exit_code
     except crypto.CryptoError as error:
-        print(f"raidd {args.command}: {error}", file=sys.stderr)
+        print(f"raidd {name}: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"raidd {name}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -114,8 +114,8 @@ class ControlConfig:
     """The control socket and the group whose members may use it."""
 
     socket: Path = Path("/run/raidd/control.sock")
-    group: str = "raidd"
-    group_explicit: bool = False
+    # None: the socket is mode 0600 and serves root only.
+    group: str | None = None
 
 
 @dataclass(frozen=True)
@@ -291,11 +291,9 @@ def _group(value: object, key: str) -> str:
 
 
 def _parse_control(table: Table) -> ControlConfig:
-    explicit = "group" in table.data
     config = ControlConfig(
         socket=table.get("socket", table.path, ControlConfig.socket),
         group=table.get("group", _group, ControlConfig.group),
-        group_explicit=explicit,
     )
     table.finish()
     return config

@@ -3,7 +3,8 @@
 Exit codes (also listed in the README):
     0 done, 1 done with warnings, 2 usage or configuration error,
     3 integrity error (data lost beyond the fault tolerance),
-    4 array busy, 5 no keyslot opens with the key given.
+    4 array busy, 5 no keyslot opens with the key given,
+    130 interrupted (Ctrl-C), as shells report a SIGINT.
 """
 
 EXIT_OK = 0
@@ -12,6 +13,7 @@ EXIT_USAGE = 2
 EXIT_INTEGRITY = 3
 EXIT_BUSY = 4
 EXIT_KEY = 5
+EXIT_INTERRUPTED = 130
 
 
 class RaiddError(Exception):

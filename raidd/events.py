@@ -27,6 +27,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import structlog
@@ -55,16 +56,22 @@ class EventHook:
     """A runner of the configured event program, one event at a time, off the caller's thread.
 
     Args:
-        program: the program's path, or None when no hook is configured
-            (then `emit()` does nothing).
+        program: the program's path, or the program and its arguments, or
+            None when no hook is configured (then `emit()` does nothing).
         timeout: seconds a run may take before its process group is killed.
         max_pending: events queued at most; more are dropped and logged.
     """
 
     def __init__(
-        self, program: str | None, *, timeout: float = 30.0, max_pending: int = 100
+        self,
+        program: str | Sequence[str] | None,
+        *,
+        timeout: float = 30.0,
+        max_pending: int = 100,
     ) -> None:
-        self.program = program
+        # A sequence is a program and its arguments, as `[events] program`
+        # gives it; the event name is appended to it.
+        self.program = (program,) if isinstance(program, str) else program
         self.timeout = timeout
         self._queue: queue.Queue[tuple[str, dict[str, Any]] | None] = queue.Queue(max_pending)
         self._thread: threading.Thread | None = None
@@ -183,7 +190,7 @@ class EventHook:
         started = time.monotonic()
         try:
             process = subprocess.Popen(
-                [self.program, event],
+                [*self.program, event],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.DEVNULL,
                 stderr=stderr,

@@ -1,26 +1,76 @@
-"""The `raidctl` command: a client of the raidd control socket."""
+"""The `raidctl` command: a client of the raidd control socket.
+
+Options (`--socket`, `--json`) are accepted before or after the
+subcommand. Exit codes are those of the offline `raidd` commands: 0 done,
+1 done with warnings, 2 usage or request error, 3 integrity error, 4 array
+busy, 5 key error. A daemon that cannot be reached is a request error.
+`status --test` exits 1 when degraded or behind and 3 when failed.
+"""
 
 import argparse
+import importlib
+import os
 import sys
 from collections.abc import Sequence
 
 from raidd import __version__
+from raidd.control.client import ControlClient
+from raidd.ctl.common import Context, socket_path
+from raidd.errors import RaiddError
+
+SUBCOMMAND_MODULES = (
+    "raidd.ctl.status",
+    "raidd.ctl.members",
+    "raidd.ctl.jobs",
+    "raidd.ctl.keys",
+    "raidd.ctl.backups",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # SUPPRESS keeps a subcommand's default from overwriting an option given before it.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help="print JSON for scripts"
+    )
+    common.add_argument(
+        "--socket",
+        default=argparse.SUPPRESS,
+        help="control socket (default $RAIDD_SOCKET or /run/raidd/control.sock)",
+    )
     parser = argparse.ArgumentParser(
         prog="raidctl",
+        parents=[common],
         description="Query and administer a running raidd daemon through its control socket.",
     )
     parser.add_argument("--version", action="version", version=f"raidctl {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in SUBCOMMAND_MODULES:
+        importlib.import_module(name).register(subparsers, common)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    parser.parse_args(argv)
-    parser.print_help()
-    return 0
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    client = ControlClient(socket_path(args))
+    try:
+        with client:
+            return int(args.run(Context(args, client)))
+    except RaiddError as error:
+        print(f"raidctl {args.command}: {error}", file=sys.stderr)
+        return error.exit_code
+    except BrokenPipeError:
+        # The reader of our output went away (`raidctl status | head`): not an error.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+    except KeyboardInterrupt:
+        print(f"raidctl {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

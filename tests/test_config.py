@@ -45,8 +45,7 @@ def test_minimal_file_gets_defaults(tmp_path: Path) -> None:
     assert config.watches == ()
     assert config.state.directory == Path("/var/lib/raidd")
     assert config.control.socket == Path("/run/raidd/control.sock")
-    assert config.control.group == "raidd"
-    assert config.control.group_explicit is False
+    assert config.control.group is None
     assert config.watcher.quiet_period == 5.0
     assert config.sqlite.large_size == 256 << 20
     assert config.limits.rebuild_min_mib_s == 10
@@ -129,7 +128,6 @@ def test_full_file(tmp_path: Path) -> None:
     assert config.watch_named("missing") is None
     assert config.state.directory == tmp_path / "state"
     assert config.control.group == group
-    assert config.control.group_explicit is True
     assert config.events.program == ("/usr/local/bin/notify", "--raidd")
     assert config.events.timeout == 60.0
     assert config.watcher.max_delay == 60.0
@@ -357,6 +355,4 @@ def test_every_key_documented() -> None:
     }
     for table, cls in tables.items():
         for item in fields(cls):
-            if item.name == "group_explicit":
-                continue
             assert f"`{table}.{item.name}`" in text, f"{table}.{item.name} is not documented"

@@ -20,14 +20,23 @@ from parity import Geometry
 from raidd.array.array import Array, AssemblyReport, Spare
 from raidd.array.codec import strip_checksum
 from raidd.array.lock import ArrayLock, default_lock_dir
-from raidd.array.member import DeviceIdentity, Member, MemberError, identify, open_member
+from raidd.array.member import (
+    DeviceIdentity,
+    Member,
+    MemberError,
+    backing_identity,
+    identify,
+    open_member,
+)
 from raidd.array.stripeio import Slot
 from raidd.array.superblock import (
     CheckpointKind,
     MemberState,
     MemberSuperblocks,
     Superblock,
+    UnsupportedFormatError,
     read_superblocks,
+    size_problem,
 )
 from raidd.errors import ArrayError
 
@@ -48,6 +57,8 @@ class Candidate:
     identity: DeviceIdentity | None
     superblocks: MemberSuperblocks | None
     error: str | None
+    size: int | None = None
+    also: tuple[DeviceIdentity, ...] = ()
 
     @property
     def sb(self) -> Superblock | None:
@@ -58,18 +69,21 @@ def probe(path: str) -> Candidate:
     """Read a path's superblocks without claiming it (works beside a running daemon)."""
     try:
         identity = identify(path)
+        backing = backing_identity(path)
         member = open_member(path, writable=False, claim=False)
     except MemberError as error:
         return Candidate(path, None, None, str(error))
+    also = () if backing is None else (backing,)
     try:
-        copies = read_superblocks(member)
+        copies = read_superblocks(member, refuse_newer=False)
     except MemberError as error:
-        return Candidate(path, identity, None, str(error))
+        return Candidate(path, identity, None, str(error), member.size, also)
     finally:
         member.close()
     if copies.newest is None:
-        return Candidate(path, identity, copies, f"no valid raidd superblock ({copies.error})")
-    return Candidate(path, identity, copies, None)
+        reason = copies.unsupported or f"no valid raidd superblock ({copies.error})"
+        return Candidate(path, identity, copies, reason, member.size, also)
+    return Candidate(path, identity, copies, None, member.size, also)
 
 
 def _describe(candidate: Candidate) -> str:
@@ -80,7 +94,11 @@ def _describe(candidate: Candidate) -> str:
 
 
 def _reject(
-    report: AssemblyReport, candidate: Candidate, reason: str, stale: bool = False
+    report: AssemblyReport,
+    candidate: Candidate,
+    reason: str,
+    stale: bool = False,
+    kind: str = "",
 ) -> None:
     sb = candidate.sb
     item = {
@@ -88,6 +106,7 @@ def _reject(
         "member_uuid": str(sb.member_uuid) if sb else "",
         "array_uuid": str(sb.array_uuid) if sb else "",
         "reason": reason,
+        "kind": kind,
     }
     (report.stale if stale else report.rejected).append(item)
     log.warning("member_not_used", stale=stale, **item)
@@ -99,13 +118,15 @@ def _probe_all(paths: Iterable[str]) -> tuple[list[Candidate], AssemblyReport]:
     candidates = []
     for path in paths:
         candidate = probe(str(path))
-        if candidate.identity is not None and candidate.identity in seen:
-            log.info(
-                "member_path_duplicate", path=candidate.path, same_as=seen[candidate.identity]
-            )
+        if candidate.superblocks is not None and candidate.superblocks.unsupported:
+            raise UnsupportedFormatError(f"member {path}: {candidate.superblocks.unsupported}")
+        keys = [] if candidate.identity is None else [candidate.identity, *candidate.also]
+        same = next((seen[key] for key in keys if key in seen), None)
+        if same is not None:
+            log.info("member_path_duplicate", path=candidate.path, same_as=same)
             continue
-        if candidate.identity is not None:
-            seen[candidate.identity] = candidate.path
+        for key in keys:
+            seen[key] = candidate.path
         candidates.append(candidate)
     return candidates, report
 
@@ -127,7 +148,10 @@ def _choose_array(candidates: list[Candidate], array_uuid: uuid.UUID | None) -> 
         raise ArrayError(f"no raidd member found ({reasons or 'no paths given'})")
     if len(arrays) > 1:
         listing = "; ".join(f"array {u}: {', '.join(p)}" for u, p in arrays.items())
-        raise ArrayError(f"the paths hold several arrays ({listing}); configure the uuid to use")
+        raise ArrayError(
+            f"the paths hold several arrays ({listing}); give the paths of one array only, "
+            "or configure the uuid of the array to use"
+        )
     return next(iter(arrays))
 
 
@@ -252,10 +276,10 @@ def assemble(
     chosen = _choose_array(candidates, wanted)
     if search_recorded_paths:
         ours = [c for c in candidates if c.sb is not None and c.sb.array_uuid == chosen]
-        known = {c.path for c in candidates}
+        known = {c.path for c in candidates} | set(texts)
         more, _ = _probe_all(_recorded_paths(ours, known))
-        identities = {c.identity for c in candidates}
-        candidates += [c for c in more if c.identity not in identities]
+        identities = {key for c in candidates for key in (c.identity, *c.also)}
+        candidates += [c for c in more if not identities & {c.identity, *c.also}]
     members = []
     for candidate in candidates:
         sb = candidate.sb
@@ -263,12 +287,19 @@ def assemble(
             _reject(report, candidate, candidate.error or "no valid raidd superblock")
         elif sb.array_uuid != chosen:
             _reject(report, candidate, f"member of another array {sb.array_uuid}")
+        elif candidate.size is not None and size_problem(candidate.path, candidate.size, sb):
+            problem = size_problem(candidate.path, candidate.size, sb)
+            _reject(report, candidate, problem or "", kind="too_small")
         else:
             members.append(candidate)
     members = _find_duplicates(members, report)
     active = [c for c in members if c.sb is not None and c.sb.role >= 0]
     if not active:
-        raise ArrayError(f"array {chosen}: only spares found")
+        unused = "; ".join(f"{item['path']}: {item['reason']}" for item in report.rejected)
+        raise ArrayError(
+            f"array {chosen}: no usable active member found, only spares"
+            f"{f' (not used: {unused})' if unused else ''}"
+        )
     newest = max((c.sb for c in active if c.sb is not None), key=lambda sb: sb.event_counter)
     _check_split_brain(active, newest)
     kinds = {c.path: _classify(c, newest, report) for c in members}
@@ -369,7 +400,9 @@ def _build_slots(
             if member.identity != candidate.identity:
                 raise ArrayError(f"member {candidate.path} changed while the array was assembled")
             slot.member = member
-            slot.path = candidate.path
+            # The member table stores absolute paths, so a later run from another
+            # directory still finds the member at its recorded path.
+            slot.path = os.path.abspath(candidate.path)
             if kinds[candidate.path] == "behind":
                 behind.append(slot)
         if entry.state is MemberState.REBUILDING:
@@ -382,7 +415,12 @@ def _build_slots(
             member = opener(candidate.path, not read_only)
             opened.append(member)
             shadow = Slot(
-                role, target.member_uuid, MemberState.REBUILDING, 0, candidate.path, member
+                role,
+                target.member_uuid,
+                MemberState.REBUILDING,
+                0,
+                os.path.abspath(candidate.path),
+                member,
             )
             _restore_progress(shadow, newest)
             shadows.append(shadow)
@@ -392,7 +430,7 @@ def _build_slots(
         if entry.state is MemberState.SPARE and candidate is not None:
             member = opener(candidate.path, not read_only)
             opened.append(member)
-            spares.append(Spare(entry.member_uuid, candidate.path, member))
+            spares.append(Spare(entry.member_uuid, os.path.abspath(candidate.path), member))
     return slots, behind, spares, shadows
 
 

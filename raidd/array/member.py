@@ -20,7 +20,7 @@ from pathlib import Path
 
 import structlog
 
-from raidd.errors import MemberError
+from raidd.errors import EXIT_BUSY, MemberError
 
 log = structlog.get_logger(__name__)
 
@@ -62,6 +62,8 @@ class MemberIOError(MemberError):
 class MemberClaimedError(MemberError):
     """A member that another process holds (exclusive open or lock)."""
 
+    exit_code = EXIT_BUSY
+
 
 @dataclass(frozen=True)
 class DeviceIdentity:
@@ -92,6 +94,50 @@ def identify(path: str | os.PathLike[str]) -> DeviceIdentity:
     except OSError as error:
         raise MemberError(f"cannot stat member {path}: {error.strerror}") from error
     return _identity_of(str(path), st)
+
+
+# LOOP_GET_STATUS64 from <linux/loop.h>; struct loop_info64 starts with the backing
+# file's lo_device and lo_inode (two u64) and is 232 bytes long.
+LOOP_GET_STATUS64 = 0x4C05
+LOOP_INFO64_SIZE = 232
+LOOP_MAJOR = 7
+
+
+def backing_identity(path: str | os.PathLike[str]) -> DeviceIdentity | None:
+    """Return the identity of the file behind a loop device, or None for anything else.
+
+    A loop device and its backing file reach the same bytes, so callers that
+    reject duplicate members compare this identity as well.
+    """
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    if not stat.S_ISBLK(st.st_mode) or os.major(st.st_rdev) != LOOP_MAJOR:
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as error:
+        raise MemberError(f"cannot open loop device {path}: {error.strerror}") from error
+    try:
+        info = fcntl.ioctl(fd, LOOP_GET_STATUS64, bytes(LOOP_INFO64_SIZE))
+    except OSError as error:
+        if error.errno == errno.ENXIO:
+            return None  # a loop device with no backing file attached
+        raise MemberError(
+            f"cannot read the backing file of loop device {path}: {error.strerror}"
+        ) from error
+    finally:
+        os.close(fd)
+    device, inode = struct.unpack_from("=QQ", info)
+    return DeviceIdentity("file", device, inode)
+
+
+def identities(path: str | os.PathLike[str]) -> list[DeviceIdentity]:
+    """Return every identity of `path`: its own, and its backing file's for a loop device."""
+    own = identify(path)
+    backing = backing_identity(path)
+    return [own] if backing is None else [own, backing]
 
 
 def _identity_of(path: str, st: os.stat_result) -> DeviceIdentity:

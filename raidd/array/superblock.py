@@ -315,6 +315,31 @@ def pack_superblock(sb: Superblock) -> bytes:
     return bytes(buffer)
 
 
+LEVELS = (0, 1, 5, 6, 10)
+MIN_STRIP_SIZE = 4096
+
+
+def _check_plausible(header: dict[str, object]) -> None:
+    """Reject a copy whose checksum matches but whose fields no raidd writes.
+
+    The checksum is unkeyed, so a crafted copy passes it; these checks keep
+    such a copy from being trusted as geometry.
+    """
+    size, level, count = header["superblock_size"], header["level"], header["member_count"]
+    strip, role = header["strip_size"], header["role"]
+    assert isinstance(strip, int) and isinstance(role, int) and isinstance(count, int)
+    if size != SUPERBLOCK_SIZE:
+        raise ValueError(f"superblock size field is {size}, expected {SUPERBLOCK_SIZE}")
+    if level not in LEVELS:
+        raise ValueError(f"unknown RAID level {level}")
+    if not 1 <= count <= MAX_MEMBERS:
+        raise ValueError(f"member count {count} out of range 1..{MAX_MEMBERS}")
+    if strip < MIN_STRIP_SIZE or strip & (strip - 1):
+        raise ValueError(f"strip size {strip} is not a power of two of at least 4096 bytes")
+    if role != SPARE_ROLE and not 0 <= role < count:
+        raise ValueError(f"role {role} out of range for {count} members")
+
+
 def unpack_superblock(data: bytes) -> Superblock:
     """Parse one copy.
 
@@ -344,11 +369,16 @@ def unpack_superblock(data: bytes) -> Superblock:
         raise ValueError("superblock metadata root length out of range")
     if header["keyslot_area_length"] > KEYSLOT_RESERVED:
         raise ValueError("superblock keyslot area length out of range")
+    _check_plausible(header)
     members = []
     for index in range(member_count):
         fields = struct.unpack_from(
             MEMBER_ENTRY_FORMAT, data, MEMBER_TABLE_OFFSET + index * MEMBER_ENTRY_SIZE
         )
+        if fields[1] != SPARE_ROLE and not 0 <= fields[1] < header["member_count"]:
+            raise ValueError(f"member table entry {index} has role {fields[1]} out of range")
+        if fields[4] > PATH_MAX:
+            raise ValueError(f"member table entry {index} has path length {fields[4]}")
         members.append(
             MemberEntry(
                 member_uuid=uuid.UUID(bytes=fields[0]),
@@ -431,6 +461,7 @@ class MemberSuperblocks:
 
     copies: list[SuperblockCopy]
     newest: Superblock | None
+    unsupported: str | None = None
 
     @property
     def error(self) -> str:
@@ -438,8 +469,14 @@ class MemberSuperblocks:
         return "; ".join(sorted(reasons)) or "no valid superblock"
 
 
-def read_superblocks(member: Member) -> MemberSuperblocks:
+def read_superblocks(member: Member, *, refuse_newer: bool = True) -> MemberSuperblocks:
     """Read all three copies of a member's superblock.
+
+    Args:
+        member: the open member.
+        refuse_newer: raise when a copy has a newer format version; otherwise
+            that copy is listed as invalid and `unsupported` names both versions
+            (examine reports it per member).
 
     Raises:
         UnsupportedFormatError: a copy carries a newer format version.
@@ -449,19 +486,26 @@ def read_superblocks(member: Member) -> MemberSuperblocks:
         raise MemberError(f"member {member.path} is too small ({member.size} bytes) for raidd")
     places = [("0", SLOT_OFFSETS[0]), ("1", SLOT_OFFSETS[1]), ("end", end_offset(member.size))]
     copies = []
+    unsupported = None
     for slot, offset in places:
         try:
             data = member.pread(SUPERBLOCK_SIZE, offset)
             copies.append(SuperblockCopy(slot, offset, unpack_superblock(data), None))
         except UnsupportedFormatError as error:
-            raise UnsupportedFormatError(f"member {member.path}: {error}") from None
+            if refuse_newer:
+                raise UnsupportedFormatError(f"member {member.path}: {error}") from None
+            unsupported = str(error)
+            copies.append(SuperblockCopy(slot, offset, None, str(error)))
         except MemberError as error:
             copies.append(SuperblockCopy(slot, offset, None, f"read failed: {error}"))
         except ValueError as error:
             copies.append(SuperblockCopy(slot, offset, None, str(error)))
     valid = [copy.superblock for copy in copies if copy.superblock is not None]
     newest = max(valid, key=lambda sb: sb.event_counter, default=None)
-    return MemberSuperblocks(copies, newest)
+    if unsupported is not None:
+        # A member with any newer copy is not used by this raidd, whatever its other copies.
+        newest = None
+    return MemberSuperblocks(copies, newest, unsupported)
 
 
 def write_superblock(member: Member, sb: Superblock) -> None:
@@ -480,3 +524,24 @@ def wipe_superblocks(member: Member) -> None:
     zero = bytes(SUPERBLOCK_SIZE)
     for offset in (*SLOT_OFFSETS, end_offset(member.size)):
         member.pwrite(zero, offset)
+
+
+def needed_size(sb: Superblock) -> int:
+    """Return the smallest member size that holds `sb`'s data area and the end copy after it."""
+    return sb.data_offset + sb.data_size + SUPERBLOCK_SIZE
+
+
+def size_problem(path: str, size: int, sb: Superblock) -> str | None:
+    """Return why a member of `size` bytes cannot hold `sb`'s array, or None when it can.
+
+    A truncated image would put the end copy inside the data area, so a
+    commit would overwrite stripe data.
+    """
+    needed = needed_size(sb)
+    if end_offset(size) >= sb.data_offset + sb.data_size:
+        return None
+    return (
+        f"member {path} has {size} bytes, but array {sb.array_uuid} needs {needed} bytes on "
+        f"each member (data area up to {sb.data_offset + sb.data_size}, then the 64 KiB end "
+        f"superblock); restore its size (truncate -s {needed} for an image file) or replace it"
+    )

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import crypto
 from raidd.array.create import DEFAULT_STRIP_SIZE, create_array
+from raidd.commands.output import printable
 from raidd.commands.units import format_size, parse_size
-from raidd.errors import UsageError
+from raidd.errors import EXIT_OK, EXIT_WARNINGS, UsageError
 
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -33,7 +34,10 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     )
     parser.add_argument("--name", default="", help="array name, at most 64 bytes")
     parser.add_argument(
-        "--size", type=parse_size, help="create missing members as image files of this size"
+        "--size",
+        type=parse_size,
+        help="create missing members as sparse image files (mode 0600) of this many bytes; "
+        "units K, KiB, M, MiB, G, GiB, T, TiB are powers of 1024 (for example 16MiB, 2GiB)",
     )
     parser.add_argument(
         "--spare", action="append", default=[], metavar="PATH", help="a spare member (repeatable)"
@@ -65,9 +69,12 @@ def run(args: argparse.Namespace) -> int:
         # Read it now, so a bad key file is rejected before anything is written.
         crypto.read_keyfile(args.keyfile)
 
+    made_keyfile: list[Path] = []
+
     def make_keyslot_area() -> bytes:
         if args.new_keyfile is not None:
             crypto.write_new_keyfile(args.new_keyfile)
+            made_keyfile.append(args.new_keyfile)
             path = args.new_keyfile
         else:
             path = args.keyfile
@@ -79,18 +86,25 @@ def run(args: argparse.Namespace) -> int:
             master.wipe()
             secret[:] = bytes(len(secret))
 
-    created = create_array(
-        args.members,
-        level=args.level,
-        strip_size=args.strip_size,
-        name=args.name,
-        spares=args.spare,
-        size=args.size,
-        force=args.force,
-        keyslot_area=make_keyslot_area,
-    )
+    try:
+        created = create_array(
+            args.members,
+            level=args.level,
+            strip_size=args.strip_size,
+            name=args.name,
+            spares=args.spare,
+            size=args.size,
+            force=args.force,
+            keyslot_area=make_keyslot_area,
+        )
+    except BaseException:
+        # The key file opens nothing when no array was made with it.
+        for path in made_keyfile:
+            path.unlink()
+        raise
     for warning in created.warnings:
-        print(f"raidd: warning: {warning}", file=sys.stderr)
+        print(f"raidd create: warning: {warning}", file=sys.stderr)
+    code = EXIT_WARNINGS if created.warnings else EXIT_OK
     keyfile = os.path.abspath(args.new_keyfile or args.keyfile)
     members = [os.path.abspath(path) for path, _ in created.members]
     spares = [os.path.abspath(path) for path, _ in created.spares]
@@ -111,16 +125,16 @@ def run(args: argparse.Namespace) -> int:
                 indent=2,
             )
         )
-        return 0
+        return code
     capacity = created.stripe_count * created.stripe_data_size
     print(
         f"Created RAID{created.level} array {created.array_uuid}"
-        f"{f' ({created.name})' if created.name else ''}: {len(members)} members, "
+        f"{f' ({printable(created.name)})' if created.name else ''}: {len(members)} members, "
         f"strips of {format_size(created.strip_size)}, {format_size(capacity)} of stripes."
     )
     print("\nAdd this to /etc/raidd/raidd.toml:\n")
     print(config_stanza(str(created.array_uuid), members, spares, keyfile, created.name))
-    return 0
+    return code
 
 
 def toml_string(text: str) -> str:

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 from raidd.array.assemble import Candidate, probe
-from raidd.array.superblock import SPARE_ROLE, MemberState, Superblock
+from raidd.array.superblock import SPARE_ROLE, MemberState, Superblock, needed_size, size_problem
+from raidd.commands.output import printable
 from raidd.commands.units import format_size
 from raidd.errors import EXIT_OK, EXIT_WARNINGS
 
@@ -51,6 +53,7 @@ def describe(candidate: Candidate) -> dict[str, Any]:
     if sb is None:
         result["error"] = candidate.error or "no valid raidd superblock"
         return result
+    problem = size_problem(candidate.path, candidate.size, sb) if candidate.size else None
     entry = sb.entry(sb.member_uuid)
     result.update(
         {
@@ -82,8 +85,12 @@ def describe(candidate: Candidate) -> dict[str, Any]:
                 if e.state is not MemberState.EMPTY
             ],
             "keyslot_area_bytes": len(sb.keyslot_area),
+            "size": candidate.size,
+            "size_needed": needed_size(sb),
         }
     )
+    if problem is not None:
+        result["size_error"] = problem
     # Put the per-copy list last, as in the text output.
     result["superblocks"] = result.pop("superblocks")
     return result
@@ -101,12 +108,12 @@ def _checkpoint(sb: Superblock) -> dict[str, Any]:
 
 
 def _print_text(info: dict[str, Any]) -> None:
-    print(f"{info['path']}:")
+    print(f"{printable(info['path'])}:")
     if "error" in info:
         print(f"  error: {info['error']}")
     else:
         print(f"  array UUID     : {info['array_uuid']}")
-        print(f"  name           : {info['name']}")
+        print(f"  name           : {printable(info['name'])}")
         print(f"  level          : RAID{info['level']}")
         print(f"  strip size     : {format_size(info['strip_size'])}")
         print(f"  members        : {info['member_count']}")
@@ -125,11 +132,29 @@ def _print_text(info: dict[str, Any]) -> None:
         for entry in info["members"]:
             print(
                 f"    {entry['role']!s:>5}  {entry['member_uuid']}  {entry['state']:<10} "
-                f"in sync at {entry['in_sync_event']:<6} {entry['path']}"
+                f"in sync at {entry['in_sync_event']:<6} {printable(entry['path'])}"
             )
     for copy in info.get("superblocks", []):
         state = f"event {copy['event_counter']}" if copy["valid"] else f"invalid: {copy['error']}"
         print(f"  copy {copy['slot']:>3} at {copy['offset']:>12}: {state}")
+
+
+def problems(info: dict[str, Any]) -> list[str]:
+    """Return the warnings of one path: no superblock, invalid copies, a too small member."""
+    path = printable(info["path"])
+    if "error" in info:
+        return [f"{path}: {info['error']}"]
+    found = []
+    invalid = [c for c in info["superblocks"] if not c["valid"]]
+    if invalid:
+        slots = ", ".join(f"copy {c['slot']} ({c['error']})" for c in invalid)
+        found.append(
+            f"{path}: {slots} invalid; the next commit rewrites them, or header-restore "
+            "puts back a saved copy"
+        )
+    if "size_error" in info:
+        found.append(info["size_error"])
+    return found
 
 
 def run(args: argparse.Namespace) -> int:
@@ -139,4 +164,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         for info in results:
             _print_text(info)
-    return EXIT_WARNINGS if any("error" in info for info in results) else EXIT_OK
+    warnings = [warning for info in results for warning in problems(info)]
+    for warning in warnings:
+        print(f"raidd examine: warning: {warning}", file=sys.stderr)
+    return EXIT_WARNINGS if warnings else EXIT_OK

@@ -9,34 +9,23 @@ per member its path and the three raw copies, then a SHA-256 of all before.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
-import struct
-from dataclasses import dataclass
+import sys
+import tempfile
+from pathlib import Path
 
-from raidd.array.lock import ArrayLock, default_lock_dir
-from raidd.array.member import MemberError, open_member
+from raidd.array.member import DeviceIdentity, identify, open_member
 from raidd.array.superblock import (
     SLOT_OFFSETS,
     SUPERBLOCK_SIZE,
-    Superblock,
     end_offset,
     read_superblocks,
-    unpack_superblock,
+    size_problem,
 )
+from raidd.commands.header_restore import run_restore
+from raidd.commands.headerfile import SavedMember, encode, newest_saved
+from raidd.commands.output import print_json, wants_json
 from raidd.errors import ArrayError, UsageError
-
-MAGIC = b"RAIDDHB\x00"
-VERSION = 1
-HEAD = struct.Struct("<8sII")
-MEMBER_HEAD = struct.Struct("<I")
-COPY_NAMES = ("0", "1", "end")
-
-
-@dataclass
-class SavedMember:
-    path: str
-    copies: list[bytes]
 
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -54,149 +43,133 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
         metavar="PATH",
         help="a member to save (repeatable)",
     )
-    backup.add_argument("--force", action="store_true", help="overwrite an existing FILE")
-    backup.add_argument("file", metavar="FILE")
+    backup.add_argument(
+        "--force",
+        action="store_true",
+        help="replace an existing FILE (the old file stays until the new one is on disk)",
+    )
+    backup.add_argument("file", metavar="FILE", help="backup file to write (mode 0600)")
     backup.set_defaults(run=run_backup)
     restore = subparsers.add_parser(
         "header-restore",
         parents=[common],
         help="write saved superblocks back to members",
-        description="Write the saved superblock copies back. A member is matched by its "
-        "member UUID when it still has a valid superblock, else by its saved path.",
+        description="Write the saved superblock copies back. A member with a valid superblock "
+        "is matched by its member UUID. A member without one, or one that now belongs to "
+        "another array, must be named as PATH=MEMBER_UUID (run examine on the backup's "
+        "members, or read the list this command prints). Every member is checked before the "
+        "first one is written.",
     )
     restore.add_argument(
         "--member",
         action="append",
         required=True,
-        metavar="PATH",
-        help="a member to restore (repeatable)",
+        metavar="PATH[=MEMBER_UUID]",
+        help="a member to restore (repeatable); =MEMBER_UUID picks the saved entry",
     )
     restore.add_argument(
         "--force",
         action="store_true",
         help="restore even when the member has newer commits or belongs to another array",
     )
-    restore.add_argument("file", metavar="FILE")
+    restore.add_argument("file", metavar="FILE", help="backup file written by header-backup")
     restore.set_defaults(run=run_restore)
 
 
-def encode(members: list[SavedMember]) -> bytes:
-    parts = [HEAD.pack(MAGIC, VERSION, len(members))]
-    for member in members:
-        path = member.path.encode("utf-8")
-        parts.append(MEMBER_HEAD.pack(len(path)) + path)
-        parts.extend(member.copies)
-    body = b"".join(parts)
-    return body + hashlib.sha256(body).digest()
+def _check_target(path: Path, force: bool) -> None:
+    parent = path.parent
+    if not parent.is_dir():
+        raise UsageError(f"cannot write {path}: directory {parent} not found; create it first")
+    if path.is_symlink():
+        raise UsageError(f"{path} is a symbolic link; give the path of a regular file instead")
+    if path.is_dir():
+        raise UsageError(f"{path} is a directory; give a file name, such as {path}/headers.bin")
+    if path.exists() and not force:
+        raise UsageError(f"{path} already exists; pass --force to replace it")
 
 
-def decode(data: bytes, name: str) -> list[SavedMember]:
-    body, digest = data[:-32], data[-32:]
-    if len(data) < HEAD.size + 32 or hashlib.sha256(body).digest() != digest:
-        raise UsageError(f"{name} is not a raidd header backup, or it is damaged")
-    magic, version, count = HEAD.unpack_from(body)
-    if magic != MAGIC:
-        raise UsageError(f"{name} is not a raidd header backup")
-    if version > VERSION:
-        raise UsageError(f"{name} has header backup version {version}; this raidd reads {VERSION}")
-    members, position = [], HEAD.size
-    for _ in range(count):
-        (length,) = MEMBER_HEAD.unpack_from(body, position)
-        position += MEMBER_HEAD.size
-        path = body[position : position + length].decode("utf-8")
-        position += length
-        copies = [
-            body[position + i * SUPERBLOCK_SIZE : position + (i + 1) * SUPERBLOCK_SIZE]
-            for i in range(3)
-        ]
-        position += 3 * SUPERBLOCK_SIZE
-        members.append(SavedMember(path, copies))
-    return members
+def write_file_atomically(path: Path, data: bytes, replace: bool) -> None:
+    """Write `data` to a temporary file beside `path`, fsync it, then rename it into place.
+
+    The rename replaces a symbolic link at `path` rather than following it,
+    and without `replace` a file that appears at `path` meanwhile is kept.
+
+    Raises:
+        UsageError: a write, fsync or rename failed (the previous file is unchanged).
+    """
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if replace:
+            os.replace(temporary, path)
+        else:
+            os.link(temporary, path)
+            os.unlink(temporary)
+        directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+    except OSError as error:
+        if os.path.lexists(temporary):
+            os.unlink(temporary)
+        raise UsageError(
+            f"cannot write {path}: {error.strerror}; nothing was saved and any previous "
+            "file at that path is unchanged"
+        ) from error
+
+
+def _save_member(path: str) -> SavedMember:
+    member = open_member(path, writable=False, claim=False)
+    try:
+        newest = read_superblocks(member).newest
+        if newest is None:
+            raise UsageError(f"{path} carries no valid raidd superblock; nothing to save")
+        problem = size_problem(path, member.size, newest)
+        if problem is not None:
+            raise ArrayError(problem)
+        offsets = (*SLOT_OFFSETS, end_offset(member.size))
+        copies = [member.pread(SUPERBLOCK_SIZE, offset) for offset in offsets]
+        return SavedMember(os.path.abspath(path), copies)
+    finally:
+        member.close()
 
 
 def run_backup(args: argparse.Namespace) -> int:
-    if os.path.exists(args.file) and not args.force:
-        raise UsageError(f"{args.file} already exists; pass --force to overwrite it")
-    saved = []
+    target = Path(args.file)
+    _check_target(target, args.force)
+    saved: list[SavedMember] = []
+    identities: dict[DeviceIdentity, str] = {}
     for path in args.member:
-        member = open_member(path, writable=False, claim=False)
-        try:
-            if read_superblocks(member).newest is None:
-                raise UsageError(f"{path} carries no valid raidd superblock; nothing to save")
-            offsets = (*SLOT_OFFSETS, end_offset(member.size))
-            saved.append(
-                SavedMember(
-                    os.path.abspath(path), [member.pread(SUPERBLOCK_SIZE, o) for o in offsets]
-                )
-            )
-        finally:
-            member.close()
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
-    fd = os.open(args.file, flags, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, encode(saved))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    print(f"saved the superblocks of {len(saved)} members to {args.file}")
-    return 0
-
-
-def _newest(copies: list[bytes], name: str) -> Superblock:
-    parsed = []
-    for data in copies:
-        try:
-            parsed.append(unpack_superblock(data))
-        except ValueError:
-            continue
-    if not parsed:
-        raise UsageError(f"{name} contains no valid superblock copy for one of its members")
-    return max(parsed, key=lambda sb: sb.event_counter)
-
-
-def run_restore(args: argparse.Namespace) -> int:
-    try:
-        with open(args.file, "rb") as backup:
-            saved = decode(backup.read(), args.file)
-    except OSError as error:
-        raise UsageError(f"cannot read {args.file}: {error.strerror}") from error
-    by_uuid = {_newest(m.copies, args.file).member_uuid: m for m in saved}
-    by_path = {m.path: m for m in saved}
-    for path in args.member:
-        try:
-            member = open_member(path, writable=True, claim=True)
-        except MemberError as error:
-            raise ArrayError(f"{error}; stop the daemon that uses it first") from error
-        try:
-            current = read_superblocks(member).newest
-            entry = (
-                by_uuid.get(current.member_uuid) if current else by_path.get(os.path.abspath(path))
-            )
-            if entry is None:
-                raise UsageError(f"{args.file} contains no superblock of member {path}")
-            saved_sb = _newest(entry.copies, args.file)
-            event, array_uuid = saved_sb.event_counter, saved_sb.array_uuid
-            if current is not None and not args.force:
-                if current.array_uuid != array_uuid:
-                    raise UsageError(
-                        f"{path} belongs to array {current.array_uuid}, the backup "
-                        f"to {array_uuid}; pass --force to overwrite"
-                    )
-                if current.event_counter > event:
-                    raise UsageError(
-                        f"{path} is at event {current.event_counter}, newer than the backup's "
-                        f"{event}; restoring rolls it back and makes it stale. Pass --force"
-                    )
-            lock = ArrayLock.acquire(default_lock_dir(), array_uuid)
-            try:
-                offsets = (*SLOT_OFFSETS, end_offset(member.size))
-                for data, offset in zip(entry.copies, offsets, strict=True):
-                    member.pwrite(data, offset)
-                member.fsync()
-            finally:
-                lock.release()
-        finally:
-            member.close()
-        print(f"restored the superblocks of {path}")
-    return 0
+        identity = identify(path)
+        if identity in identities:
+            raise UsageError(f"members {identities[identity]} and {path} are the same device")
+        identities[identity] = path
+        saved.append(_save_member(path))
+    newest = [newest_saved(m, args.file) for m in saved]
+    arrays = {sb.array_uuid for sb in newest}
+    write_file_atomically(target, encode(saved), replace=args.force)
+    result = {
+        "file": str(target.absolute()),
+        "members": [
+            {"path": m.path, "member_uuid": str(sb.member_uuid), "array_uuid": str(sb.array_uuid)}
+            for m, sb in zip(saved, newest, strict=True)
+        ],
+    }
+    if len(arrays) > 1:
+        print(
+            f"raidd header-backup: warning: the members belong to {len(arrays)} arrays "
+            f"({', '.join(sorted(map(str, arrays)))})",
+            file=sys.stderr,
+        )
+    if wants_json(args):
+        print_json(result)
+    else:
+        print(f"saved the superblocks of {len(saved)} members to {args.file}")
+    return 1 if len(arrays) > 1 else 0

@@ -1,9 +1,10 @@
-"""Parsing of sizes given on the command line: 65536, 64KiB, 64K, 16MiB, 1G, 1TB."""
+"""Parsing of sizes given on the command line: 65536, 64KiB, 64K, 16MiB, 1.5GiB, 1G, 1TB."""
 
 from __future__ import annotations
 
 import argparse
 import re
+from fractions import Fraction
 
 _UNITS = {
     "": 1,
@@ -29,13 +30,16 @@ def parse_size(text: str) -> int:
     Raises:
         argparse.ArgumentTypeError: not a number with a known unit.
     """
-    match = re.fullmatch(r"\s*(\d+)\s*([A-Za-z]*)\s*", text)
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", text)
     if match is None or match.group(2).upper() not in _UNITS:
         raise argparse.ArgumentTypeError(
             f"invalid size {text!r}: expected a number with an optional unit such as "
-            "64KiB, 16MiB or 2GiB"
+            "64KiB, 16MiB, 1.5GiB or 2GiB"
         )
-    return int(match.group(1)) * _UNITS[match.group(2).upper()]
+    value = Fraction(match.group(1)) * _UNITS[match.group(2).upper()]
+    if value.denominator != 1:
+        raise argparse.ArgumentTypeError(f"invalid size {text!r}: not a whole number of bytes")
+    return int(value)
 
 
 def format_size(size: int) -> str:

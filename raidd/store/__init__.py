@@ -10,9 +10,15 @@ Nouns:
 - commit: the changes to the roots it lists, with a sequence number (its id)
   and a time that never goes backwards.
 - catalog delta: one commit's versions and deletions in their byte form.
+- object: a chunk or a metadata record, sealed, packed into stripes.
+- object index: chunk id -> pieces (stripe, offset, length) on the array.
+- manifest: the list of every catalog delta and live index segment; the
+  metadata root in the superblock points at the newest one.
+- Store: all of the above on one array (raidd.store.store).
 
 Modules, bottom up: chunker, compress, scan, reader (with sqlite_copy and
-commands), retention, restore_writer, catalog_format, catalog and snapshot.
+commands), retention, restore_writer, catalog_format, catalog, snapshot,
+objects, packing, object_index, store, pipeline, restore and maintenance.
 """
 
 import importlib
@@ -22,6 +28,20 @@ from typing import Any
 # runs `python -m raidd.store.sqlite_child`, starts without importing numpy,
 # zstandard and pyfastcdc.
 _EXPORTS = {
+    "Store": "raidd.store.store",
+    "UnlockKey": "raidd.store.store",
+    "BackupResult": "raidd.store.pipeline",
+    "BackupProblem": "raidd.store.pipeline",
+    "run_backup": "raidd.store.pipeline",
+    "RestoreResult": "raidd.store.restore",
+    "Selection": "raidd.store.restore",
+    "CheckResult": "raidd.store.maintenance",
+    "ForgetResult": "raidd.store.maintenance",
+    "GcResult": "raidd.store.maintenance",
+    "ObjectIndex": "raidd.store.object_index",
+    "Packer": "raidd.store.packing",
+    "MetadataRoot": "raidd.store.objects",
+    "Manifest": "raidd.store.objects",
     "CatalogIndex": "raidd.store.catalog",
     "Chunk": "raidd.store.chunker",
     "ChunkEntry": "raidd.store.catalog_format",
@@ -66,7 +86,10 @@ _EXPORTS = {
 
 
 __all__ = [
+    "BackupProblem",
+    "BackupResult",
     "CatalogIndex",
+    "CheckResult",
     "Chunk",
     "ChunkEntry",
     "Chunker",
@@ -83,13 +106,23 @@ __all__ = [
     "FileRead",
     "FileReader",
     "Forget",
+    "ForgetResult",
+    "GcResult",
     "HardLinkGroups",
+    "Manifest",
+    "MetadataRoot",
+    "ObjectIndex",
+    "Packer",
     "RestoreEntry",
     "RestoreReport",
+    "RestoreResult",
     "RestoreWriter",
     "RetentionDecision",
     "ScanProblem",
+    "Selection",
     "SqliteCopyError",
+    "Store",
+    "UnlockKey",
     "Version",
     "apply_policy",
     "copy_database",
@@ -102,6 +135,7 @@ __all__ = [
     "json_name",
     "locate_path",
     "restore_entries",
+    "run_backup",
     "run_backup_command",
     "scan_root",
     "version_from",

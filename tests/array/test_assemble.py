@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 import shutil
+import subprocess
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -244,3 +245,30 @@ def test_failed_member_stays_out(make_array: Callable[..., ImageArray]) -> None:
         assert "marked failed" in array.report.stale[0]["reason"]
         for stripe, data in written.items():
             assert array.read(stripe) == data
+
+
+def test_truncated_member_not_used(make_array: Callable[..., ImageArray]) -> None:
+    image = make_array(1)
+    os.truncate(image.paths[0], 14 * 1024 * 1024)
+    with image.open(read_only=True) as array:
+        assert array.report.degraded
+        assert array.slots[0].member is None
+        (item,) = array.report.rejected
+        assert item["kind"] == "too_small"
+        assert f"member {image.paths[0]} has {14 * 1024 * 1024} bytes" in item["reason"]
+
+
+def test_loop_and_backing_counted_once(make_array: Callable[..., ImageArray]) -> None:
+    if os.geteuid() != 0 or shutil.which("losetup") is None:
+        pytest.skip("loop devices need root and losetup")
+    image = make_array(1)
+    device = subprocess.run(
+        ["losetup", "-f", "--show", image.paths[0]], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    try:
+        paths = [device, *image.paths]
+        with assemble(paths, lock_dir=image.lock_dir, read_only=True) as array:
+            assert not array.report.degraded
+            assert array.report.rejected == []
+    finally:
+        subprocess.run(["losetup", "-d", device], check=False)

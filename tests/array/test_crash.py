@@ -6,6 +6,7 @@ import os
 import random
 import select
 import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -41,6 +42,14 @@ def recover(image: ImageArray, model: Model, journal: Path) -> None:
     journal.write_text("")
 
 
+def wait_for_intents(journal: Path, count: int, timeout: float = 30.0) -> None:
+    """Wait until the child has recorded `count` intents in the journal."""
+    deadline = time.monotonic() + timeout
+    while journal.read_bytes().count(b"\n") < count:
+        assert time.monotonic() < deadline, f"the child recorded fewer than {count} intents"
+        time.sleep(0.001)
+
+
 def kill_runs(image: ImageArray, runs: int, seed: int, tmp_path: Path) -> None:
     rng = random.Random(seed)
     model = Model()
@@ -60,8 +69,12 @@ def kill_runs(image: ImageArray, runs: int, seed: int, tmp_path: Path) -> None:
         assert ready, f"run {run}: child did not start"
         os.read(read_end, 1)
         os.close(read_end)
-        # One commit takes a few milliseconds on these tiny arrays.
-        select.select([], [], [], rng.uniform(0.0, 0.06))
+        # The child records each step's intent before committing it, so waiting
+        # for n intents means n - 1 commits of this run are done whatever the
+        # machine's load; the random delay then lands the kill anywhere in the
+        # next step (one commit takes a few milliseconds on these tiny arrays).
+        wait_for_intents(journal, 1 + run % 3)
+        select.select([], [], [], rng.uniform(0.0, 0.02))
         os.kill(pid, signal.SIGKILL)
         _, status = os.waitpid(pid, 0)
         assert os.WIFSIGNALED(status), f"run {run}: child exited with status {status}"

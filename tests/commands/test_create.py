@@ -175,8 +175,8 @@ def test_different_sizes_warn(
         image(tmp_path / "m2.img", 24 * MiB),
     ]
     result = raidd("create", "--level", "5", "--new-keyfile", tmp_path / "k", *members)
-    assert result.code == 0
-    assert "members differ in size" in result.err
+    assert result.code == 1
+    assert result.err.count("members differ in size") == 1
     assert f"({members[1]})" in result.err
 
 

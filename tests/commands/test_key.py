@@ -60,10 +60,13 @@ def test_add_list_remove(raidd: Callable[..., Result], tmp_path: Path) -> None:
     assert [row["kind"] for row in listed.json()] == ["keyfile", "keyfile"]
     phrase = tmp_path / "phrase"
     phrase.write_text("correct horse battery staple\n")
+    phrase.chmod(0o600)
     assert (
         raidd("key", "add", "--keyfile", second, "--new-passphrase-file", phrase, *members).code
         == 0
     )
+    listed = raidd("key", "list", members[0])
+    assert "slot 2: passphrase  scrypt N=2^16 r=8 p=1" in listed.out
     removed = raidd("key", "remove", "--slot", "0", "--passphrase-file", phrase, *members)
     assert removed.code == 0, removed.err
     assert areas(paths) == [["1:keyfile", "2:passphrase"]] * 12
@@ -86,9 +89,15 @@ def test_remove_warns_about_absent_member(raidd: Callable[..., Result], tmp_path
     assert raidd("key", "add", "--keyfile", key, "--new-keyfile", second, *paths[:3]).code == 0
     absent = tmp_path / "absent.img"
     Path(paths[2]).rename(absent)
-    result = raidd("key", "remove", "--slot", "0", "--keyfile", second, *paths[:2])
+    refused = raidd("key", "remove", "--slot", "0", "--keyfile", second, *paths[:2])
+    assert refused.code == 2
+    assert "--degraded" in refused.err
+    assert areas(paths[:2]) == [["0:keyfile", "1:keyfile"]] * 6
+    result = raidd("key", "remove", "--degraded", "--slot", "0", "--keyfile", second, *paths[:2])
     assert result.code == 1
-    assert "role 2" in result.err and "still holds the old keyslots" in result.err
+    assert result.err.count("role 2") == 1
+    assert "now marked absent" in result.err
+    assert "still contains the old keyslots" in result.err
     assert areas([paths[0], paths[1], paths[3]]) == [["1:keyfile"]] * 9
     assert areas([str(absent)]) == [["0:keyfile", "1:keyfile"]] * 3
 

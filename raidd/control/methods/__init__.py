@@ -9,6 +9,14 @@ docs/PROTOCOL.md documents its params, result and access. raidctl's
 subcommands mirror these modules.
 """
 
-from raidd.control.methods import introspection, jobs
+from raidd.control.methods import (
+    array_jobs,
+    backups,
+    introspection,
+    jobs,
+    keys,
+    members,
+    status,
+)
 
-__all__ = ["introspection", "jobs"]
+__all__ = ["array_jobs", "backups", "introspection", "jobs", "keys", "members", "status"]

@@ -1,0 +1,90 @@
+"""`raidd restore`: write versions of a snapshot into a directory."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from raidd.commands.storeopen import (
+    add_parser,
+    add_selection_options,
+    emit,
+    open_store,
+    time_ns,
+    warn,
+    warn_degraded,
+)
+from raidd.errors import EXIT_INTEGRITY, EXIT_OK, EXIT_WARNINGS, UsageError
+from raidd.store.restore import RestoreResult, restore, select
+
+
+def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    parser = add_parser(
+        subparsers,
+        common,
+        "restore",
+        "restore files from a snapshot",
+        "Write the versions under each PATH (a root's name or an absolute path under a "
+        "watched root; every root without PATH) to DIR/<root name>/<relative path>. Nothing "
+        "is written outside DIR. With --member and a key it needs no configuration and no "
+        "state directory.",
+    )
+    parser.add_argument("paths", nargs="*", metavar="PATH", help="what to restore")
+    parser.add_argument("--to", required=True, type=Path, metavar="DIR", help="target directory")
+    add_selection_options(parser)
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace different files already in DIR"
+    )
+    parser.add_argument("--dry-run", action="store_true", help="list what would be written")
+    parser.add_argument(
+        "--member",
+        action="append",
+        metavar="PATH",
+        help="disaster recovery: a member path (repeatable); needs --keyfile or "
+        "--passphrase-file, or a passphrase typed on the terminal",
+    )
+    keys = parser.add_mutually_exclusive_group()
+    keys.add_argument("--keyfile", type=Path, help="unlock with this key file")
+    keys.add_argument(
+        "--passphrase-file", type=Path, help="unlock with the passphrase in this file"
+    )
+    parser.set_defaults(run=run)
+
+
+def _print_text(result: RestoreResult, dry_run: bool) -> None:
+    verb = "would write" if dry_run else "written"
+    for path in result.report.written:
+        print(f"{verb}: {repr(os.fsdecode(path))[1:-1]}")
+    print(
+        f"Commit {result.sequence}: {len(result.report.written)} {verb}, "
+        f"{len(result.report.unchanged)} unchanged, {len(result.report.conflicts)} conflicts, "
+        f"{len(result.report.errors)} errors, {len(result.lost)} lost."
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.member and getattr(args, "config", None):
+        raise UsageError("--member and --config exclude each other")
+    with open_store(args, read_only=True) as store:
+        warn_degraded("restore", store)
+        commit = store.resolve_commit(time_ns(args.at), args.commit)
+        selections = select(store, [os.fsencode(p) for p in args.paths])
+        result = restore(
+            store,
+            args.to,
+            selections,
+            commit.sequence,
+            overwrite=args.overwrite,
+            dry_run=args.dry_run,
+        )
+    for path, reason in result.report.conflicts:
+        warn("restore", f"{os.fsdecode(path)!r} left alone: {reason} (use --overwrite)")
+    for path, error in result.report.errors:
+        warn("restore", f"{os.fsdecode(path)!r}: {error}")
+    for path, error in result.lost:
+        warn("restore", f"{os.fsdecode(path)!r} is lost: {error}")
+    emit(args, result.to_json(), lambda: _print_text(result, args.dry_run))
+    if result.lost:
+        return EXIT_INTEGRITY
+    return EXIT_OK if result.report.ok else EXIT_WARNINGS

@@ -1,0 +1,124 @@
+"""Backup methods: snapshots, ls and restore (read access); sync, forget, gc, check (root).
+
+`restore` streams each regular file as `file`, `data` and `file_end`
+frames (docs/PROTOCOL.md); the client writes them with its own
+permissions. Directories come into being as the files under them are
+written; symbolic links and empty directories are counted in the result
+but not sent.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from raidd.control.peer import Access
+from raidd.control.registry import Registry
+from raidd.daemon.backups import contiguous
+from raidd.store.catalog_format import json_name
+from raidd.store.restore import select, stream_entries
+from raidd.store.scan import EntryType
+
+if TYPE_CHECKING:
+    from raidd.control.server import Call
+    from raidd.daemon.backups import BackupService
+    from raidd.store.store import Store
+
+LS_LIMIT = 10_000
+
+
+def register(
+    registry: Registry, backups: BackupService, root_names: Callable[[], list[str]]
+) -> None:
+    """Register the backup methods; `root_names()` returns the watched roots' names now."""
+
+    def sync(call: Call, *, roots: list[str] | None = None) -> dict[str, Any]:
+        """Rescan the roots, commit, and return the commit id once durable."""
+        return backups.sync(roots or root_names())
+
+    def snapshots(call: Call, *, limit: int | None = None) -> list[dict[str, Any]]:
+        """List the commits, newest first."""
+        return backups.snapshots(limit)
+
+    def ls(
+        call: Call,
+        *,
+        root: str,
+        commit: int | None = None,
+        at_ns: int | None = None,
+        prefix: str = "",
+        limit: int = LS_LIMIT,
+    ) -> dict[str, Any]:
+        """List the entries of a root as of a commit (the newest by default)."""
+
+        def work(store: Store) -> dict[str, Any]:
+            info = store.resolve_commit(at_ns=at_ns, sequence=commit)
+            entries = []
+            truncated = False
+            for version in store.ls(root, info.sequence, os.fsencode(prefix.strip("/"))):
+                if len(entries) >= limit:
+                    truncated = True
+                    break
+                entries.append(
+                    {
+                        "path": json_name(version.path),
+                        "type": version.type.value,
+                        "size": version.size,
+                        "mode": version.mode,
+                        "mtime_ns": version.mtime_ns,
+                    }
+                )
+            return {"commit": info.sequence, "entries": entries, "truncated": truncated}
+
+        return backups.locked(work)
+
+    def restore(
+        call: Call,
+        *,
+        paths: list[str] | None = None,
+        commit: int | None = None,
+        at_ns: int | None = None,
+    ) -> dict[str, Any]:
+        """Stream the files of the selected paths as of a commit (the newest by default)."""
+
+        def work(store: Store) -> dict[str, Any]:
+            info = store.resolve_commit(at_ns=at_ns, sequence=commit)
+            selections = select(store, [os.fsencode(path) for path in paths or []])
+            files = sent = skipped = 0
+            for entry, source in stream_entries(store, selections, info.sequence):
+                call.check_connected()
+                if entry.type is not EntryType.FILE or source is None:
+                    skipped += 1
+                    continue
+                sent += call.send_file(
+                    entry.path,
+                    contiguous(source(), entry.size),
+                    mode=entry.mode,
+                    mtime_ns=entry.mtime_ns,
+                    size=entry.size,
+                )
+                files += 1
+            return {"commit": info.sequence, "files": files, "bytes": sent, "skipped": skipped}
+
+        return backups.locked(work)
+
+    def forget(call: Call, *, dry_run: bool = False) -> dict[str, Any]:
+        """Apply the retention policies: forget the commits no rule keeps."""
+        return backups.forget(dry_run=dry_run)
+
+    def collect_garbage(call: Call, *, dry_run: bool = False) -> dict[str, Any]:
+        """Free the stripes that no kept commit references."""
+        return backups.gc(dry_run=dry_run)
+
+    def check(call: Call, *, read_data: bool = False) -> dict[str, Any]:
+        """Verify that catalog, object index and allocation agree (report only)."""
+        return backups.check(read_data=read_data)
+
+    registry.add("sync", sync, Access.ADMIN)
+    registry.add("snapshots", snapshots, Access.READ)
+    registry.add("ls", ls, Access.READ)
+    registry.add("restore", restore, Access.READ)
+    registry.add("forget", forget, Access.ADMIN)
+    registry.add("gc", collect_garbage, Access.ADMIN)
+    registry.add("check", check, Access.ADMIN)

@@ -1,0 +1,79 @@
+"""`raidctl status`: the array, its members, jobs, last commit and watcher health."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from raidd.ctl.common import Context, progress_line
+from raidd.errors import EXIT_INTEGRITY, EXIT_OK, EXIT_WARNINGS
+
+
+def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    parser = subparsers.add_parser(
+        "status",
+        parents=[common],
+        help="show the array, members, jobs and backups",
+        description="Show the array state, each member with its error counts, running jobs, "
+        "the last commit and watcher health.",
+    )
+    parser.add_argument(
+        "--test",
+        action="store_true",
+        help="exit 1 when degraded or backups are behind, 3 when failed (as mdadm --test)",
+    )
+    parser.set_defaults(run=run)
+
+
+def health_exit_code(status: dict[str, Any]) -> int:
+    """Return the `status --test` exit code: 3 failed, 1 degraded or behind, else 0."""
+    state = status["array"]["state"]
+    if state == "failed":
+        return EXIT_INTEGRITY
+    backups = status.get("backups") or {}
+    if state in ("degraded", "rebuilding") or backups.get("behind"):
+        return EXIT_WARNINGS
+    return EXIT_OK
+
+
+def run(context: Context) -> int:
+    status = context.call("status")
+    context.emit(status, render)
+    return health_exit_code(status) if context.args.test else EXIT_OK
+
+
+def render(status: dict[str, Any]) -> str:
+    array = status["array"]
+    lines = [
+        f"array {array['name'] or array['uuid']} ({array['uuid']}): raid{array['level']}, "
+        f"{array['state']}, event {array['event']}",
+        f"  stripes: {array['allocated_stripes']} used, {array['free_stripes']} free "
+        f"of {array['stripes']}",
+        f"  {'role':>4}  {'state':<10}  {'read':>5} {'write':>5} {'cksum':>5}  path (uuid)",
+    ]
+    for member in array["members"]:
+        role = "-" if member["role"] is None else str(member["role"])
+        errors = member["errors"]
+        lines.append(
+            f"  {role:>4}  {member['state']:<10}  {errors['read']:>5} {errors['write']:>5} "
+            f"{errors['checksum']:>5}  {member['path'] or '(none)'} ({member['uuid'] or '-'})"
+        )
+    for job in status.get("jobs", []):
+        lines.append(f"  job {job['id']}: " + progress_line({"detail": job, **job}))
+    commit = status.get("last_commit")
+    if commit:
+        lines.append(f"last commit: {commit['id']} at {commit['time']}")
+    else:
+        lines.append("last commit: none")
+    backups = status.get("backups") or {}
+    if backups and not backups.get("available", True):
+        lines.append(f"backups: not available: {backups.get('reason')}")
+    for root in status.get("watcher", []):
+        health = "watching" if root["watching"] else f"NOT WATCHING: {root['error']}"
+        lines.append(
+            f"watch {root['root']} ({root['path']}): {health}, {root['pending_paths']} pending"
+        )
+    pending = (status.get("daemon") or {}).get("restart_pending")
+    if pending:
+        lines.append(f"restart needed for changes to: {', '.join(pending)}")
+    return "\n".join(lines)

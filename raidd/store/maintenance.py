@@ -1,0 +1,308 @@
+"""Retention (`forget`), garbage collection (`gc`) and consistency checks (`check`).
+
+forget applies each root's retention policy and records the forgotten
+commits as Forget records of a new commit, so that an index rebuilt from
+the array forgets the same commits.
+
+gc frees space in one copy-on-write commit:
+
+1. A chunk object is live when a version in the catalog references it;
+   metadata objects are live when the current manifest lists them.
+2. A live object with a piece in a sparse stripe (live bytes under half the
+   stripe) is copied, already sealed, to a new stripe.
+3. One commit then records a base index segment with every live chunk's
+   location, a manifest with the moved deltas, and frees every allocated
+   stripe left with no live byte. Until that commit is durable nothing
+   refers to the copies, and freed stripes are written again only two
+   commits later, so a crash at any step leaves the previous commit intact.
+
+gc may use the stripes the engine keeps in reserve, so it runs on a full array.
+
+check compares catalog, object index and allocation map, opens every
+metadata object, and with `read_data` every chunk object. It reports and
+never repairs.
+"""
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import structlog
+
+from raidd.array.allocmap import FLAG_DATA
+from raidd.errors import IntegrityError
+from raidd.store.catalog_format import Forget, decode_delta
+from raidd.store.compress import decode_chunk
+from raidd.store.objects import (
+    KIND_CHUNK,
+    OBJECT_HEADER,
+    IndexEntry,
+    Location,
+    MetadataRef,
+    decode_segment,
+    parse_header,
+)
+from raidd.store.packing import Packer, read_location
+from raidd.store.retention import CommitPoint, apply_policy
+from raidd.store.store import Store
+
+__all__ = ["CheckResult", "ForgetResult", "GcResult", "check", "forget", "gc"]
+
+log = structlog.get_logger(__name__)
+
+SPARSE_FRACTION = 0.5
+
+
+@dataclass
+class ForgetResult:
+    """Per root: the kept commits with the rules that kept them, and the forgotten ones."""
+
+    sequence: int | None = None
+    roots: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the result as JSON."""
+        return {"commit": self.sequence, "roots": self.roots}
+
+
+def forget(store: Store, *, dry_run: bool = False, now_ns: int | None = None) -> ForgetResult:
+    """Apply every watched root's retention policy; record the result as one commit."""
+    result = ForgetResult()
+    records = []
+    watches = store.config.watches if store.config is not None else ()
+    for watch in watches:
+        commits = store.catalog.commits(root=watch.name)
+        if not commits or watch.retention.keeps_everything:
+            continue
+        points = [CommitPoint(c.sequence, c.time_ns) for c in commits]
+        decision = apply_policy(points, watch.retention, now_ns=now_ns)
+        result.roots[watch.name] = {
+            "keep": {str(k): list(v) for k, v in sorted(decision.keep.items())},
+            "forget": list(decision.forget),
+        }
+        if decision.forget:
+            records.append(Forget(watch.name, decision.forget))
+    if dry_run or not records:
+        return result
+    delta = store.catalog.next_commit([r.root for r in records], now_ns)
+    delta = type(delta)(delta.sequence, delta.parent, delta.time_ns, delta.roots, tuple(records))
+    store.commit(delta, Packer(store.array, use_reserve=True), [])
+    result.sequence = delta.sequence
+    return result
+
+
+@dataclass
+class GcResult:
+    """What gc found and did (or would do, in a dry run)."""
+
+    dead_chunks: int = 0
+    moved_objects: int = 0
+    freed_stripes: list[int] = field(default_factory=list)
+    stripes_before: int = 0
+    dry_run: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the result as JSON."""
+        return {
+            "dead_chunks": self.dead_chunks,
+            "moved_objects": self.moved_objects,
+            "freed_stripes": len(self.freed_stripes),
+            "stripes_before": self.stripes_before,
+            "dry_run": self.dry_run,
+        }
+
+
+def data_stripes(store: Store) -> set[int]:
+    """Return the stripes the allocation map marks as holding data."""
+    flags = store.array.map.entries["flags"]
+    return {int(s) for s in np.flatnonzero((flags & FLAG_DATA) != 0)}
+
+
+def _metadata_refs(store: Store) -> list[MetadataRef]:
+    refs = [*store.manifest.deltas, *store.manifest.segments]
+    if store.root is not None:
+        refs.append(store.root.manifest)
+    return refs
+
+
+def _live_bytes(pieces: Iterable[Location]) -> dict[int, int]:
+    totals: dict[int, int] = {}
+    for location in pieces:
+        for piece in location:
+            totals[piece.stripe] = totals.get(piece.stripe, 0) + piece.length
+    return totals
+
+
+def gc(store: Store, *, dry_run: bool = False) -> GcResult:
+    """Free stripes with no live object, after moving live objects out of sparse ones."""
+    referenced = store.catalog.referenced_chunks()
+    live: list[IndexEntry] = []
+    dead = 0
+    for entry in store.objects.entries():
+        if entry.object_id in referenced:
+            live.append(entry)
+        else:
+            dead += 1
+    deltas = list(store.manifest.deltas)
+    allocated = data_stripes(store)
+    result = GcResult(dead_chunks=dead, stripes_before=len(allocated), dry_run=dry_run)
+    metadata_locations = [copy for ref in _metadata_refs(store) for copy in ref.copies]
+    totals = _live_bytes([e.pieces for e in live] + metadata_locations)
+    limit = store.array.stripe_data_size * SPARSE_FRACTION
+    sparse = {s for s in allocated if 0 < totals.get(s, 0) < limit}
+    moving_chunks = [e for e in live if any(p.stripe in sparse for p in e.pieces)]
+    moving_deltas = [
+        i for i, ref in enumerate(deltas) if any(p.stripe in sparse for c in ref.copies for p in c)
+    ]
+    # The segments and the manifest are written anew by the gc commit itself.
+    moving_ids = {e.object_id for e in moving_chunks}
+    staying = [e.pieces for e in live if e.object_id not in moving_ids]
+    staying += [c for i, ref in enumerate(deltas) if i not in moving_deltas for c in ref.copies]
+    kept = _live_bytes(staying)
+    freed = sorted(s for s in allocated if kept.get(s, 0) == 0)
+    result.moved_objects = len(moving_chunks) + len(moving_deltas)
+    result.freed_stripes = freed
+    if dry_run or (not freed and not dead):
+        return result
+    packer = Packer(store.array, use_reserve=True)
+    moved: dict[bytes, Any] = {}
+    for entry in moving_chunks:
+        stored = read_location(store.array, entry.pieces)
+        store.open_stored(KIND_CHUNK, entry.object_id, stored)
+        moved[entry.object_id] = packer.add(stored)
+    for index in moving_deltas:
+        deltas[index] = _move_metadata(store, deltas[index])
+    packer.flush()
+    entries = [
+        IndexEntry(e.object_id, e.length, moved[e.object_id].resolve())
+        if e.object_id in moved
+        else e
+        for e in live
+    ]
+    store.commit(None, packer, entries, base=True, freed=freed, deltas=deltas)
+    log.info("gc_done", freed=len(freed), moved=result.moved_objects, dead_chunks=dead)
+    return result
+
+
+def _move_metadata(store: Store, ref: MetadataRef) -> MetadataRef:
+    """Copy a sealed metadata object (every copy, never sharing a stripe) to new stripes."""
+    stored = None
+    for copy in ref.copies:
+        try:
+            candidate = read_location(store.array, copy)
+            store.open_stored(ref.kind, ref.object_id, candidate)
+            stored = candidate
+            break
+        except IntegrityError as error:
+            log.warning(
+                "gc_metadata_copy_bad", object_id=ref.object_id.hex()[:16], error=str(error)
+            )
+    if stored is None:
+        raise IntegrityError(f"metadata object {ref.object_id.hex()[:16]} is lost in every copy")
+    packers = [Packer(store.array, use_reserve=True) for _ in ref.copies]
+    locations = [packer.add(stored) for packer in packers]
+    for packer in packers:
+        packer.flush()
+    return MetadataRef(ref.kind, ref.object_id, ref.length, tuple(p.resolve() for p in locations))
+
+
+@dataclass
+class CheckResult:
+    """Errors (broken data or disagreement), warnings, and notes (degraded, space to reclaim)."""
+
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    objects_read: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the result as JSON."""
+        return {
+            "errors": self.errors,
+            "warnings": self.warnings,
+            "notes": self.notes,
+            "objects_read": self.objects_read,
+        }
+
+
+def check(store: Store, *, read_data: bool = False) -> CheckResult:
+    """Verify that catalog, object index and allocation agree; report, never repair."""
+    result = CheckResult()
+    allocated = data_stripes(store)
+    _check_metadata(store, result)
+    on_array: dict[bytes, IndexEntry] = {}
+    for ref in store.manifest.segments:
+        try:
+            _, base, segment = decode_segment(bytes(store.read_metadata(ref)))
+        except IntegrityError as error:
+            result.errors.append(str(error))
+            continue
+        if base:
+            on_array.clear()
+        on_array.update((e.object_id, e) for e in segment)
+    local = {e.object_id: e for e in store.objects.entries()}
+    if local != on_array:
+        result.errors.append(
+            f"the local object index ({len(local)} chunks) differs from the index segments on "
+            f"the array ({len(on_array)} chunks): delete the state directory to rebuild it"
+        )
+    referenced = store.catalog.referenced_chunks()
+    for chunk_id in sorted(referenced - on_array.keys()):
+        result.errors.append(f"chunk {chunk_id.hex()[:16]} is referenced but not stored")
+    unreferenced = len(on_array.keys() - referenced)
+    if unreferenced:
+        result.notes.append(f"{unreferenced} chunks are not referenced; gc frees them")
+    used: set[int] = set()
+    for entry in on_array.values():
+        for piece in entry.pieces:
+            used.add(piece.stripe)
+            if piece.stripe not in allocated:
+                result.errors.append(
+                    f"chunk {entry.object_id.hex()[:16]} lies in stripe {piece.stripe}, which "
+                    "the allocation map does not mark as data"
+                )
+    for ref in _metadata_refs(store):
+        for copy in ref.copies:
+            used.update(piece.stripe for piece in copy)
+    orphans = allocated - used
+    if orphans:
+        # Every commit leaves the previous manifest behind, so this is normal.
+        result.notes.append(f"{len(orphans)} allocated stripes hold no live object; gc frees them")
+    if read_data:
+        _read_every_chunk(store, on_array.values(), result)
+    if store.array.degraded:
+        # Exit 0 still: redundancy covers it, and the command warns on stderr.
+        result.notes.append(f"array {store.array.uuid} is degraded")
+    return result
+
+
+def _check_metadata(store: Store, result: CheckResult) -> None:
+    for ref in _metadata_refs(store):
+        for number, copy in enumerate(ref.copies, start=1):
+            try:
+                plain = store.read_object(ref.kind, ref.object_id, copy)
+                result.objects_read += 1
+            except IntegrityError as error:
+                result.errors.append(f"copy {number} of {error}")
+                continue
+            if ref in store.manifest.deltas:
+                try:
+                    decode_delta(bytes(plain))
+                except IntegrityError as error:
+                    result.errors.append(str(error))
+
+
+def _read_every_chunk(store: Store, entries: Iterable[IndexEntry], result: CheckResult) -> None:
+    for entry in entries:
+        try:
+            stored = read_location(store.array, entry.pieces)
+            parse_header(
+                stored, KIND_CHUNK, entry.object_id, f"chunk {entry.object_id.hex()[:16]}"
+            )
+            if len(stored) != entry.length or entry.length < OBJECT_HEADER.size:
+                raise IntegrityError(f"chunk {entry.object_id.hex()[:16]} has the wrong length")
+            decode_chunk(bytes(store.open_stored(KIND_CHUNK, entry.object_id, stored)))
+            result.objects_read += 1
+        except IntegrityError as error:
+            result.errors.append(str(error))
