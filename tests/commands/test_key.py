@@ -151,6 +151,7 @@ def test_add_passphrase_from_prompt(raidd: Callable[..., Result], tmp_path: Path
     assert "added keyslot 1" in output
     phrase = tmp_path / "phrase"
     phrase.write_text("typed phrase\n")
+    phrase.chmod(0o600)
     removed = raidd("key", "remove", "--slot", "0", "--passphrase-file", phrase, *members)
     assert removed.code == 0, removed.err
     assert areas(paths) == [["1:passphrase"]] * 12
