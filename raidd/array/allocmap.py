@@ -2,7 +2,8 @@
 
 On the members the map is a copy-on-write radix tree. Leaves hold the
 entries of `entries_per_leaf` consecutive stripes; internal nodes hold up to
-`fanout` pointers (stripe, offset, length, BLAKE2b-128 of the child). A
+`fanout` pointers (stripe, offset, length, BLAKE2b-128 of the child, and on
+RAID0 the stripe of the child's second copy). A
 commit rewrites only the leaves whose entries changed and the internal nodes
 above them, packed into the commit's metadata stripes; the superblock points
 at the root.
@@ -11,6 +12,9 @@ A metadata stripe cannot hold its own strip checksums (they depend on the
 node written into it), so each commit lists its metadata stripes with their
 checksums in the superblock ("pending"), and the next commit that writes the
 map inserts them into the tree. The map as a whole is tree plus pending.
+When a commit writes more metadata stripes than the superblock lists, their
+records go into pending-list stripes (FLAG_LIST), written after them, and
+the superblock lists those instead, as many levels deep as needed.
 
 In memory the whole map is one numpy structured array, loaded at assembly.
 """
@@ -25,21 +29,34 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from raidd.array.superblock import MapPointer, PendingStripe
-from raidd.errors import ArrayError
+from raidd.array.superblock import NO_COPY, MapPointer, PendingStripe
+from raidd.errors import ArrayError, IntegrityError
 
 FLAG_DATA = 0x1
 FLAG_MAP = 0x2
 FLAG_FREED = 0x4
+# A stripe holding a pending list: records of other metadata stripes of its commit.
+FLAG_LIST = 0x8
+# With FLAG_LIST on RAID0: the second copy of the list record just before it.
+FLAG_COPY = 0x10
+
+LIST_MAGIC = b"RPND"
+LIST_VERSION = 1
+# magic, version, reserved, record count, record size, commit
+LIST_HEADER_FORMAT = "<4sHHIIQ"
+LIST_HEADER_SIZE = struct.calcsize(LIST_HEADER_FORMAT)
 
 NODE_MAGIC = b"RMAP"
-NODE_VERSION = 1
+# Version 2 pointers carry copy_stripe; version 1 nodes (32-byte pointers) still load.
+NODE_VERSION = 2
 NODE_LEAF = 0
 NODE_INTERNAL = 1
 NODE_HEADER_FORMAT = "<4sHBBQIIQ"
 NODE_HEADER_SIZE = struct.calcsize(NODE_HEADER_FORMAT)
-POINTER_FORMAT = "<QII16s"
+POINTER_FORMAT = "<QII16sQ"
 POINTER_SIZE = struct.calcsize(POINTER_FORMAT)
+POINTER_FORMAT_V1 = "<QII16s"
+POINTER_SIZE_V1 = struct.calcsize(POINTER_FORMAT_V1)
 MAX_NODE_ENTRIES = 128
 NODE_ALIGNMENT = 8
 
@@ -58,6 +75,60 @@ def entry_dtype(member_count: int) -> np.dtype:
 
 def node_checksum(data: bytes | bytearray | memoryview) -> bytes:
     return hashlib.blake2b(data, digest_size=16).digest()
+
+
+def list_record_format(member_count: int) -> str:
+    """Return the struct format of one pending-list record: stripe, commit, flags, checksums."""
+    return f"<QQII{member_count}Q"
+
+
+def list_capacity(stripe_data_size: int, member_count: int) -> int:
+    """Return how many records one pending-list stripe holds."""
+    size = struct.calcsize(list_record_format(member_count))
+    return (stripe_data_size - LIST_HEADER_SIZE) // size
+
+
+def pack_pending_list(records: list[PendingStripe], member_count: int, event: int) -> bytes:
+    """Serialize records into the data of one pending-list stripe."""
+    record_format = list_record_format(member_count)
+    parts = [
+        struct.pack(
+            LIST_HEADER_FORMAT,
+            LIST_MAGIC,
+            LIST_VERSION,
+            0,
+            len(records),
+            struct.calcsize(record_format),
+            event,
+        )
+    ]
+    for record in records:
+        parts.append(
+            struct.pack(
+                record_format, record.stripe, record.written_at, record.flags, 0, *record.checksums
+            )
+        )
+    return b"".join(parts)
+
+
+def unpack_pending_list(data: bytes, member_count: int, stripe: int) -> list[PendingStripe]:
+    """Parse a pending-list stripe's data.
+
+    Raises:
+        ArrayError: the header or the record size is wrong.
+    """
+    record_format = list_record_format(member_count)
+    size = struct.calcsize(record_format)
+    magic, version, _, count, record_size, _ = struct.unpack_from(LIST_HEADER_FORMAT, data, 0)
+    if magic != LIST_MAGIC or version != LIST_VERSION or record_size != size:
+        raise ArrayError(f"pending list in stripe {stripe} is malformed")
+    if LIST_HEADER_SIZE + count * size > len(data):
+        raise ArrayError(f"pending list in stripe {stripe} claims {count} records, too many")
+    records = []
+    for index in range(count):
+        fields = struct.unpack_from(record_format, data, LIST_HEADER_SIZE + index * size)
+        records.append(PendingStripe(fields[0], fields[1], fields[2], tuple(fields[4:])))
+    return records
 
 
 def _power_of_two_at_most(value: int) -> int:
@@ -114,6 +185,8 @@ class AllocationMap:
         self.dirty: set[int] = set()
         self.deferred_dirty: set[int] = set()
         self.orphans: set[int] = set()
+        # Pending-list stripes of the newest map-writing commit; the next one frees them.
+        self.list_stripes: set[int] = set()
 
     # -- entries ---------------------------------------------------------------------
 
@@ -180,12 +253,17 @@ class AllocationMap:
         root: MapPointer,
         pending: list[PendingStripe],
         read_node: Callable[[MapPointer], bytes],
+        read_list: Callable[[PendingStripe], bytes] | None = None,
     ) -> None:
         """Read the tree under `root` into memory, then apply `pending`.
+
+        `read_list` returns the verified data of a pending-list stripe; the
+        records of every list (and of lists within lists) are applied too.
 
         Raises:
             ArrayError: a node that fails its checksum everywhere or is inconsistent.
         """
+        pending = self._expand_pending(pending, read_list)
         top = len(self.level_counts) - 1
         self.pointers[top][0] = root
         for level in range(top, -1, -1):
@@ -193,7 +271,7 @@ class AllocationMap:
                 if pointer.is_null:
                     continue
                 data = read_node(pointer)
-                self.node_refs[pointer.stripe] = self.node_refs.get(pointer.stripe, 0) + 1
+                self._add_ref(pointer)
                 self._parse_node(data, level, index)
         pending_stripes = {record.stripe for record in pending}
         self.apply_pending(pending)
@@ -202,12 +280,39 @@ class AllocationMap:
                 self.orphans.add(int(stripe))
         self.dirty.clear()
 
+    def _expand_pending(
+        self,
+        pending: list[PendingStripe],
+        read_list: Callable[[PendingStripe], bytes] | None,
+    ) -> list[PendingStripe]:
+        records = list(pending)
+        index = 0
+        while index < len(records):
+            record = records[index]
+            index += 1
+            if not record.flags & FLAG_LIST:
+                continue
+            if read_list is None:
+                raise ArrayError(f"stripe {record.stripe} holds a pending list; pass read_list")
+            self.list_stripes.add(record.stripe)
+            if record.flags & FLAG_COPY:
+                continue  # read above, only when the list before it failed
+            try:
+                data = read_list(record)
+            except IntegrityError:
+                copy = records[index] if index < len(records) else None
+                if copy is None or not copy.flags & FLAG_COPY:
+                    raise
+                data = read_list(copy)
+            records.extend(unpack_pending_list(data, self.member_count, record.stripe))
+        return records
+
     def _parse_node(self, data: bytes, level: int, index: int) -> None:
         magic, version, kind, node_level, first, count, entry_size, _commit = struct.unpack_from(
             NODE_HEADER_FORMAT, data, 0
         )
         expected_kind = NODE_LEAF if level == 0 else NODE_INTERNAL
-        if magic != NODE_MAGIC or version != NODE_VERSION or kind != expected_kind:
+        if magic != NODE_MAGIC or version not in (1, NODE_VERSION) or kind != expected_kind:
             raise ArrayError(f"allocation map node at level {level} index {index} is malformed")
         if node_level != level or first != index * self._span(level):
             raise ArrayError(f"allocation map node at level {level} index {index} is misplaced")
@@ -221,10 +326,13 @@ class AllocationMap:
             return
         children = self.pointers[level - 1]
         start = index * self.shape.fanout
-        if entry_size != POINTER_SIZE or count != min(self.shape.fanout, len(children) - start):
+        pointer_format = POINTER_FORMAT if version == NODE_VERSION else POINTER_FORMAT_V1
+        if entry_size != struct.calcsize(pointer_format) or count != min(
+            self.shape.fanout, len(children) - start
+        ):
             raise ArrayError(f"allocation map node at level {level} index {index} is malformed")
         for i in range(count):
-            fields = struct.unpack_from(POINTER_FORMAT, body, i * POINTER_SIZE)
+            fields = struct.unpack_from(pointer_format, body, i * entry_size)
             children[start + i] = MapPointer(*fields)
 
     def _span(self, level: int) -> int:
@@ -264,6 +372,7 @@ class AllocationMap:
         event: int,
         hidden: set[int],
         overrides: dict[int, np.void] | None = None,
+        copies: dict[int, int] | None = None,
     ) -> tuple[dict[int, list[tuple[int, bytes]]], MapPointer]:
         """Build the planned nodes and repoint the tree at them.
 
@@ -276,6 +385,7 @@ class AllocationMap:
             overrides: rows written in place of the in-memory ones, by stripe
                 (a job's commit writes the owner's uncommitted stripes as last
                 committed).
+            copies: on RAID0, the stripe that receives a copy of each node stripe.
 
         Returns:
             The nodes by stripe as (offset, bytes), and the new root pointer.
@@ -286,14 +396,21 @@ class AllocationMap:
             old = self.pointers[plan.level][plan.index]
             if not old.is_null:
                 self._drop_ref(old.stripe)
-            self.pointers[plan.level][plan.index] = MapPointer(
-                stripe, offset, len(data), node_checksum(data)
-            )
-            self.node_refs[stripe] = self.node_refs.get(stripe, 0) + 1
+                if old.copy_stripe != NO_COPY:
+                    self._drop_ref(old.copy_stripe)
+            copy = (copies or {}).get(stripe, NO_COPY)
+            pointer = MapPointer(stripe, offset, len(data), node_checksum(data), copy)
+            self.pointers[plan.level][plan.index] = pointer
+            self._add_ref(pointer)
             out.setdefault(stripe, []).append((offset, data))
         self.dirty.clear()
         self.deferred_dirty.clear()
         return out, self.pointers[-1][0]
+
+    def _add_ref(self, pointer: MapPointer) -> None:
+        for stripe in (pointer.stripe, pointer.copy_stripe):
+            if stripe != NO_COPY:
+                self.node_refs[stripe] = self.node_refs.get(stripe, 0) + 1
 
     def _drop_ref(self, stripe: int) -> None:
         self.node_refs[stripe] -= 1
@@ -330,7 +447,7 @@ class AllocationMap:
         start = plan.index * self.shape.fanout
         count = min(self.shape.fanout, len(children) - start)
         body = b"".join(
-            struct.pack(POINTER_FORMAT, p.stripe, p.offset, p.length, p.checksum)
+            struct.pack(POINTER_FORMAT, p.stripe, p.offset, p.length, p.checksum, p.copy_stripe)
             for p in children[start : start + count]
         )
         header = struct.pack(

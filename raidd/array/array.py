@@ -20,16 +20,17 @@ from raidd.array.allocmap import (
     FLAG_DATA,
     FLAG_FREED,
     FLAG_MAP,
-    NODE_ALIGNMENT,
     AllocationMap,
     MapShape,
     node_checksum,
 )
 from raidd.array.codec import StripeCodec
 from raidd.array.lock import ArrayLock
+from raidd.array.mapwrite import MapWriter
 from raidd.array.stripeio import Slot, StripeIO
 from raidd.array.superblock import (
-    MAX_PENDING,
+    FORMAT_VERSION,
+    NO_COPY,
     Checkpoint,
     MapPointer,
     MemberEntry,
@@ -69,7 +70,7 @@ class AssemblyReport:
     rolled_forward: list[str] = field(default_factory=list)
 
 
-class Array:
+class Array(MapWriter):
     """An assembled array: a crash-consistent space of stripes on redundant members.
 
     The unit of writing is the stripe: `stripe_data_size` bytes of the
@@ -93,8 +94,8 @@ class Array:
        returned by `metadata_root` after assembly. `tail` is a partial
        stripe of the store's data (its metadata, say). The engine packs it
        together with the map nodes into one stripe, so a small commit costs
-       one stripe. The result names that stripe, and the tail starts at its
-       offset 0.
+       one stripe (two on RAID0, which writes the map nodes twice). The
+       result names that stripe, and the tail starts at its offset 0.
     3. `read(stripe, offset, length)` returns bytes of a stripe's data. Every
        strip is checked against the checksum in the allocation map; a
        missing member, a read error or a mismatch is repaired from parity,
@@ -210,16 +211,37 @@ class Array:
 
     def load_map(self) -> None:
         """Read the allocation map from the members (called once by assembly)."""
-        self.map.load(self._root, self._pending, self._read_node)
+        self.map.load(self._root, self._pending, self._read_node, self._read_list)
         self._cursor = 0
+
+    def _read_list(self, record: PendingStripe) -> bytes:
+        indices = list(range(self.geometry.data_strips))
+        strips = self.io.read_verified(
+            record.stripe, record.written_at, record.checksums, 0, indices
+        )
+        return b"".join(strips[i] for i in indices)
 
     def _read_node(self, pointer: MapPointer) -> bytes:
         def matches(data: bytes) -> bool:
             return node_checksum(data) == pointer.checksum
 
-        return self.io.read_unverified_range(
-            pointer.stripe, pointer.offset, pointer.length, matches
-        )
+        try:
+            return self.io.read_unverified_range(
+                pointer.stripe, pointer.offset, pointer.length, matches
+            )
+        except IntegrityError as error:
+            if pointer.copy_stripe == NO_COPY:
+                raise
+            log.warning(
+                "map_node_copy_used",
+                array=str(self.uuid),
+                stripe=pointer.stripe,
+                copy_stripe=pointer.copy_stripe,
+                error=str(error),
+            )
+            return self.io.read_unverified_range(
+                pointer.copy_stripe, pointer.offset, pointer.length, matches
+            )
 
     # -- writing ---------------------------------------------------------------------
 
@@ -454,49 +476,6 @@ class Array:
             self._write_superblocks(self.event + 1)
             return self.event
 
-    def _write_map(
-        self, event: int, tail: bytes, overrides: dict[int, np.void] | None = None
-    ) -> int | None:
-        self.map.release_orphans(event)
-        plans = self.map.plan()
-        start = -(-len(tail) // NODE_ALIGNMENT) * NODE_ALIGNMENT
-        layout: list[tuple[int, int]] = []
-        stripe_index, offset = 0, start
-        for plan in plans:
-            if offset + plan.size > self.stripe_data_size:
-                stripe_index, offset = stripe_index + 1, 0
-            layout.append((stripe_index, offset))
-            offset += -(-plan.size // NODE_ALIGNMENT) * NODE_ALIGNMENT
-        count = stripe_index + 1
-        if count > MAX_PENDING:
-            raise ArrayError(
-                f"this commit needs {count} stripes of allocation map nodes, more than "
-                f"{MAX_PENDING}; commit after fewer stripe writes"
-            )
-        stripes = self._allocate(count, use_reserve=True)
-        places = [(stripes[i], off) for i, off in layout]
-        nodes, root = self.map.serialize(
-            plans, places, event, hidden=set(stripes), overrides=overrides
-        )
-        pending = []
-        for index, stripe in enumerate(stripes):
-            buffer = bytearray(self.stripe_data_size)
-            if index == 0:
-                buffer[: len(tail)] = tail
-            for node_offset, data in nodes.get(stripe, []):
-                buffer[node_offset : node_offset + len(data)] = data
-            self.io.write_stripe(stripe, buffer)
-        self.io.flush()
-        for index, stripe in enumerate(stripes):
-            flags = FLAG_MAP | (FLAG_DATA if index == 0 and tail else 0)
-            checksums = tuple(int(c) for c in self.map.entries[stripe]["checksums"])
-            pending.append(PendingStripe(stripe, event, flags, checksums))
-        self._stop_if_beyond_tolerance("commit")
-        self.map.apply_pending(pending)
-        self._pending = pending
-        self._root = root
-        return stripes[0] if tail else None
-
     def _build_table(self, event: int) -> list[MemberEntry]:
         by_uuid = {slot.member_uuid: slot for slot in [*self.slots, *self.io.shadows]}
         for entry in self._table:
@@ -522,6 +501,7 @@ class Array:
             failed_before = sum(1 for slot in self.slots if not slot.writable)
             table = self._build_table(event)
             base = copy.copy(self._template)
+            base.version = FORMAT_VERSION
             base.event_counter = event
             base.commit_tag = secrets.randbits(63)
             base.commit_time = int(time.time())

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -38,7 +39,9 @@ DEFAULT_MAX_RATE = 0.0
 READ_RETRIES = 3
 # A job reads up to this many bytes per member with one pread.
 RUN_BYTES = 8 * MiB
-# Runs read ahead of the one being checked.
+# Runs read ahead of the one being checked. NOTE: a job holds READ_AHEAD_RUNS + 1
+# buffers of RUN_BYTES per member read, plus one or two for the XOR (about 100 MiB on
+# four members).
 READ_AHEAD_RUNS = 2
 FOREGROUND_WINDOW = 1.0
 
@@ -230,9 +233,11 @@ class Job:
 
     def run(self) -> JobResult:
         """Run to the end (or until `stop_event` is set), then finish the job."""
-        while not self.stop_event.is_set() and self.step():
-            pass
-        self._reader.close()
+        try:
+            while not self.stop_event.is_set() and self.step():
+                pass
+        finally:
+            self._close()
         if self.finished:
             self.finish()
         else:
@@ -247,6 +252,10 @@ class Job:
         ahead = self._bytes / (rate * MiB) - (time.monotonic() - self._started)
         if ahead > 0:
             self.stop_event.wait(min(ahead, 1.0))
+
+    def _close(self) -> None:
+        """Stop the job's threads once the walk ends (or fails)."""
+        self._reader.close()
 
     def checkpoint(self) -> Checkpoint | None:
         return None
@@ -288,6 +297,14 @@ class Rebuild(Job):
         super().__init__(array, start=start, **kwargs)  # type: ignore[arg-type]
         self.slot = slot
         self.skip_roles = {slot.role}
+        # A run rebuilt at once goes to the target from this thread, while the
+        # next run is checked; it alternates between two XOR buffers.
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rebuild-write")
+        self._write: Future[None] | None = None
+        self._outputs = [self._scratch, np.empty_like(self._scratch)]
+        # The first stripe after the run whose write is in flight.
+        self._next_after_write = 0
+        array.io.write_barriers.append(self._let_write_finish)
         if slot.resync_base:
             self.kind = CheckpointKind.RESYNC
             written = array.map.entries["written_at"][self.stripes]
@@ -304,7 +321,18 @@ class Rebuild(Job):
         )
 
     def _after_stripe(self, stripe: int) -> None:
-        self.slot.rebuild_next = stripe + 1
+        # Reads use the target's strips below rebuild_next, so it moves on
+        # only once they are written.
+        if self._write is None:
+            self.slot.rebuild_next = stripe + 1
+        else:
+            self._next_after_write = stripe + 1
+
+    def _let_write_finish(self) -> None:
+        """Wait for the write in flight without acting on its outcome (the job does)."""
+        write = self._write
+        if write is not None:
+            wait([write])
 
     def process_run(self, run: list[int]) -> int:
         io = self.array.io
@@ -371,7 +399,9 @@ class Rebuild(Job):
             return [strip_checksum(view[i * size : (i + 1) * size]) for i in range(len(run))]
 
         futures = {r: io.submit(checksums, buffers[r]) for r in sources}
-        rebuilt = io.submit(_xor_runs, [buffers[r] for r in sources], self._scratch).result()
+        # The buffer of the write before last; the last write may still read the other.
+        output = self._outputs[0]
+        rebuilt = io.submit(_xor_runs, [buffers[r] for r in sources], output).result()
         target = io.submit(checksums, rebuilt)
         for r, future in futures.items():
             if not np.array_equal(
@@ -381,7 +411,11 @@ class Rebuild(Job):
         expected = rows["checksums"][:, self.slot.role]
         if not np.array_equal(np.array(target.result(), dtype=np.uint64), expected):
             return None
-        self._write_rebuilt([(run[0], rebuilt)])  # type: ignore[list-item]
+        self._wait_for_write()
+        self._outputs.reverse()
+        assert self.slot.member is not None
+        offset = io.strip_offset(run[0])
+        self._write = self._writer.submit(self._write_at, rebuilt, offset)
         return size * len(sources) * len(run)
 
     def _reconstruct(
@@ -410,9 +444,45 @@ class Rebuild(Job):
         self._record_lost(stripe, checksums, written_at)
         return None
 
+    def _write_at(self, data: bytes | memoryview, offset: int) -> None:
+        assert self.slot.member is not None
+        self.slot.member.pwrite(data, offset)
+        self.slot.member.start_writeback(offset, len(data))
+
+    def _wait_for_write(self) -> None:
+        """Wait for the write in flight; a failed write fails the target and the job."""
+        write, self._write = self._write, None
+        if write is None:
+            return
+        try:
+            write.result()
+        except MemberError as error:
+            self.slot.counters.write += 1
+            self.array._member_failed(self.slot, f"rebuild write failed: {error}")
+            raise ArrayError(f"rebuild onto {self.slot.path} failed: {error}") from error
+        if self._next_after_write:
+            self.slot.rebuild_next = self._next_after_write
+            self._next_after_write = 0
+
+    def _close(self) -> None:
+        super()._close()
+        try:
+            with self.array.lock:
+                self._wait_for_write()
+        finally:
+            self._writer.shutdown(wait=True)
+            if self._let_write_finish in self.array.io.write_barriers:
+                self.array.io.write_barriers.remove(self._let_write_finish)
+
+    def write_checkpoint(self) -> None:
+        # The checkpoint may only name stripes whose strips were written.
+        self._wait_for_write()
+        super().write_checkpoint()
+
     def _write_rebuilt(self, rebuilt: list[tuple[int, bytes | memoryview]]) -> None:
         """Write rebuilt strips to the target, one pwrite per run of consecutive stripes."""
         assert self.slot.member is not None
+        self._wait_for_write()
         io = self.array.io
         groups: list[list[tuple[int, bytes]]] = []
         for stripe, strip in rebuilt:
@@ -424,8 +494,7 @@ class Rebuild(Job):
             offset = io.strip_offset(group[0][0])
             try:
                 data = group[0][1] if len(group) == 1 else b"".join(s for _, s in group)
-                self.slot.member.pwrite(data, offset)
-                self.slot.member.start_writeback(offset, len(data))
+                self._write_at(data, offset)
             except MemberError as error:
                 self.slot.counters.write += 1
                 self.array._member_failed(self.slot, f"rebuild write failed: {error}")

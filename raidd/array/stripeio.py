@@ -113,6 +113,9 @@ class StripeIO:
         self.lock = threading.RLock()
         # Members being filled by a hot replace: written like the others, never read.
         self.shadows: list[Slot] = []
+        # Called before queued stripes are written: a rebuild waits there for its
+        # own write in flight, so that no stale strip lands after a fresh one.
+        self.write_barriers: list[Callable[[], None]] = []
         # One thread per member, so fsyncs and large writes on different
         # devices overlap (os.fsync and os.pwrite release the GIL).
         self._pool = ThreadPoolExecutor(
@@ -164,6 +167,8 @@ class StripeIO:
         """Write the queued stripes and hand their strip checksums to `on_flushed`."""
         if not self._batch:
             return
+        for barrier in list(self.write_barriers):
+            barrier()
         batch, first = self._batch, self._batch_first
         self._batch = []
         offset = self.strip_offset(first)

@@ -22,7 +22,8 @@ from raidd.array.member import Member, MemberError
 from raidd.errors import ArrayError
 
 MAGIC = b"RAIDDSB\x00"
-FORMAT_VERSION = 1
+# Version 2 added map_root_copy_stripe; version 1 superblocks are read as having no copy.
+FORMAT_VERSION = 2
 SUPERBLOCK_SIZE = 64 * 1024
 SLOT_OFFSETS = (0, SUPERBLOCK_SIZE)
 END_ALIGNMENT = 4096
@@ -38,6 +39,8 @@ KEYSLOT_RESERVED = 40960
 CHECKSUM_OFFSET = SUPERBLOCK_SIZE - 32
 SPARE_ROLE = -1
 STRIP_CHECKSUM_CRC32 = 1
+# A map pointer's copy_stripe when the node has no second copy (every level but RAID0).
+NO_COPY = 2**64 - 1
 
 # (field, struct code, why): the header, packed in this order with no padding.
 HEADER_FIELDS: tuple[tuple[str, str, str], ...] = (
@@ -77,6 +80,7 @@ HEADER_FIELDS: tuple[tuple[str, str, str], ...] = (
     ("metadata_root_length", "I", "bytes used of metadata_root"),
     ("keyslot_area_length", "I", "bytes used of the keyslot area"),
     ("metadata_root", "256s", "the caller's root reference (the store's), opaque here"),
+    ("map_root_copy_stripe", "Q", "RAID0: stripe with a copy of the root node; 2^64-1 for none"),
 )
 HEADER_FORMAT = "<" + "".join(code for _, code, _ in HEADER_FIELDS)
 HEADER_SIZE = struct.calcsize(HEADER_FORMAT)
@@ -132,12 +136,16 @@ class UnsupportedFormatError(ArrayError):
 
 @dataclass(frozen=True)
 class MapPointer:
-    """Where a map node lives: stripe, byte offset in the stripe's data, length, checksum."""
+    """Where a map node lives: stripe, byte offset in the stripe's data, length, checksum.
+
+    On RAID0 `copy_stripe` holds a second copy of the node at the same offset.
+    """
 
     stripe: int = 0
     offset: int = 0
     length: int = 0
     checksum: bytes = bytes(16)
+    copy_stripe: int = NO_COPY
 
     @property
     def is_null(self) -> bool:
@@ -274,6 +282,7 @@ def pack_superblock(sb: Superblock) -> bytes:
         len(sb.metadata_root),
         len(sb.keyslot_area),
         sb.metadata_root,
+        root.copy_stripe,
     )
     for index, entry in enumerate(sb.members):
         path = _encode_text(entry.path, PATH_MAX, "member path")
@@ -415,6 +424,7 @@ def unpack_superblock(data: bytes) -> Superblock:
             header["map_root_offset"],
             header["map_root_length"],
             header["map_root_checksum"],
+            header["map_root_copy_stripe"] if version >= 2 else NO_COPY,
         ),
         checkpoint=Checkpoint(
             kind=CheckpointKind(header["checkpoint_kind"]),

@@ -9,9 +9,11 @@ from collections.abc import Callable
 
 import pytest
 
-from raidd.array.allocmap import FLAG_DATA
+from raidd.array import Array
+from raidd.array.allocmap import FLAG_COPY, FLAG_DATA, FLAG_LIST
+from raidd.array.superblock import MAX_PENDING, NO_COPY
 from raidd.errors import ArrayError, ArrayFullError, IntegrityError
-from tests.array.conftest import MEMBER_COUNTS, ImageArray, write_random
+from tests.array.conftest import MEMBER_COUNTS, ImageArray, MiB, write_random
 
 LEVELS = sorted(MEMBER_COUNTS)
 
@@ -231,3 +233,106 @@ def test_deleted_image_fails_member(make_array: Callable[..., ImageArray]) -> No
         assert array.metadata_root == b"r2"
         for stripe, data in {**before, **after}.items():
             assert array.read(stripe) == data
+
+
+def test_commit_changing_many_leaves(make_array: Callable[..., ImageArray]) -> None:
+    """A commit whose map nodes need more stripes than the superblock lists uses pending lists."""
+    image = make_array(1, members=2)
+    with image.open() as array:
+        # One leaf (64 entries) fills a 4 KiB stripe here, so 2500 stripes dirty 40 leaves.
+        assert array.map.shape.entries_per_leaf == 64
+        written = {array.write_stripe(b"stripe %d" % i): i for i in range(2500)}
+        array.commit(b"many")
+        lists = [p for p in array._pending if p.flags & FLAG_LIST]
+        assert lists, "the superblock should list pending-list stripes"
+        assert len(array._pending) <= MAX_PENDING
+        list_stripes = {p.stripe for p in lists}
+    with image.open() as array:
+        assert array.metadata_root == b"many"
+        for stripe, i in written.items():
+            assert array.read(stripe, 0, 16).rstrip(b"\0") == b"stripe %d" % i
+        assert array.map.list_stripes == list_stripes
+        assert array.scrub().errors == 0
+        array.commit(b"next", tail=b"small")
+        for stripe in list_stripes:
+            assert not array.map.is_allocated(stripe)
+    with image.open() as array:
+        assert array.metadata_root == b"next"
+        assert array.map.list_stripes == set()
+        for stripe, i in list(written.items())[::97]:
+            assert array.read(stripe, 0, 16).rstrip(b"\0") == b"stripe %d" % i
+
+
+def _flip_map_node(array: Array, path_by_role: list[str], stripe: int, offset: int) -> None:
+    """Flip one byte of a stripe's data at `offset` on the member that holds it."""
+    index = offset // array.codec.strip_size
+    role = array.codec.data_roles(stripe)[index][0]
+    position = array.io.strip_offset(stripe) + offset % array.codec.strip_size
+    with open(path_by_role[role], "r+b") as member:
+        member.seek(position)
+        byte = member.read(1)
+        member.seek(position)
+        member.write(bytes([byte[0] ^ 0x40]))
+
+
+def test_raid0_map_copy_read_after_bit_flip(make_array: Callable[..., ImageArray]) -> None:
+    """On RAID0 a map node (leaf or root) that fails its checksum is read from its copy."""
+    image = make_array(0)
+    with image.open() as array:
+        written = write_random(array, random.Random(41), 300)
+        array.commit(b"r0", tail=b"tail bytes")
+        root = array._root
+        leaf = array.map.pointers[0][0]
+        paths = [slot.path for slot in array.slots]
+    assert root.copy_stripe != NO_COPY
+    assert leaf.copy_stripe != NO_COPY
+    assert leaf.copy_stripe != leaf.stripe
+    with image.open(read_only=True) as array:
+        assert array.read(leaf.copy_stripe, leaf.offset, leaf.length) == array.read(
+            leaf.stripe, leaf.offset, leaf.length
+        )
+        for pointer in (root, leaf):
+            _flip_map_node(array, paths, pointer.stripe, pointer.offset + 40)
+    with image.open() as array:
+        assert array.metadata_root == b"r0"
+        for pointer in (root, leaf):
+            with pytest.raises(IntegrityError):
+                array.read(pointer.stripe, pointer.offset, pointer.length)
+        for stripe, data in written.items():
+            assert array.read(stripe) == data
+        # The next commit rewrites the map from memory, so both copies are whole again.
+        array.commit(b"r0 again")
+    with image.open() as array:
+        for stripe, data in list(written.items())[::17]:
+            assert array.read(stripe) == data
+
+
+def test_raid0_small_commit_costs_two_stripes(make_array: Callable[..., ImageArray]) -> None:
+    image = make_array(0)
+    with image.open() as array:
+        array.commit(b"one", tail=b"x")
+        before = array.free_stripe_count()
+        array.commit(b"two", tail=b"y")
+        # Two new map stripes; the two of the commit before are freed later.
+        assert before - array.free_stripe_count() == 2
+
+
+def test_raid0_pending_list_copy_used(make_array: Callable[..., ImageArray]) -> None:
+    """On RAID0 a pending list stripe that fails its checksums is read from its copy."""
+    image = make_array(0, members=2, size=32 * MiB)
+    with image.open() as array:
+        assert array.map.shape.entries_per_leaf == 128
+        written = {array.write_stripe(b"raid0 %d" % i): i for i in range(4400)}
+        array.commit(b"lists")
+        lists = [p for p in array._pending if p.flags & FLAG_LIST]
+        originals = [p for p in lists if not p.flags & FLAG_COPY]
+        assert originals and len(lists) == 2 * len(originals)
+        paths = [slot.path for slot in array.slots]
+    with image.open(read_only=True) as array:
+        _flip_map_node(array, paths, originals[0].stripe, 8)
+    with image.open() as array:
+        assert array.metadata_root == b"lists"
+        with pytest.raises(IntegrityError):
+            array.read(originals[0].stripe)
+        for stripe, i in list(written.items())[::7]:
+            assert array.read(stripe, 0, 16).rstrip(b"\0") == b"raid0 %d" % i

@@ -10,7 +10,14 @@ from pathlib import Path
 import pytest
 
 from raidd.array import superblock as sbm
-from raidd.array.allocmap import NODE_HEADER_SIZE, POINTER_SIZE, entry_dtype
+from raidd.array.allocmap import (
+    LIST_HEADER_SIZE,
+    NODE_HEADER_SIZE,
+    POINTER_SIZE,
+    entry_dtype,
+    list_capacity,
+    list_record_format,
+)
 from raidd.array.member import open_member
 from raidd.array.superblock import (
     Checkpoint,
@@ -41,7 +48,7 @@ def field_offsets(fields: tuple[tuple[str, str, str], ...]) -> dict[str, tuple[i
 
 def test_layout_pinned() -> None:
     assert sbm.SUPERBLOCK_SIZE == 65536
-    assert sbm.HEADER_SIZE == 548
+    assert sbm.HEADER_SIZE == 556
     assert sbm.MEMBER_ENTRY_SIZE == 296
     assert sbm.PENDING_SIZE == 280
     assert (sbm.MEMBER_TABLE_OFFSET, sbm.PENDING_OFFSET) == (1024, 10496)
@@ -51,9 +58,14 @@ def test_layout_pinned() -> None:
     assert offsets["array_name"] == (120, 64)
     assert offsets["map_root_checksum"] == (220, 16)
     assert offsets["metadata_root"] == (292, 256)
+    assert offsets["map_root_copy_stripe"] == (548, 8)
     assert NODE_HEADER_SIZE == 32
-    assert POINTER_SIZE == 32
+    assert POINTER_SIZE == 40
     assert entry_dtype(4).itemsize == 48
+    assert LIST_HEADER_SIZE == 24
+    assert struct.calcsize(list_record_format(4)) == 56
+    assert list_capacity(3 * 65536, 4) == 3510
+    assert list_capacity(4096, 2) == 101
 
 
 @pytest.mark.parametrize(
@@ -120,7 +132,7 @@ def test_checksum_mismatch() -> None:
 def test_newer_version_refused_naming_both() -> None:
     data = bytearray(sample().pack())
     struct.pack_into("<I", data, 8, 9)
-    with pytest.raises(UnsupportedFormatError, match=r"version 9 .*version 1"):
+    with pytest.raises(UnsupportedFormatError, match=r"version 9 .*version 2"):
         unpack_superblock(bytes(data))
 
 

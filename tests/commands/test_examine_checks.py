@@ -7,7 +7,12 @@ import struct
 from collections.abc import Callable
 from pathlib import Path
 
-from raidd.array.superblock import CHECKSUM_OFFSET, HEADER_FIELDS, SUPERBLOCK_SIZE
+from raidd.array.superblock import (
+    CHECKSUM_OFFSET,
+    FORMAT_VERSION,
+    HEADER_FIELDS,
+    SUPERBLOCK_SIZE,
+)
 from tests.commands.conftest import Result
 
 
@@ -51,16 +56,17 @@ def create(raidd: Callable[..., Result], tmp_path: Path, *extra: str) -> list[st
 
 def test_newer_version_per_member(raidd: Callable[..., Result], tmp_path: Path) -> None:
     members = create(raidd, tmp_path)
-    patch(members[1], 0, "version", struct.pack("<I", 2))
+    newer = FORMAT_VERSION + 1
+    patch(members[1], 0, "version", struct.pack("<I", newer))
     result = raidd("examine", "--json", *members)
     assert result.code == 1
     first, second = result.json()
     assert first["event_counter"] == 1
-    assert "version 2" in second["error"]
-    assert "version 1" in second["error"]
+    assert f"version {newer}" in second["error"]
+    assert f"version {FORMAT_VERSION}" in second["error"]
     refused = raidd("key", "list", *members)
     assert refused.code == 2
-    assert "version 2" in refused.err
+    assert f"version {newer}" in refused.err
 
 
 def test_invalid_copy_warns(raidd: Callable[..., Result], tmp_path: Path) -> None:

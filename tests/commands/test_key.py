@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import pty
+import select
+import signal
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -94,3 +100,68 @@ def test_remove_warns_about_absent_member(raidd: Callable[..., Result], tmp_path
     assert "still contains the old keyslots" in result.err
     assert areas([paths[0], paths[1], paths[3]]) == [["1:keyfile"]] * 9
     assert areas([str(absent)]) == [["0:keyfile", "1:keyfile"]] * 3
+
+
+def _run_on_terminal(args: list[str], answers: list[bytes]) -> tuple[int, str]:
+    """Run `raidd ARGS` on a pseudo-terminal, typing one answer after each prompt."""
+    pid, fd = pty.fork()
+    if pid == 0:
+        code = "import sys; from raidd.cli import main; sys.exit(main(sys.argv[1:]))"
+        os.execv(sys.executable, [sys.executable, "-c", code, *args])
+    output = b""
+    answered = 0
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 1.0)
+        if not ready:
+            continue
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        output += chunk
+        # Each prompt ends with "passphrase: "; answer each one once.
+        while answered < min(output.count(b"passphrase: "), len(answers)):
+            os.write(fd, answers[answered] + b"\n")
+            answered += 1
+    finished, status = os.waitpid(pid, os.WNOHANG)
+    while finished == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+        finished, status = os.waitpid(pid, os.WNOHANG)
+    if finished == 0:  # still waiting for input after the deadline
+        os.kill(pid, signal.SIGKILL)
+        _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    return os.waitstatus_to_exitcode(status), output.decode(errors="replace")
+
+
+def test_add_passphrase_from_prompt(raidd: Callable[..., Result], tmp_path: Path) -> None:
+    """`key add` prompts twice on the terminal, and the typed passphrase then unlocks."""
+    paths, key = create(raidd, tmp_path)
+    members = paths[:3]
+    code, output = _run_on_terminal(
+        ["key", "add", "--keyfile", str(key), *members], [b"typed phrase", b"typed phrase"]
+    )
+    assert code == 0, output
+    assert "New passphrase:" in output
+    assert "Repeat the new passphrase:" in output
+    assert "typed phrase" not in output
+    assert "added keyslot 1" in output
+    phrase = tmp_path / "phrase"
+    phrase.write_text("typed phrase\n")
+    phrase.chmod(0o600)
+    removed = raidd("key", "remove", "--slot", "0", "--passphrase-file", phrase, *members)
+    assert removed.code == 0, removed.err
+    assert areas(paths) == [["1:passphrase"]] * 12
+
+
+def test_add_passphrase_mismatch(raidd: Callable[..., Result], tmp_path: Path) -> None:
+    paths, key = create(raidd, tmp_path)
+    code, output = _run_on_terminal(
+        ["key", "add", "--keyfile", str(key), *paths[:3]], [b"first", b"second"]
+    )
+    assert code == 2, output
+    assert "the passphrases differ; nothing was changed" in output
+    assert areas(paths) == [["0:keyfile"]] * 12
