@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test soak lint format bench clean
+.PHONY: test soak lint format bench demo clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,5 +30,9 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/parity.py
 
+# The whole product on image files in ./demo-run (recreated each run); needs root.
+demo: $(STAMP)
+	$(BIN)/python demo/run.py --dir demo-run
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) demo-run .pytest_cache .mypy_cache .ruff_cache .hypothesis
