@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test soak lint format bench bench-backup clean
+.PHONY: test soak lint format bench bench-backup demo clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,5 +34,9 @@ bench: $(STAMP)
 bench-backup: $(STAMP)
 	$(BIN)/python bench/backup.py
 
+# The whole product on image files in ./demo-run (recreated each run); needs root.
+demo: $(STAMP)
+	$(BIN)/python demo/run.py --dir demo-run
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) demo-run .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -79,17 +79,25 @@ def follow_job(context: Context, job_id: int) -> int:
     was cancelled.
     """
     terminal = context.out.isatty() and not context.json
+    drawn_width = 0
+
+    def draw(line: str) -> None:
+        nonlocal drawn_width
+        # Pad to the width drawn before, so that a shorter line leaves no old characters behind.
+        context.out.write("\r" + line.ljust(drawn_width))
+        context.out.flush()
+        drawn_width = len(line)
 
     def on_frame(frame: Frame) -> None:
         job = frame.params.get("job")
         if terminal and isinstance(job, dict):
-            context.out.write("\r" + progress_line(job))
-            context.out.flush()
+            draw(progress_line(job))
 
     context.client.timeout = None
     final = context.call("job.progress", {"job": job_id, "follow": True}, on_frame=on_frame)
     if terminal:
-        context.out.write("\r" + progress_line(final) + "\n")
+        draw(progress_line(final))
+        context.out.write("\n")
     context.emit(final, describe_job)
     if final["state"] != "done":
         return 2
