@@ -1,0 +1,13 @@
+"""Settings shared by the whole suite."""
+
+from collections.abc import Iterator
+
+import pytest
+
+
+@pytest.fixture(autouse=True, scope="session")
+def private_lock_directory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Keep array lock files out of the host's /run/raidd; a test may still set its own."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RAIDD_LOCK_DIR", str(tmp_path_factory.mktemp("locks")))
+        yield
