@@ -84,7 +84,9 @@ def _check_geometry(level: int, count: int, strip_size: int) -> Geometry:
     if strip_size > MAX_STRIP_SIZE:
         raise UsageError(f"strip size must be at most {MAX_STRIP_SIZE} bytes; got {strip_size}")
     if count > MAX_MEMBERS:
-        raise UsageError(f"an array holds at most {MAX_MEMBERS} members and spares; got {count}")
+        raise UsageError(
+            f"an array can have at most {MAX_MEMBERS} members and spares; got {count}"
+        )
     return geometry
 
 
@@ -278,7 +280,7 @@ def create_array(
     geometry = _check_geometry(level, len(paths), strip_size)
     if len(paths) + len(spares) > MAX_MEMBERS:
         raise UsageError(
-            f"an array holds at most {MAX_MEMBERS} members and spares; got "
+            f"an array can have at most {MAX_MEMBERS} members and spares; got "
             f"{len(paths)} members and {len(spares)} spares"
         )
     _check_name(name)

@@ -230,7 +230,7 @@ def _encode_text(text: str, limit: int, what: str) -> bytes:
 
 def pack_superblock(sb: Superblock) -> bytes:
     if len(sb.members) > MAX_MEMBERS:
-        raise ArrayError(f"member table holds at most {MAX_MEMBERS} members")
+        raise ArrayError(f"member table has room for at most {MAX_MEMBERS} members")
     if len(sb.pending) > MAX_PENDING:
         raise ArrayError(f"a commit can write at most {MAX_PENDING} metadata stripes")
     if len(sb.metadata_root) > METADATA_ROOT_MAX:

@@ -10,7 +10,7 @@ Nouns:
   as the udev monitor reports it.
 """
 
-from raidd.daemon.credentials import key_file_path
+from raidd.credentials import key_file_path
 from raidd.daemon.devices import BlockEvent, Change, DeviceMonitor, udev_running
 from raidd.daemon.lifecycle import Lifecycle
 from raidd.daemon.notify import Notifier, WatchdogPinger, watchdog_interval

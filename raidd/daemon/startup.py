@@ -12,7 +12,7 @@ import crypto
 from raidd.array import Array, assemble, probe
 from raidd.array.superblock import Superblock
 from raidd.config import Config
-from raidd.daemon.credentials import key_file_path
+from raidd.credentials import key_file_path
 from raidd.errors import ArrayError, ConfigError, KeyUnlockError
 
 log = structlog.get_logger(__name__)

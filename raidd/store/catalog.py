@@ -39,6 +39,7 @@ from raidd.store.catalog_format import (
     Record,
     Version,
 )
+from raidd.store.indexdb import check_schema_version
 from raidd.store.scan import EntryType
 
 __all__ = ["SCHEMA_VERSION", "CatalogIndex", "CommitInfo"]
@@ -174,18 +175,7 @@ class CatalogIndex:
         if str(path) != ":memory:":
             self._db.execute("PRAGMA journal_mode = WAL")
         self._db.executescript(_SCHEMA)
-        row = self._db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        if row is None:
-            self._db.execute(
-                "INSERT INTO meta (key, value) VALUES ('schema_version', ?)",
-                (str(SCHEMA_VERSION),),
-            )
-        elif int(row["value"]) != SCHEMA_VERSION:
-            self._db.close()
-            raise IntegrityError(
-                f"catalog index {str(path)!r} has schema version {row['value']}, this raidd "
-                f"uses {SCHEMA_VERSION}: delete the file and it is rebuilt from the array"
-            )
+        check_schema_version(self._db, SCHEMA_VERSION, "catalog index", path)
 
     def __enter__(self) -> "CatalogIndex":
         return self

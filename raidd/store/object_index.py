@@ -9,7 +9,7 @@ import sqlite3
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from raidd.errors import IntegrityError
+from raidd.store.indexdb import check_schema_version
 from raidd.store.objects import PIECE, IndexEntry, Piece
 
 __all__ = ["OBJECT_SCHEMA_VERSION", "ObjectIndex"]
@@ -49,17 +49,7 @@ class ObjectIndex:
         if str(path) != ":memory:":
             self._db.execute("PRAGMA journal_mode = WAL")
         self._db.executescript(_SCHEMA)
-        row = self._db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        if row is None:
-            self._db.execute(
-                "INSERT INTO meta VALUES ('schema_version', ?)", (str(OBJECT_SCHEMA_VERSION),)
-            )
-        elif int(row[0]) != OBJECT_SCHEMA_VERSION:
-            self._db.close()
-            raise IntegrityError(
-                f"object index {str(path)!r} has schema version {row[0]}, this raidd uses "
-                f"{OBJECT_SCHEMA_VERSION}: delete the file and it is rebuilt from the array"
-            )
+        check_schema_version(self._db, OBJECT_SCHEMA_VERSION, "object index", path)
 
     def __enter__(self) -> "ObjectIndex":
         return self

@@ -330,7 +330,7 @@ def encode_root(root: MetadataRoot) -> bytes:
     counts = [len(copy) for copy in copies] + [0] * (2 - len(copies))
     if sum(counts) > ROOT_MAX_PIECES:
         raise IntegrityError(
-            f"the manifest spans {sum(counts)} stripe pieces; the metadata root holds at most "
+            f"the manifest spans {sum(counts)} stripe pieces; the metadata root can list at most "
             f"{ROOT_MAX_PIECES}: the commit history is too long for this stripe size"
         )
     out = [

@@ -1,6 +1,5 @@
 """The Store: an array, its keys, the sealed objects on it and the local indexes."""
 
-import os
 import secrets
 import shutil
 import tempfile
@@ -16,6 +15,7 @@ import structlog
 import crypto
 from raidd.array import Array, assemble
 from raidd.config import Config, prepare_state_directory
+from raidd.credentials import key_file_path
 from raidd.errors import ConfigError, IntegrityError, KeyUnlockError, UsageError
 from raidd.store.catalog import CatalogIndex, CommitInfo
 from raidd.store.catalog_format import CommitDelta, Version, decode_delta, encode_delta
@@ -48,8 +48,6 @@ __all__ = ["Store", "UnlockKey"]
 
 log = structlog.get_logger(__name__)
 
-CREDENTIAL_NAME = "raidd.key"
-
 
 @dataclass(frozen=True)
 class UnlockKey:
@@ -79,12 +77,7 @@ def _unlock(array: Array, key: UnlockKey) -> crypto.MasterKey:
 
 def config_key(config: Config) -> UnlockKey:
     """Return the configured key: the systemd credential first, then array.keyfile."""
-    credentials = os.environ.get("CREDENTIALS_DIRECTORY")
-    if credentials and (Path(credentials) / CREDENTIAL_NAME).is_file():
-        return UnlockKey(keyfile=Path(credentials) / CREDENTIAL_NAME)
-    if config.array.keyfile is None:
-        raise ConfigError("array.keyfile is not set: name the key file that opens a keyslot")
-    return UnlockKey(keyfile=config.array.keyfile)
+    return UnlockKey(keyfile=key_file_path(config.array.keyfile, setting="array.keyfile"))
 
 
 class Store:

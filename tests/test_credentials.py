@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from raidd.daemon.credentials import key_file_path
+from raidd.credentials import key_file_path
 from raidd.errors import ConfigError
 
 
