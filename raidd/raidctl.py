@@ -24,6 +24,7 @@ SUBCOMMAND_MODULES = (
     "raidd.ctl.jobs",
     "raidd.ctl.keys",
     "raidd.ctl.backups",
+    "raidd.ctl.restore",
 )
 
 
