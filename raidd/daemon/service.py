@@ -149,7 +149,7 @@ class Daemon:
         behind_after = max(2 * config.watcher.max_delay, 60.0)
         self.backups = BackupService(open_store, self.events, behind_after=behind_after)
         if self.service.resume() is None:
-            self.service.resync_stale()
+            self.service.start_pending()
         now = time.monotonic()
         self._next_retention = now + config.schedule.retention_interval
         self._next_gc = now + config.schedule.gc_interval
