@@ -80,6 +80,8 @@ class ArrayService:
         self._job_lock = threading.Lock()
         self._running: tuple[Job, ArrayJob] | None = None
         self._stopping = False
+        # Whether the last check_fill() found the array at or over its threshold.
+        self._nearly_full = False
         # Stale members whose re-add failed, by UUID; they stay stale in status.
         self._not_resynced: set[str] = set()
         array.failure_listeners.append(self._on_member_failed)
@@ -101,6 +103,7 @@ class ArrayService:
         array = self.array
         with array.lock:
             engine = array.status()
+            stripe_bytes = array.stripe_data_size
             stale = {item["member_uuid"]: item for item in array.report.stale}
             members = [self._member_json(slot, stale) for slot in array.slots]
             members += [
@@ -124,8 +127,40 @@ class ArrayService:
                 "allocated_stripes": engine["allocated_stripes"],
                 "free_stripes": engine["free_stripes"],
                 "reserve_stripes": engine["reserve_stripes"],
+                "used_bytes": engine["allocated_stripes"] * stripe_bytes,
+                "size_bytes": engine["stripes"] * stripe_bytes,
+                "used_fraction": _fraction(engine["allocated_stripes"], engine["stripes"]),
                 "members": members,
             }
+
+    def check_fill(self, threshold: float) -> bool:
+        """Emit `array_nearly_full` when the used fraction reaches `threshold`; return if it has.
+
+        The event is emitted once per crossing: after the fraction dropped
+        below the threshold (garbage collection freed stripes), the next
+        crossing emits it again.
+        """
+        array = self.array
+        with array.lock:
+            allocated = int(array.map.allocated_stripes().size)
+        fraction = _fraction(allocated, array.stripe_count)
+        full = fraction >= threshold
+        if full and not self._nearly_full:
+            description = {
+                "array": str(array.uuid),
+                "used_fraction": fraction,
+                "threshold": threshold,
+                "allocated_stripes": allocated,
+                "stripes": array.stripe_count,
+                "used_bytes": allocated * array.stripe_data_size,
+                "size_bytes": array.stripe_count * array.stripe_data_size,
+            }
+            log.warning("array_nearly_full", **description)
+            self.events.emit("array_nearly_full", **description)
+        elif not full and self._nearly_full:
+            log.info("array_below_full_threshold", array=str(array.uuid), used_fraction=fraction)
+        self._nearly_full = full
+        return full
 
     @staticmethod
     def _member_json(slot: Slot, stale: dict[str, dict[str, str]]) -> dict[str, Any]:
@@ -501,3 +536,7 @@ class ArrayService:
         self.stop_jobs()
         self.array.close()
         self.unlocked.wipe()
+
+
+def _fraction(part: int, whole: int) -> float:
+    return round(part / whole, 4) if whole else 0.0

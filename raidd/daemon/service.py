@@ -222,9 +222,10 @@ class Daemon:
         return text
 
     def tick(self) -> None:
-        """Check the members, and back up the batches that are due."""
+        """Check the members and the fill level, and back up the batches that are due."""
         assert self.service is not None and self.watcher is not None
         self.service.check_members()
+        self.service.check_fill(self.config.events.full_threshold)
         status = self._ready_status()
         if status != self.lifecycle.status:
             self.lifecycle.set_status(status)

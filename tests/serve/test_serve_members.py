@@ -1,4 +1,4 @@
-"""Array jobs that wait for each other: every returning member resynced, every role given a spare."""
+"""Array jobs that wait for each other: every returning member resynced, every role rebuilt."""
 
 from __future__ import annotations
 
