@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import shutil
@@ -12,7 +10,6 @@ import tempfile
 from pathlib import Path
 
 from raidd.raidctl import build_parser as build_raidctl_parser
-from raidd.raidctl import main as raidctl_main
 from tests.control.conftest import run_as
 from tests.serve.conftest import Daemon
 from tests.store.conftest import posix_acl
@@ -88,10 +85,9 @@ def describe(root: Path) -> dict[bytes, tuple[object, ...]]:
 
 
 def raidctl(daemon: Daemon, *args: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = raidctl_main(["--socket", str(daemon.socket), "restore", *args])
-    return code, out.getvalue(), err.getvalue()
+    """Run `raidctl restore ARGS` in this process; return its exit code, stdout and stderr."""
+    result = daemon.raidctl("restore", *args)
+    return result.returncode, result.stdout, result.stderr
 
 
 def test_raidctl_restores_every_entry_kind(make_daemon, tmp_path: Path) -> None:
@@ -149,9 +145,11 @@ def test_raidctl_restore_safety(make_daemon, tmp_path: Path) -> None:
     linked = tmp_path / "linked"
     (linked / "data").mkdir(parents=True)
     os.symlink(elsewhere, linked / "data" / "sub")
-    code, _, err = raidctl(daemon, "data", "--to", str(linked))
+    code, out, err = raidctl(daemon, "data", "--to", str(linked), "--json")
     assert code == 1
     assert "'data/sub' left alone" in err
+    conflicts = json.loads(out)["conflicts"]
+    assert [item["path"] for item in conflicts] == ["data/sub", "data/sub/note.txt"]
     assert list(elsewhere.iterdir()) == []
     assert (linked / "data" / "sub").is_symlink()
     assert (linked / "data" / "ledger.bin").read_bytes() == ledger
@@ -222,3 +220,26 @@ def test_non_root_restore(make_daemon, tmp_path: Path) -> None:
         assert daemon.stop() == 0
     finally:
         shutil.rmtree(shared, ignore_errors=True)
+
+
+def test_lost_file_reported_and_others_restored(make_daemon, tmp_path: Path) -> None:
+    """On RAID0 a corrupted member loses the files on it: exit 3, the rest still restores."""
+    data = tmp_path / "data"
+    (data / "empty").mkdir(parents=True)
+    (data / "big.bin").write_bytes(os.urandom(400_000))
+    os.symlink("big.bin", data / "latest")
+    daemon = make_daemon(level=0, members=2)
+    daemon.start()
+    # Every strip of member 1 after its superblocks: the data area starts at 1 MiB.
+    with open(daemon.members[1], "r+b") as member:
+        member.seek(MiB)
+        member.write(os.urandom(8 * MiB))
+    target = tmp_path / "restored"
+    code, out, err = raidctl(daemon, "data", "--to", str(target), "--json")
+    assert code == 3, err
+    result = json.loads(out)
+    assert [item["path"] for item in result["lost"]] == ["data/big.bin"]
+    assert "data/big.bin' is lost" in err
+    assert sorted(os.listdir(target / "data")) == ["empty", "latest"]
+    assert os.readlink(target / "data" / "latest") == "big.bin"
+    assert daemon.stop() == 0
