@@ -60,9 +60,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    # raidctl prints its results and warnings itself; library events that would
-    # repeat them (a restore's conflicts) are dropped, and errors go to stderr,
-    # never into stdout where --json output goes.
+    # raidctl prints its results and warnings itself, so library events that would
+    # repeat them (a restore's conflicts) are dropped. Errors go to stderr, because
+    # stdout carries the --json output.
     structlog.configure(
         logger_factory=lambda *args: structlog.PrintLogger(sys.stderr),
         wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR),

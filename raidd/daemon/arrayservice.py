@@ -141,8 +141,10 @@ class ArrayService:
         crossing emits it again.
         """
         array = self.array
-        with array.lock:
-            allocated = int(array.map.allocated_stripes().size)
+        # NOTE: read without the array lock, so that the main loop never waits
+        # for a commit's fsync; a count taken during a commit may miss that
+        # commit's stripes, and the next pass counts them.
+        allocated = int(array.map.allocated_stripes().size)
         fraction = _fraction(allocated, array.stripe_count)
         full = fraction >= threshold
         if full and not self._nearly_full:
@@ -259,7 +261,7 @@ class ArrayService:
         --force` rebuilds it in full.
         """
         with self._job_lock:
-            if self._busy():
+            if self._busy() or self._stopping:
                 return None
             job = self._resync_next_stale()
             if job is None:
@@ -468,7 +470,7 @@ class ArrayService:
         more automatic work until someone looks.
         """
         job.wait_finished(None)
-        if job.state is not JobState.DONE or self._stopping:
+        if job.state is not JobState.DONE:
             return
         try:
             self.start_pending()
@@ -525,7 +527,8 @@ class ArrayService:
 
     def stop_jobs(self, timeout: float = 30.0) -> None:
         """Stop the running job at its next stripe, and start no other; it records a checkpoint."""
-        self._stopping = True
+        with self._job_lock:
+            self._stopping = True
         running = self._running
         if running is not None and running[0].state is JobState.RUNNING:
             running[1].stop_event.set()
