@@ -46,7 +46,17 @@ class StreamError(RequestError):
 
 
 class FileLostError(IntegrityError):
-    """A streamed file whose content the daemon could not recover (a `file_lost` frame)."""
+    """A streamed file whose content the daemon could not recover (a `file_lost` frame).
+
+    Attributes:
+        path: the file's path in the stream.
+        reason: the daemon's `error` text.
+    """
+
+    def __init__(self, path: bytes, reason: str) -> None:
+        super().__init__(f"file {path!r} is lost: {reason}")
+        self.path = path
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -287,7 +297,7 @@ class FileContent:
                 self._check_end(frame)
             elif frame.kind == "file_lost":
                 self.finished = True
-                raise FileLostError(f"{self.path!r}: {frame.params.get('error')}")
+                raise FileLostError(self.path, str(frame.params.get("error")))
             else:
                 self.finished = True
                 raise StreamError(

@@ -23,6 +23,7 @@ from typing import Any
 
 from raidd.control.stream import (
     EntryReader,
+    FileLostError,
     Frame,
     ReceivedEntry,
     bytes_from_fields,
@@ -31,7 +32,7 @@ from raidd.control.stream import (
 )
 from raidd.ctl.backups import selection_options, selection_params
 from raidd.ctl.common import Context
-from raidd.errors import EXIT_INTEGRITY, EXIT_OK, EXIT_WARNINGS, IntegrityError, UsageError
+from raidd.errors import EXIT_INTEGRITY, EXIT_OK, EXIT_WARNINGS, UsageError
 from raidd.store.catalog_format import json_name
 from raidd.store.restore_writer import RestoreEntry, RestoreWriter
 from raidd.store.scan import EntryType
@@ -115,8 +116,8 @@ def write_entry(writer: RestoreWriter, item: ReceivedEntry, received: Received) 
     else:
         try:
             writer.restore_stream(entry, item.content)
-        except IntegrityError as error:
-            received.lost.append((entry.path, str(error)))
+        except FileLostError as error:
+            received.lost.append((entry.path, error.reason))
         received.bytes += item.content.received
 
 
