@@ -124,6 +124,8 @@ class EventsConfig:
 
     program: Command | None = None
     timeout: float = 30.0
+    # Allocated fraction of the array's stripes at which `array_nearly_full` is emitted.
+    full_threshold: float = 0.9
 
 
 @dataclass(frozen=True)
@@ -303,9 +305,19 @@ def _parse_events(table: Table) -> EventsConfig:
     config = EventsConfig(
         program=table.get("program", command, None),
         timeout=table.get("timeout", positive_duration, EventsConfig.timeout),
+        full_threshold=table.get("full_threshold", _fraction, EventsConfig.full_threshold),
     )
     table.finish()
     return config
+
+
+def _fraction(value: object, key: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
+        raise ConfigError(
+            f"{key} = {value!r} is invalid: expected a number greater than 0 and at most 1 "
+            "(0.9 is 90 %)"
+        )
+    return float(value)
 
 
 def _parse_watcher(table: Table) -> WatcherConfig:

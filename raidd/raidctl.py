@@ -9,9 +9,12 @@ busy, 5 key error. A daemon that cannot be reached is a request error.
 
 import argparse
 import importlib
+import logging
 import os
 import sys
 from collections.abc import Sequence
+
+import structlog
 
 from raidd import __version__
 from raidd.control.client import ControlClient
@@ -24,6 +27,7 @@ SUBCOMMAND_MODULES = (
     "raidd.ctl.jobs",
     "raidd.ctl.keys",
     "raidd.ctl.backups",
+    "raidd.ctl.restore",
 )
 
 
@@ -56,6 +60,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    # raidctl prints its results and warnings itself, so library events that would
+    # repeat them (a restore's conflicts) are dropped. Errors go to stderr, because
+    # stdout carries the --json output.
+    structlog.configure(
+        logger_factory=lambda *args: structlog.PrintLogger(sys.stderr),
+        wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR),
+    )
     client = ControlClient(socket_path(args))
     try:
         with client:

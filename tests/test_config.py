@@ -88,6 +88,7 @@ def test_full_file(tmp_path: Path) -> None:
         [events]
         program = ["/usr/local/bin/notify", "--raidd"]
         timeout = "1m"
+        full_threshold = 0.75
 
         [watcher]
         quiet_period = "2s"
@@ -130,6 +131,7 @@ def test_full_file(tmp_path: Path) -> None:
     assert config.control.group == group
     assert config.events.program == ("/usr/local/bin/notify", "--raidd")
     assert config.events.timeout == 60.0
+    assert config.events.full_threshold == 0.75
     assert config.watcher.max_delay == 60.0
     assert config.watcher.rescan_interval == 21600.0
     assert config.schedule.gc_interval == 86400.0
@@ -243,6 +245,12 @@ def test_config_is_frozen(tmp_path: Path) -> None:
             r"watch = 'x' is invalid: write each root as its own \[\[watch\]\] table",
         ),
         ("[array]\nmembers = ['a']\n[events]\nprogram = []\n", r"events\.program = \[\]"),
+        (
+            "[array]\nmembers = ['a']\n[events]\nfull_threshold = 1.5\n",
+            r"events\.full_threshold = 1\.5 is invalid: expected a number greater than 0 and at",
+        ),
+        ("[array]\nmembers = ['a']\n[events]\nfull_threshold = 0\n", r"full_threshold = 0 is"),
+        ("[array]\nmembers = ['a']\n[events]\nfull_threshold = '90%'\n", r"'90%' is invalid"),
         ("[array]\nmembers = ['a']\n[state]\ndirectory = 7\n", r"state\.directory = 7"),
     ],
 )

@@ -8,20 +8,21 @@ Nouns:
   (`Access.READ` for members of the control group, `Access.ADMIN` for root).
 - caller (`Peer`): the pid, uid, gid and groups a client connected with.
 - frame: a `stream` notification the server sends before a long reply's
-  final response (files of a restore, progress of a followed job).
+  final response (entries of a restore, progress of a followed job).
+- entry: one directory, symbolic link, file or hard link of a restore
+  stream; `EntryReader` turns frames back into entries.
 - job: a long operation that runs after its request returned its id.
 """
 
 from raidd.control.client import ControlClient, RemoteError, default_socket_path
 from raidd.control.connection import ConnectionClosedError, Limits
-from raidd.control.files import TemporaryFileSink, directory_sinks, resolve_destination
 from raidd.control.jobs import Job, JobCancelledError, JobRegistry, JobState
 from raidd.control.listener import DEFAULT_SOCKET, resolve_group
 from raidd.control.peer import Access, Peer, Policy, peer_credentials
 from raidd.control.protocol import PROTOCOL_VERSION, RpcError
 from raidd.control.registry import Registry
 from raidd.control.server import Call, ControlServer
-from raidd.control.stream import FileStreamDecoder, Frame, MemorySink, StreamError
+from raidd.control.stream import EntryReader, FileContent, FileLostError, Frame, StreamError
 
 __all__ = [
     "DEFAULT_SOCKET",
@@ -31,24 +32,22 @@ __all__ = [
     "ConnectionClosedError",
     "ControlClient",
     "ControlServer",
-    "FileStreamDecoder",
+    "EntryReader",
+    "FileContent",
+    "FileLostError",
     "Frame",
     "Job",
     "JobCancelledError",
     "JobRegistry",
     "JobState",
     "Limits",
-    "MemorySink",
     "Peer",
     "Policy",
     "Registry",
     "RemoteError",
     "RpcError",
     "StreamError",
-    "TemporaryFileSink",
     "default_socket_path",
-    "directory_sinks",
     "peer_credentials",
-    "resolve_destination",
     "resolve_group",
 ]

@@ -6,7 +6,7 @@ import itertools
 import json
 import os
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +118,19 @@ class ControlClient:
             RemoteError: the daemon returned an error.
             ControlConnectionError: the connection broke or timed out.
         """
+        reply = self.stream(method, params)
+        for frame in reply:
+            if on_frame is not None:
+                on_frame(frame)
+        return reply.result
+
+    def stream(self, method: str, params: dict[str, Any] | None = None) -> StreamedReply:
+        """Send a request and return its reply: iterate it for the frames, then read `result`.
+
+        Raises:
+            RemoteError: the daemon rejected the caller before reading the request.
+            ControlConnectionError: the request could not be sent.
+        """
         request_id = next(self._ids)
         message: dict[str, Any] = {"jsonrpc": JSONRPC, "id": request_id, "method": method}
         if params:
@@ -130,20 +143,7 @@ class ControlClient:
             # request is sent: its reply explains the broken pipe.
             self._raise_pending_error()
             raise
-        while True:
-            reply = self.read_message()
-            if reply.get("method") == STREAM_METHOD:
-                frame = Frame.from_params(reply.get("params") or {})
-                if frame.request == request_id and on_frame is not None:
-                    on_frame(frame)
-                continue
-            if "id" not in reply:
-                continue
-            if reply["id"] not in (request_id, None):
-                continue
-            if "error" in reply:
-                raise _remote_error(reply["error"] if isinstance(reply["error"], dict) else {})
-            return reply.get("result")
+        return StreamedReply(self, request_id)
 
     def _raise_pending_error(self) -> None:
         """Raise the error response the server sent before closing, if one is buffered."""
@@ -224,3 +224,36 @@ def _remote_error(error: dict[str, Any]) -> RemoteError:
         str(error.get("message", "error without a message")),
         error.get("data"),
     )
+
+
+class StreamedReply:
+    """The reply to one request: its stream frames as an iterator, then `result`.
+
+    Iteration ends at the response; `result` is set then. An error
+    response raises `RemoteError` from the iteration.
+    """
+
+    def __init__(self, client: ControlClient, request_id: int) -> None:
+        self._client = client
+        self.request_id = request_id
+        self.result: Any = None
+        self.done = False
+
+    def __iter__(self) -> Iterator[Frame]:
+        return self
+
+    def __next__(self) -> Frame:
+        while not self.done:
+            reply = self._client.read_message()
+            if reply.get("method") == STREAM_METHOD:
+                frame = Frame.from_params(reply.get("params") or {})
+                if frame.request == self.request_id:
+                    return frame
+                continue
+            if "id" not in reply or reply["id"] not in (self.request_id, None):
+                continue
+            self.done = True
+            if "error" in reply:
+                raise _remote_error(reply["error"] if isinstance(reply["error"], dict) else {})
+            self.result = reply.get("result")
+        raise StopIteration

@@ -54,7 +54,13 @@ from raidd.control.protocol import (
     result_message,
 )
 from raidd.control.registry import Method, Registry
-from raidd.control.stream import FRAME_BYTES, STREAM_METHOD, encode_data, path_fields
+from raidd.control.stream import (
+    FRAME_BYTES,
+    STREAM_METHOD,
+    encode_data,
+    hash_zeros,
+    path_fields,
+)
 from raidd.errors import RaiddError
 
 log = structlog.get_logger(__name__)
@@ -122,33 +128,61 @@ class Call:
         for start in range(0, len(view), FRAME_BYTES):
             self.emit("data", {"data": encode_data(bytes(view[start : start + FRAME_BYTES]))})
 
-    def send_file(self, path: bytes, chunks: Iterable[bytes], **header: Any) -> int:
-        """Stream one file: a `file` frame, its `data` frames and a `file_end` frame.
+    def send_file(
+        self, path: bytes, pieces: Iterable[tuple[int, bytes]], *, size: int, **header: Any
+    ) -> int:
+        """Stream one file: a `file` frame, `data` and `hole` frames, and a `file_end` frame.
 
         Args:
             path: the file's path as bytes (not necessarily UTF-8).
-            chunks: the content, in pieces of any size.
-            header: further `file` frame members (mode, mtime_ns, size, ...).
+            pieces: the content as (offset, bytes) in increasing offset order;
+                the gaps between them and after the last one are holes.
+            size: the file's size in bytes.
+            header: further `file` frame members (mode, mtime_ns, ...).
 
         Returns:
-            The number of content bytes sent.
+            The number of content bytes sent (holes not counted).
+
+        Raises:
+            ValueError: pieces overlap or run past `size`.
         """
-        self.emit("file", {**path_fields(path), **header})
+        self.emit("file", {**path_fields(path), "size": size, **header})
         digest = hashlib.sha256()
-        size = 0
+        position = sent = 0
         pending = bytearray()
-        for chunk in chunks:
-            digest.update(chunk)
-            size += len(chunk)
-            pending += chunk
+        for offset, data in pieces:
+            if offset < position + len(pending):
+                raise ValueError(f"file {path!r}: piece at {offset} overlaps the previous one")
+            if offset > position + len(pending):
+                self._flush_data(pending)
+                position += len(pending)
+                pending.clear()
+                self._emit_hole(digest, offset - position)
+                position = offset
+            digest.update(data)
+            sent += len(data)
+            pending += data
             while len(pending) >= FRAME_BYTES:
                 self.emit_data(bytes(pending[:FRAME_BYTES]))
                 del pending[:FRAME_BYTES]
+                position += FRAME_BYTES
             self.check_connected()
+        self._flush_data(pending)
+        position += len(pending)
+        if position > size:
+            raise ValueError(f"file {path!r}: content of {position} bytes exceeds size {size}")
+        self._emit_hole(digest, size - position)
+        self.emit("file_end", {"size": size, "sha256": digest.hexdigest()})
+        return sent
+
+    def _flush_data(self, pending: bytearray) -> None:
         if pending:
             self.emit_data(bytes(pending))
-        self.emit("file_end", {"size": size, "sha256": digest.hexdigest()})
-        return size
+
+    def _emit_hole(self, digest: Any, length: int) -> None:
+        if length > 0:
+            hash_zeros(digest, length)
+            self.emit("hole", {"length": length})
 
 
 RequestObserver = Callable[[Call, RpcError | None], None]

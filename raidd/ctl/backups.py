@@ -1,22 +1,16 @@
-"""`raidctl sync | snapshots | ls | restore | forget | gc | check`: the backup store.
+"""`raidctl sync | snapshots | ls | forget | gc | check`: the backup store.
 
-`restore` receives the files over the control socket and writes them
-itself, with the caller's permissions, each through a temporary file that
-is renamed into place once its size and SHA-256 match.
+`raidctl restore` lives in raidd.ctl.restore.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-from pathlib import Path
 from typing import Any
 
 from raidd.commands.storeopen import time_ns
-from raidd.control.files import directory_sinks
-from raidd.control.stream import FileStreamDecoder
 from raidd.ctl.common import Context
-from raidd.errors import EXIT_OK, EXIT_WARNINGS, UsageError
+from raidd.errors import EXIT_OK, EXIT_WARNINGS
 
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -31,17 +25,8 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     ls = subparsers.add_parser("ls", parents=[common], help="list a root's entries")
     ls.add_argument("root", help="root name")
     ls.add_argument("prefix", nargs="?", default="", help="path under the root")
-    _selection(ls)
+    selection_options(ls)
     ls.set_defaults(run=run_ls)
-    restore = subparsers.add_parser(
-        "restore", parents=[common], help="restore files into a directory"
-    )
-    restore.add_argument(
-        "paths", nargs="*", metavar="PATH", help="root names, ROOT/PATH or absolute paths"
-    )
-    restore.add_argument("--to", required=True, type=Path, metavar="DIR", help="target directory")
-    _selection(restore)
-    restore.set_defaults(run=run_restore)
     for name, text in (
         ("forget", "apply the retention policies now"),
         ("gc", "free the stripes no kept commit references"),
@@ -56,7 +41,8 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     check.set_defaults(run=run_check)
 
 
-def _selection(parser: argparse.ArgumentParser) -> None:
+def selection_options(parser: argparse.ArgumentParser) -> None:
+    """Add --at and --commit, which pick the snapshot."""
     group = parser.add_mutually_exclusive_group()
     group.add_argument(
         "--at", metavar="TIME", help="the snapshot at this time (ISO 8601, local time by default)"
@@ -64,7 +50,8 @@ def _selection(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--commit", type=int, metavar="ID", help="the snapshot of this commit")
 
 
-def _selection_params(args: argparse.Namespace) -> dict[str, Any]:
+def selection_params(args: argparse.Namespace) -> dict[str, Any]:
+    """Return the `commit` and `at_ns` params that --commit and --at chose."""
     params: dict[str, Any] = {}
     if args.commit is not None:
         params["commit"] = args.commit
@@ -102,7 +89,7 @@ def run_snapshots(context: Context) -> int:
 
 def run_ls(context: Context) -> int:
     args = context.args
-    params = {"root": args.root, "prefix": args.prefix, **_selection_params(args)}
+    params = {"root": args.root, "prefix": args.prefix, **selection_params(args)}
     result = context.call("ls", params)
 
     def human(listing: dict[str, Any]) -> str:
@@ -122,33 +109,6 @@ def run_ls(context: Context) -> int:
 def _display_path(path: str | dict[str, str]) -> str:
     # A name that is not UTF-8 arrives as {"base64": ...}.
     return path if isinstance(path, str) else f"(base64 name) {path['base64']}"
-
-
-def run_restore(context: Context) -> int:
-    args = context.args
-    target = args.to
-    if target.exists() and not target.is_dir():
-        raise UsageError(f"--to {target} is not a directory")
-    target.mkdir(parents=True, exist_ok=True)
-    if not os.access(target, os.W_OK | os.X_OK):
-        raise UsageError(f"--to {target}: you may not write there; choose another directory")
-    decoder = FileStreamDecoder(directory_sinks(target.resolve()))
-    context.client.timeout = None
-    params = {"paths": args.paths, **_selection_params(args)}
-    try:
-        result = context.call("restore", params, on_frame=decoder.feed)
-    finally:
-        decoder.abort()
-    result["target"] = str(target)
-    context.emit(
-        result,
-        lambda r: (
-            f"restored {r['files']} files ({r['bytes']} bytes) of commit {r['commit']} "
-            f"into {r['target']}"
-            + (f"; {r['skipped']} directories and links not restored" if r["skipped"] else "")
-        ),
-    )
-    return EXIT_OK
 
 
 def run_maintenance(context: Context) -> int:

@@ -47,8 +47,7 @@ def render(status: dict[str, Any]) -> str:
     lines = [
         f"array {array['name'] or array['uuid']} ({array['uuid']}): raid{array['level']}, "
         f"{array['state']}, event {array['event']}",
-        f"  stripes: {array['allocated_stripes']} used, {array['free_stripes']} free "
-        f"of {array['stripes']}",
+        _space_line(array),
         f"  {'role':>4}  {'state':<10}  {'read':>5} {'write':>5} {'cksum':>5}  path (uuid)",
     ]
     for member in array["members"]:
@@ -77,3 +76,15 @@ def render(status: dict[str, Any]) -> str:
     if pending:
         lines.append(f"restart needed for changes to: {', '.join(pending)}")
     return "\n".join(lines)
+
+
+def _space_line(array: dict[str, Any]) -> str:
+    return (
+        f"  space: {_mib(array['used_bytes'])} used of {_mib(array['size_bytes'])} "
+        f"({array['used_fraction'] * 100:.1f}%); {array['allocated_stripes']} stripes used, "
+        f"{array['free_stripes']} free of {array['stripes']}"
+    )
+
+
+def _mib(size: int) -> str:
+    return f"{size / (1 << 20):.1f} MiB"

@@ -4,6 +4,12 @@
 long jobs (one rebuild, resync, replace or scrub at a time), applies the
 rate limits to the running one, turns member failures into events, and
 puts a spare to work when a member fails.
+
+Work that must wait for the running job waits in the array itself:
+returning stale members, degraded roles a spare can take, and members
+left rebuilding. When a job ends done, `start_pending()` starts the next
+of them, so every returning member is resynced and every degraded role
+gets a spare, one job after the other.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from raidd.array.superblock import MemberState
 from raidd.config import LimitsConfig
 from raidd.control.jobs import Job, JobCancelledError, JobRegistry, JobState
 from raidd.daemon.startup import Unlocked
-from raidd.errors import ArrayBusyError, ArrayError, MemberError, UsageError
+from raidd.errors import ArrayBusyError, ArrayError, MemberError, RaiddError, UsageError
 from raidd.events import EventHook
 
 log = structlog.get_logger(__name__)
@@ -73,6 +79,11 @@ class ArrayService:
         self.events = events
         self._job_lock = threading.Lock()
         self._running: tuple[Job, ArrayJob] | None = None
+        self._stopping = False
+        # Whether the last check_fill() found the array at or over its threshold.
+        self._nearly_full = False
+        # Stale members whose re-add failed, by UUID; they stay stale in status.
+        self._not_resynced: set[str] = set()
         array.failure_listeners.append(self._on_member_failed)
 
     # -- status ----------------------------------------------------------------------
@@ -92,6 +103,7 @@ class ArrayService:
         array = self.array
         with array.lock:
             engine = array.status()
+            stripe_bytes = array.stripe_data_size
             stale = {item["member_uuid"]: item for item in array.report.stale}
             members = [self._member_json(slot, stale) for slot in array.slots]
             members += [
@@ -115,8 +127,42 @@ class ArrayService:
                 "allocated_stripes": engine["allocated_stripes"],
                 "free_stripes": engine["free_stripes"],
                 "reserve_stripes": engine["reserve_stripes"],
+                "used_bytes": engine["allocated_stripes"] * stripe_bytes,
+                "size_bytes": engine["stripes"] * stripe_bytes,
+                "used_fraction": _fraction(engine["allocated_stripes"], engine["stripes"]),
                 "members": members,
             }
+
+    def check_fill(self, threshold: float) -> bool:
+        """Emit `array_nearly_full` when the used fraction reaches `threshold`; return if it has.
+
+        The event is emitted once per crossing: after the fraction dropped
+        below the threshold (garbage collection freed stripes), the next
+        crossing emits it again.
+        """
+        array = self.array
+        # NOTE: read without the array lock, so that the main loop never waits
+        # for a commit's fsync; a count taken during a commit may miss that
+        # commit's stripes, and the next pass counts them.
+        allocated = int(array.map.allocated_stripes().size)
+        fraction = _fraction(allocated, array.stripe_count)
+        full = fraction >= threshold
+        if full and not self._nearly_full:
+            description = {
+                "array": str(array.uuid),
+                "used_fraction": fraction,
+                "threshold": threshold,
+                "allocated_stripes": allocated,
+                "stripes": array.stripe_count,
+                "used_bytes": allocated * array.stripe_data_size,
+                "size_bytes": array.stripe_count * array.stripe_data_size,
+            }
+            log.warning("array_nearly_full", **description)
+            self.events.emit("array_nearly_full", **description)
+        elif not full and self._nearly_full:
+            log.info("array_below_full_threshold", array=str(array.uuid), used_fraction=fraction)
+        self._nearly_full = full
+        return full
 
     @staticmethod
     def _member_json(slot: Slot, stale: dict[str, dict[str, str]]) -> dict[str, Any]:
@@ -154,9 +200,9 @@ class ArrayService:
         """Add a spare; a degraded role takes it at once and is rebuilt onto it."""
         spare = add_spare(self.array, path, force=force)
         record: dict[str, Any] = {"path": spare.path, "uuid": str(spare.member_uuid), "job": None}
-        degraded = [slot for slot in self.array.slots if slot.state is not MemberState.ACTIVE]
+        degraded = self._degraded_roles()
         if degraded and not self._busy():
-            job = self._rebuild_onto_spare(degraded[0].role)
+            job = self._rebuild_onto_spare(degraded[0])
             record["job"] = job.id if job is not None else None
         return record
 
@@ -202,47 +248,72 @@ class ArrayService:
             log.info("array_job_resumed", array=str(self.array.uuid), kind=kind)
             return self._start(kind, array_job, {"resumed": True})
 
-    def resync_stale(self) -> Job | None:
-        """Take back the first stale member that returned, and resync what it missed.
+    def start_pending(self) -> Job | None:
+        """Start the next waiting array job, unless one runs; return it (or None).
 
-        Only a member recorded absent is taken back; a failed one waits for
-        the operator. A member written while away (split brain) is left alone and logged:
-        only an operator's `raidctl add --force` rebuilds it in full.
-        NOTE: one stale member is resynced per start; `raidctl rebuild`
-        starts the next once its job is done.
+        In this order: the resync of a returning stale member, the rebuild
+        of a member left rebuilding (a re-add while another job ran), and a
+        spare's rebuild of a degraded role.
+
+        Only a stale member recorded absent is taken back; a failed one
+        waits for the operator. A member written while away (split brain)
+        is left alone and logged once: only an operator's `raidctl add
+        --force` rebuilds it in full.
         """
         with self._job_lock:
-            if self._busy():
+            if self._busy() or self._stopping:
                 return None
-            absent = {
-                str(entry.member_uuid)
-                for entry in self.array._table
-                if entry.state is MemberState.ABSENT
-            }
-            for item in list(self.array.report.stale):
-                if item["member_uuid"] not in absent:
-                    continue  # failed, not just away: the operator decides
-                try:
-                    array_job = re_add(self.array, item["path"])
-                except (ArrayError, MemberError) as error:
-                    log.error(
-                        "stale_member_not_resynced",
-                        array=str(self.array.uuid),
-                        member=item["path"],
-                        member_uuid=item["member_uuid"],
-                        error=str(error),
-                    )
-                    continue
-                self.array.report.stale.remove(item)
-                return self._start("resync", array_job, {"member": item["path"]})
-            return None
+            job = self._resync_next_stale()
+            if job is None:
+                job = self._rebuild_waiting_member()
+            if job is None and self.array.spares:
+                degraded = self._degraded_roles()
+                job = self._start_spare_rebuild(degraded[0]) if degraded else None
+            return job
+
+    def _resync_next_stale(self) -> Job | None:
+        absent = {
+            str(entry.member_uuid)
+            for entry in self.array._table
+            if entry.state is MemberState.ABSENT
+        }
+        for item in list(self.array.report.stale):
+            if item["member_uuid"] not in absent or item["member_uuid"] in self._not_resynced:
+                continue  # failed, not just away (the operator decides), or tried already
+            try:
+                array_job = re_add(self.array, item["path"])
+            except (ArrayError, MemberError) as error:
+                log.error(
+                    "stale_member_not_resynced",
+                    array=str(self.array.uuid),
+                    member=item["path"],
+                    member_uuid=item["member_uuid"],
+                    error=str(error),
+                )
+                self._not_resynced.add(item["member_uuid"])
+                continue
+            self.array.report.stale.remove(item)
+            return self._start("resync", array_job, {"member": item["path"]})
+        return None
+
+    def _rebuild_waiting_member(self) -> Job | None:
+        for slot in self.array.slots:
+            if slot.state is MemberState.REBUILDING and slot.member is not None:
+                log.info("member_rebuild_continues", array=str(self.array.uuid), member=slot.path)
+                return self._start("rebuild", Rebuild(self.array, slot), {"member": slot.path})
+        return None
+
+    def _degraded_roles(self) -> list[int]:
+        """List the roles with no member serving or being rebuilt: failed, absent or removed."""
+        working = (MemberState.ACTIVE, MemberState.REBUILDING)
+        return [slot.role for slot in self.array.slots if slot.state not in working]
 
     def readd(self, path: str) -> Job | None:
         """Take back a stale member at `path`; resync it now unless a job runs."""
         with self._job_lock:
             array_job = re_add(self.array, path)
             if self._busy():
-                # NOTE: the member stays rebuilding; `raidctl rebuild` resumes it later.
+                # NOTE: the member stays rebuilding until start_pending() takes it up.
                 log.info("resync_waits", member=path, job=self._running[0].id)
                 return None
             return self._start("resync", array_job, {"member": path})
@@ -346,7 +417,12 @@ class ArrayService:
         array_job.set_rates(self.min_rate, self.max_rate)
 
         def work(job: Job) -> dict[str, Any]:
-            return self._run_array_job(job, array_job)
+            try:
+                return self._run_array_job(job, array_job)
+            finally:
+                threading.Thread(
+                    target=self._continue_after, args=(job,), name="array-next", daemon=True
+                ).start()
 
         job = self.jobs.start(kind, work, params)
         self._running = (job, array_job)
@@ -387,6 +463,20 @@ class ArrayService:
             self.events.emit("rebuild_finished", array=str(self.array.uuid), job=job.id, **summary)
         return summary
 
+    def _continue_after(self, job: Job) -> None:
+        """Start the next waiting job once `job` ended done; a failed or cancelled one stops here.
+
+        An operator's cancel, or a job that failed, must not be followed by
+        more automatic work until someone looks.
+        """
+        job.wait_finished(None)
+        if job.state is not JobState.DONE:
+            return
+        try:
+            self.start_pending()
+        except RaiddError as error:
+            log.error("next_array_job_failed", array=str(self.array.uuid), error=str(error))
+
     @staticmethod
     def _report_progress(job: Job, array_job: ArrayJob) -> None:
         progress = array_job.progress()
@@ -420,19 +510,25 @@ class ArrayService:
     def _rebuild_onto_spare(self, role: int) -> Job | None:
         with self._job_lock:
             if self._busy():
+                # NOTE: start_pending() puts a spare into this role once the job ends done.
                 log.info("spare_rebuild_waits", role=role, job=self._running[0].id)
                 return None
-            try:
-                slot = use_spare(self.array, role)
-            except ArrayError as error:
-                log.error("spare_rebuild_failed", role=role, error=str(error))
-                return None
-            if slot is None:
-                return None
-            return self._start("rebuild", Rebuild(self.array, slot), {"member": slot.path})
+            return self._start_spare_rebuild(role)
+
+    def _start_spare_rebuild(self, role: int) -> Job | None:
+        try:
+            slot = use_spare(self.array, role)
+        except ArrayError as error:
+            log.error("spare_rebuild_failed", role=role, error=str(error))
+            return None
+        if slot is None:
+            return None
+        return self._start("rebuild", Rebuild(self.array, slot), {"member": slot.path})
 
     def stop_jobs(self, timeout: float = 30.0) -> None:
-        """Stop the running job at its next stripe; it records a checkpoint."""
+        """Stop the running job at its next stripe, and start no other; it records a checkpoint."""
+        with self._job_lock:
+            self._stopping = True
         running = self._running
         if running is not None and running[0].state is JobState.RUNNING:
             running[1].stop_event.set()
@@ -443,3 +539,7 @@ class ArrayService:
         self.stop_jobs()
         self.array.close()
         self.unlocked.wipe()
+
+
+def _fraction(part: int, whole: int) -> float:
+    return round(part / whole, 4) if whole else 0.0

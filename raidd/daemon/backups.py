@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -33,8 +33,6 @@ log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 NS_PER_SECOND = 1_000_000_000
-# Zero bytes sent at once for a hole of a sparse file.
-HOLE_PIECE = 1 << 20
 
 
 def iso_time(time_ns: int) -> str:
@@ -259,20 +257,3 @@ def _last_commit_of(store: Store) -> dict[str, Any] | None:
     if info is None:
         return None
     return {"id": info.sequence, "time": iso_time(info.time_ns), "roots": list(info.roots)}
-
-
-def contiguous(pieces: Iterator[tuple[int, bytes]], size: int) -> Iterator[bytes]:
-    """Turn (offset, bytes) pieces of a file into its content, holes filled with zeros."""
-    position = 0
-    for offset, data in pieces:
-        yield from _zeros(offset - position)
-        yield data
-        position = offset + len(data)
-    yield from _zeros(size - position)
-
-
-def _zeros(count: int) -> Iterator[bytes]:
-    while count > 0:
-        piece = min(count, HOLE_PIECE)
-        yield bytes(piece)
-        count -= piece

@@ -149,7 +149,7 @@ class Daemon:
         behind_after = max(2 * config.watcher.max_delay, 60.0)
         self.backups = BackupService(open_store, self.events, behind_after=behind_after)
         if self.service.resume() is None:
-            self.service.resync_stale()
+            self.service.start_pending()
         now = time.monotonic()
         self._next_retention = now + config.schedule.retention_interval
         self._next_gc = now + config.schedule.gc_interval
@@ -222,9 +222,10 @@ class Daemon:
         return text
 
     def tick(self) -> None:
-        """Check the members, and back up the batches that are due."""
+        """Check the members and the fill level, and back up the batches that are due."""
         assert self.service is not None and self.watcher is not None
         self.service.check_members()
+        self.service.check_fill(self.config.events.full_threshold)
         status = self._ready_status()
         if status != self.lifecycle.status:
             self.lifecycle.set_status(status)

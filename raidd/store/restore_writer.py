@@ -34,6 +34,7 @@ from pathlib import Path
 import structlog
 
 from raidd.errors import UsageError
+from raidd.store.restore_source import StreamSource
 from raidd.store.scan import EntryType
 
 __all__ = [
@@ -220,6 +221,94 @@ class RestoreWriter:
             if parent >= 0 and parent != self._root_fd:
                 os.close(parent)
 
+    def restore_stream(self, entry: RestoreEntry, pieces: Iterable[tuple[int, bytes]]) -> str:
+        """Write one file whose content arrives once, in order, as from the control socket.
+
+        The content is read at most once from `pieces`: a comparison with an
+        existing file reads it as it goes, and a write that follows a failed
+        comparison reads the part that matched back from the existing file.
+        Whatever the writer did not read is read to the end before this
+        returns, so the stream stays in step.
+
+        Returns:
+            The action, as `restore()` returns it.
+        """
+        source = StreamSource(pieces)
+        try:
+            return self.restore(entry, source)
+        finally:
+            source.close()
+
+    def restore_link(self, entry: RestoreEntry) -> str:
+        """Make `entry.path` a hard link of `entry.hard_link_to`, restored earlier in this run.
+
+        An existing entry that is already that file is left as it is; any
+        other is a conflict unless `overwrite`.
+
+        Returns:
+            The action: written, unchanged, conflict or error.
+        """
+        assert entry.hard_link_to is not None
+        if entry.hard_link_to not in self._restored_files:
+            return self._record_error(
+                entry.path, f"its hard-link source {entry.hard_link_to!r} was not restored"
+            )
+        try:
+            parts = split_catalog_path(entry.path)
+            parent = self._open_parent(parts[:-1])
+        except UsageError as error:
+            return self._record_error(entry.path, str(error))
+        except _Unsafe as problem:
+            return self._record_conflict(entry.path, str(problem))
+        except OSError as error:
+            return self._record_error(entry.path, f"cannot open its directory: {error.strerror}")
+        try:
+            return self._link_in(parent, parts[-1], entry)
+        except _Unsafe as problem:
+            return self._record_conflict(entry.path, str(problem))
+        except OSError as error:
+            return self._record_error(entry.path, error.strerror or str(error))
+        finally:
+            if parent >= 0 and parent != self._root_fd:
+                os.close(parent)
+
+    def _link_in(self, parent: int, name: bytes, entry: RestoreEntry) -> str:
+        existing = self._lstat(parent, name)
+        if existing is not None:
+            source = self._lstat_path(entry.hard_link_to or b"")
+            if source is not None and (source.st_dev, source.st_ino) == (
+                existing.st_dev,
+                existing.st_ino,
+            ):
+                self.report.unchanged.append(entry.path)
+                return "unchanged"
+            if not self.overwrite or stat.S_ISDIR(existing.st_mode):
+                return self._record_conflict(
+                    entry.path, "a file other than its hard-link source exists there"
+                )
+        if self.dry_run or parent < 0:
+            self.report.written.append(entry.path)
+            return "written"
+        self._remember_device(parent)
+        temp = self._temp_name()
+        self._link_file(parent, temp, entry)
+        try:
+            os.rename(temp, name, src_dir_fd=parent, dst_dir_fd=parent)
+        except OSError:
+            os.unlink(temp, dir_fd=parent)
+            raise
+        self.report.written.append(entry.path)
+        return "written"
+
+    def _lstat_path(self, path: bytes) -> os.stat_result | None:
+        parts = split_catalog_path(path)
+        parent = self._open_parent(parts[:-1])
+        try:
+            return self._lstat(parent, parts[-1])
+        finally:
+            if parent >= 0 and parent != self._root_fd:
+                os.close(parent)
+
     def _open_parent(self, parts: list[bytes]) -> int:
         """Open the parent directory of an entry, creating missing components."""
         fd = self._root_fd
@@ -263,6 +352,8 @@ class RestoreWriter:
             if not self.overwrite or stat.S_ISDIR(existing.st_mode):
                 return self._record_conflict(entry.path, verdict)
         if self.dry_run:
+            if entry.type is EntryType.FILE:
+                self._restored_files.add(entry.path)
             self.report.written.append(entry.path)
             return "written"
         self._remember_device(parent)
@@ -321,6 +412,8 @@ class RestoreWriter:
     ) -> bool:
         fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
         try:
+            if isinstance(data, StreamSource):
+                data.compare_with(fd)
             position = 0
             for offset, piece in data() if data is not None else ():
                 if offset > position and not _reads_as_zeros(fd, position, offset):
@@ -459,8 +552,29 @@ class RestoreWriter:
                 os.close(parent)
         try:
             self._remember_device(fd)
-            self._apply_metadata(fd, entry)
+            if not self._metadata_matches(fd, entry):
+                self._apply_metadata(fd, entry)
         except OSError as error:
             self._record_error(entry.path, f"cannot set directory metadata: {error.strerror}")
         finally:
             os.close(fd)
+
+    def _metadata_matches(self, fd: int, entry: RestoreEntry) -> bool:
+        """Tell whether an open directory already has the entry's metadata, so none is set.
+
+        Setting it again would leave the content alone but move the ctime,
+        and restoring the same version twice is meant to change nothing.
+        """
+        info = os.fstat(fd)
+        if stat.S_IMODE(info.st_mode) != entry.mode or info.st_mtime_ns != entry.mtime_ns:
+            return False
+        if self.restore_ownership and (info.st_uid, info.st_gid) != (entry.uid, entry.gid):
+            return False
+        try:
+            names = os.listxattr(fd)
+        except OSError as error:
+            if error.errno not in (errno.ENOTSUP, errno.EOPNOTSUPP):
+                raise
+            names = []
+        present = sorted((os.fsencode(name), os.getxattr(fd, name)) for name in names)
+        return present == sorted(entry.xattrs)

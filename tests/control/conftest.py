@@ -89,9 +89,27 @@ def build_registry(jobs: JobRegistry) -> Registry:
         """Stream `size` bytes of a repeating pattern as one file."""
         pattern = bytes(range(256))
         content = (pattern * (size // 256 + 1))[:size]
-        pieces = [content[start : start + 10_000] for start in range(0, size, 10_000)]
-        sent = call.send_file(b"dir/blob.bin", pieces, mode=0o640)
+        pieces = [(start, content[start : start + 10_000]) for start in range(0, size, 10_000)]
+        sent = call.send_file(b"dir/blob.bin", pieces, size=size, mode=0o640)
         return {"files": 1, "bytes": sent}
+
+    def sparse(call: Call, *, lose: bool = False) -> dict[str, int]:
+        """Stream a 3 MiB file with two data runs, or end it as lost after the first."""
+        pieces = [(0, b"a" * 1000), (1 << 20, b"b" * 70_000)]
+
+        def content() -> Any:
+            yield pieces[0]
+            if lose:
+                raise IntegrityError("chunk 0123 lost beyond the fault tolerance")
+            yield pieces[1]
+
+        try:
+            sent = call.send_file(b"sparse.img", content(), size=3 << 20, mode=0o600)
+        except IntegrityError as error:
+            call.emit("file_lost", {"error": str(error)})
+            sent = 0
+        call.emit("dir", {"path": "after", "mode": 0o755})
+        return {"bytes": sent}
 
     def sleep_job(call: Call, *, steps: int = 100, step_seconds: float = 0.01) -> dict[str, int]:
         """Start a job that sleeps in steps, reporting progress."""
@@ -113,6 +131,7 @@ def build_registry(jobs: JobRegistry) -> Registry:
     registry.add("lost", lost, Access.READ)
     registry.add("unserializable", unserializable, Access.READ)
     registry.add("blob", blob, Access.READ)
+    registry.add("sparse", sparse, Access.READ)
     registry.add("huge", huge, Access.READ)
     registry.add("bad_frame", bad_frame, Access.READ)
     registry.add("sleep", sleep_job)

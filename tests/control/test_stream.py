@@ -1,4 +1,4 @@
-"""Streamed files: frames on the socket, reassembly and checksum checks."""
+"""Streamed files: frames on the socket, holes, reassembly and checksum checks."""
 
 from __future__ import annotations
 
@@ -8,8 +8,16 @@ from typing import Any
 
 import pytest
 
-from raidd.control import ControlClient, FileStreamDecoder, Frame, MemorySink, StreamError
-from raidd.control.stream import FRAME_BYTES, path_fields, path_from_fields
+from raidd.control import ControlClient, EntryReader, FileLostError, Frame, StreamError
+from raidd.control.stream import (
+    FRAME_BYTES,
+    bytes_fields,
+    bytes_from_fields,
+    path_fields,
+    path_from_fields,
+    xattr_fields,
+    xattrs_from_fields,
+)
 from tests.control.conftest import ServerFactory
 
 
@@ -17,36 +25,65 @@ def pattern(size: int) -> bytes:
     return (bytes(range(256)) * (size // 256 + 1))[:size]
 
 
+def read_all(frames: list[Frame]) -> list[tuple[Frame, bytes | None]]:
+    """Read every entry of a stream, files assembled with their holes as zeros."""
+    entries = []
+    for item in EntryReader(frames):
+        if item.content is None:
+            entries.append((item.frame, None))
+            continue
+        content = bytearray(item.content.size)
+        for offset, piece in item.content:
+            content[offset : offset + len(piece)] = piece
+        entries.append((item.frame, bytes(content)))
+    return entries
+
+
 @pytest.mark.parametrize("size", [0, 1, FRAME_BYTES, FRAME_BYTES + 1, 1_000_003])
 def test_file_streamed_whole(make_server: ServerFactory, size: int) -> None:
     server = make_server()
-    sinks: list[MemorySink] = []
-
-    def open_sink(header: dict[str, Any]) -> MemorySink:
-        sinks.append(MemorySink(header))
-        return sinks[-1]
-
-    frames: list[Frame] = []
-    decoder = FileStreamDecoder(open_sink)
-
-    def on_frame(frame: Frame) -> None:
-        frames.append(frame)
-        decoder.feed(frame)
-
     with ControlClient(server.path) as client:
-        result = client.call("blob", {"size": size}, on_frame=on_frame)
-    assert result == {"files": 1, "bytes": size}
-    [sink] = sinks
-    assert sink.committed
-    assert bytes(sink.content) == pattern(size)
-    assert sink.header["path"] == "dir/blob.bin"
-    assert sink.header["mode"] == 0o640
-    assert decoder.completed == [sink.header]
+        reply = client.stream("blob", {"size": size})
+        frames = list(reply)
+    assert reply.result == {"files": 1, "bytes": size}
+    [(header, content)] = read_all(frames)
+    assert content == pattern(size)
+    assert header.params["path"] == "dir/blob.bin"
+    assert header.params["mode"] == 0o640
     data_frames = [frame for frame in frames if frame.kind == "data"]
     assert len(data_frames) == -(-size // FRAME_BYTES)
     assert all(len(frame.data()) <= FRAME_BYTES for frame in data_frames)
     assert frames[-1].kind == "file_end"
     assert frames[-1].params["sha256"] == hashlib.sha256(pattern(size)).hexdigest()
+
+
+def test_holes_sent_as_hole_frames(make_server: ServerFactory) -> None:
+    server = make_server()
+    with ControlClient(server.path) as client:
+        frames = list(client.stream("sparse"))
+    holes = [frame.params["length"] for frame in frames if frame.kind == "hole"]
+    assert holes == [(1 << 20) - 1000, (3 << 20) - (1 << 20) - 70_000]
+    sent = sum(len(frame.data()) for frame in frames if frame.kind == "data")
+    assert sent == 71_000
+    (_, content), (after, _) = read_all(frames)
+    expected = bytearray(3 << 20)
+    expected[:1000] = b"a" * 1000
+    expected[1 << 20 : (1 << 20) + 70_000] = b"b" * 70_000
+    assert content == bytes(expected)
+    assert frames[-2].params["sha256"] == hashlib.sha256(expected).hexdigest()
+    assert after.kind == "dir"
+
+
+def test_lost_file_ends_with_file_lost(make_server: ServerFactory) -> None:
+    server = make_server()
+    with ControlClient(server.path) as client:
+        frames = list(client.stream("sparse", {"lose": True}))
+    items = iter(EntryReader(frames))
+    first = next(items)
+    assert first.content is not None
+    with pytest.raises(FileLostError, match="lost beyond the fault tolerance"):
+        list(first.content)
+    assert next(items).kind == "dir"
 
 
 def frame(seq: int, kind: str, **params: Any) -> Frame:
@@ -57,25 +94,20 @@ def data_frame(seq: int, content: bytes) -> Frame:
     return frame(seq, "data", data=base64.b64encode(content).decode())
 
 
-def test_decoder_rejects_bad_checksum() -> None:
-    sinks: list[MemorySink] = []
-    decoder = FileStreamDecoder(lambda header: sinks.append(MemorySink(header)) or sinks[-1])
-    decoder.feed(frame(0, "file", path="a"))
-    decoder.feed(data_frame(1, b"hello"))
+def test_reader_rejects_bad_checksum() -> None:
+    frames = [
+        frame(0, "file", path="a", size=5),
+        data_frame(1, b"hello"),
+        frame(2, "file_end", size=5, sha256="0" * 64),
+    ]
     with pytest.raises(StreamError, match="received 5 bytes"):
-        decoder.feed(frame(2, "file_end", size=5, sha256="0" * 64))
-    assert not sinks[0].committed
-    assert sinks[0].content == b""
-    assert decoder.completed == []
+        read_all(frames)
 
 
-def test_decoder_rejects_missing_frame() -> None:
-    sinks: list[MemorySink] = []
-    decoder = FileStreamDecoder(lambda header: sinks.append(MemorySink(header)) or sinks[-1])
-    decoder.feed(frame(0, "file", path="a"))
+def test_reader_rejects_missing_frame() -> None:
+    frames = [frame(0, "file", path="a", size=1), data_frame(2, b"x")]
     with pytest.raises(StreamError, match="stream frame 1 missing"):
-        decoder.feed(data_frame(2, b"x"))
-    assert not sinks[0].committed
+        read_all(frames)
 
 
 @pytest.mark.parametrize(
@@ -83,17 +115,33 @@ def test_decoder_rejects_missing_frame() -> None:
     [
         ([frame(0, "data", data="aGk=")], "data outside a file"),
         ([frame(0, "file_end", size=0, sha256="")], "file_end outside a file"),
-        ([frame(0, "file", path="a"), frame(1, "file", path="b")], "began before"),
-        ([frame(0, "file", path="a"), frame(1, "data", data="!!")], "invalid base64"),
-        ([frame(0, "file", path="a"), frame(1, "data")], "has no data"),
-        ([frame(0, "file")], "has no path"),
+        ([frame(0, "hole", length=4)], "hole outside a file"),
+        ([frame(0, "file", path="a", size=1), frame(1, "dir", path="b")], "dir inside file"),
+        ([frame(0, "file", path="a", size=2), frame(1, "data", data="!!")], "invalid base64"),
+        ([frame(0, "file", path="a", size=1), frame(1, "data")], "has no data"),
+        ([frame(0, "file", path="a", size=1), data_frame(1, b"xy")], "runs past its size"),
+        ([frame(0, "file", path="a", size=9), frame(1, "hole", length=10)], "runs past"),
+        ([frame(0, "file", path="a", size=-1)], "invalid size"),
+        ([frame(0, "file", path="a", size=1)], "stream ended inside file"),
+        ([frame(0, "file", size=0)], "has no path"),
     ],
 )
-def test_decoder_rejects_malformed(frames: list[Frame], message: str) -> None:
-    decoder = FileStreamDecoder(MemorySink)
+def test_reader_rejects_malformed(frames: list[Frame], message: str) -> None:
     with pytest.raises(StreamError, match=message):
-        for item in frames:
-            decoder.feed(item)
+        read_all(frames)
+
+
+def test_unread_content_checked_before_next_entry() -> None:
+    frames = [
+        frame(0, "file", path="a", size=2),
+        data_frame(1, b"hi"),
+        frame(2, "file_end", size=2, sha256="0" * 64),
+        frame(3, "dir", path="b"),
+    ]
+    items = iter(EntryReader(frames))
+    next(items)
+    with pytest.raises(StreamError, match="expected 2 bytes"):
+        next(items)
 
 
 def test_oversized_data_frame_rejected() -> None:
@@ -103,8 +151,7 @@ def test_oversized_data_frame_rejected() -> None:
 
 def test_other_frames_passed_on() -> None:
     others: list[Frame] = []
-    decoder = FileStreamDecoder(MemorySink, on_other=others.append)
-    decoder.feed(frame(0, "progress", done=0.5))
+    assert list(EntryReader([frame(0, "progress", done=0.5)], on_other=others.append)) == []
     assert [item.kind for item in others] == ["progress"]
 
 
@@ -115,6 +162,16 @@ def test_non_utf8_path_round_trip() -> None:
     assert path_from_fields(fields) == path
     assert path_fields(b"plain/\xc3\xa4.csv") == {"path": "plain/ä.csv"}
     assert path_from_fields({"path": "plain/ä.csv"}) == b"plain/\xc3\xa4.csv"
+    assert bytes_from_fields(bytes_fields("target", b"../\xff\n"), "target") == b"../\xff\n"
+
+
+def test_xattrs_round_trip() -> None:
+    xattrs = ((b"user.comment", b"\x00\xffvalue"), (b"user.\xff", b""))
+    fields = xattr_fields(xattrs)
+    assert fields[0] == {"name": "user.comment", "value": "AP92YWx1ZQ=="}
+    assert xattrs_from_fields(fields) == xattrs
+    with pytest.raises(StreamError, match="invalid xattrs"):
+        xattrs_from_fields({"name": "x"})
 
 
 def test_frame_from_params_validates() -> None:

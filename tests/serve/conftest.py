@@ -83,8 +83,12 @@ class Daemon:
     def raidctl(self, *args: str) -> Result:
         """Run raidctl in this process (a subprocess costs a second of imports)."""
         out, err = io.StringIO(), io.StringIO()
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = raidctl_main(["--socket", str(self.socket), *args])
+        saved = structlog.get_config()
+        try:
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                code = raidctl_main(["--socket", str(self.socket), *args])
+        finally:
+            structlog.configure(**saved)
         return Result(code, out.getvalue(), err.getvalue())
 
 

@@ -22,6 +22,9 @@ def _status(state: str, behind: bool = False) -> dict:
             "stripes": 100,
             "allocated_stripes": 7,
             "free_stripes": 93,
+            "used_bytes": 7 * 3 * 65536,
+            "size_bytes": 100 * 3 * 65536,
+            "used_fraction": 0.07,
             "members": [
                 {
                     "path": "/dev/loop1",
@@ -57,6 +60,7 @@ def test_status_render_shows_members() -> None:
     text = render(_status("degraded"))
     assert "raid5, degraded, event 9" in text
     assert "faulty" in text
+    assert "space: 1.3 MiB used of 18.8 MiB (7.0%); 7 stripes used, 93 free of 100" in text
     assert "/dev/loop1 (a93e0000-0000-4000-8000-000000000000)" in text
     assert "last commit: 118 at 2026-12-04T13:20:01Z" in text
 

@@ -16,7 +16,17 @@ from raidd.control.methods import (
     jobs,
     keys,
     members,
+    restore,
     status,
 )
 
-__all__ = ["array_jobs", "backups", "introspection", "jobs", "keys", "members", "status"]
+__all__ = [
+    "array_jobs",
+    "backups",
+    "introspection",
+    "jobs",
+    "keys",
+    "members",
+    "restore",
+    "status",
+]

@@ -1,10 +1,7 @@
 """Backup methods: snapshots, ls and restore (read access); sync, forget, gc, check (root).
 
-`restore` streams each regular file as `file`, `data` and `file_end`
-frames (docs/PROTOCOL.md); the client writes them with its own
-permissions. Directories come into being as the files under them are
-written; symbolic links and empty directories are counted in the result
-but not sent.
+`restore` lives in its own module (`raidd.control.methods.restore`) and is
+registered here with the others.
 """
 
 from __future__ import annotations
@@ -13,12 +10,10 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from raidd.control.methods import restore
 from raidd.control.peer import Access
 from raidd.control.registry import Registry
-from raidd.daemon.backups import contiguous
 from raidd.store.catalog_format import json_name
-from raidd.store.restore import select, stream_entries
-from raidd.store.scan import EntryType
 
 if TYPE_CHECKING:
     from raidd.control.server import Call
@@ -73,36 +68,6 @@ def register(
 
         return backups.locked(work)
 
-    def restore(
-        call: Call,
-        *,
-        paths: list[str] | None = None,
-        commit: int | None = None,
-        at_ns: int | None = None,
-    ) -> dict[str, Any]:
-        """Stream the files of the selected paths as of a commit (the newest by default)."""
-
-        def work(store: Store) -> dict[str, Any]:
-            info = store.resolve_commit(at_ns=at_ns, sequence=commit)
-            selections = select(store, [os.fsencode(path) for path in paths or []])
-            files = sent = skipped = 0
-            for entry, source in stream_entries(store, selections, info.sequence):
-                call.check_connected()
-                if entry.type is not EntryType.FILE or source is None:
-                    skipped += 1
-                    continue
-                sent += call.send_file(
-                    entry.path,
-                    contiguous(source(), entry.size),
-                    mode=entry.mode,
-                    mtime_ns=entry.mtime_ns,
-                    size=entry.size,
-                )
-                files += 1
-            return {"commit": info.sequence, "files": files, "bytes": sent, "skipped": skipped}
-
-        return backups.locked(work)
-
     def forget(call: Call, *, dry_run: bool = False) -> dict[str, Any]:
         """Apply the retention policies: forget the commits no rule keeps."""
         return backups.forget(dry_run=dry_run)
@@ -118,7 +83,7 @@ def register(
     registry.add("sync", sync, Access.ADMIN)
     registry.add("snapshots", snapshots, Access.READ)
     registry.add("ls", ls, Access.READ)
-    registry.add("restore", restore, Access.READ)
+    restore.register(registry, backups)
     registry.add("forget", forget, Access.ADMIN)
     registry.add("gc", collect_garbage, Access.ADMIN)
     registry.add("check", check, Access.ADMIN)

@@ -1,0 +1,95 @@
+"""The `restore` method: stream the entries of a snapshot to the client (read access).
+
+Every entry the offline `raidd restore` writes is sent, in catalog path
+order: `dir` and `symlink` frames, a `file` frame with its content as
+`data` and `hole` frames, and a `hardlink` frame for each further name of
+a hard-linked file (docs/PROTOCOL.md, "restore"). The client writes them
+with its own permissions; the daemon writes nothing.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from raidd.control.peer import Access
+from raidd.control.registry import Registry
+from raidd.control.stream import bytes_fields, path_fields, xattr_fields
+from raidd.errors import IntegrityError
+from raidd.store.restore import DataSource, select, stream_entries
+from raidd.store.restore_writer import RestoreEntry
+from raidd.store.scan import EntryType
+
+if TYPE_CHECKING:
+    from raidd.control.server import Call
+    from raidd.daemon.backups import BackupService
+    from raidd.store.store import Store
+
+log = structlog.get_logger(__name__)
+
+
+def register(registry: Registry, backups: BackupService) -> None:
+    """Register `restore`, which runs on the store thread of `backups`."""
+
+    def restore(
+        call: Call,
+        *,
+        paths: list[str] | None = None,
+        commit: int | None = None,
+        at_ns: int | None = None,
+    ) -> dict[str, Any]:
+        """Stream the entries of the selected paths as of a commit (the newest by default)."""
+
+        def work(store: Store) -> dict[str, Any]:
+            info = store.resolve_commit(at_ns=at_ns, sequence=commit)
+            selections = select(store, [os.fsencode(path) for path in paths or []])
+            counts = {"files": 0, "directories": 0, "symlinks": 0, "hard_links": 0, "lost": 0}
+            sent = 0
+            for entry, source in stream_entries(store, selections, info.sequence):
+                call.check_connected()
+                kind, content_bytes = send_entry(call, entry, source)
+                counts[kind] += 1
+                sent += content_bytes
+            log.info("restore_streamed", commit=info.sequence, bytes=sent, **counts)
+            return {"commit": info.sequence, "bytes": sent, **counts}
+
+        return backups.locked(work)
+
+    registry.add("restore", restore, Access.READ)
+
+
+def send_entry(call: Call, entry: RestoreEntry, source: DataSource | None) -> tuple[str, int]:
+    """Send one entry's frames; return what it counts as in the result, and its content bytes.
+
+    The count is `files`, `directories`, `symlinks`, `hard_links`, or
+    `lost` for a file whose content could not be recovered: a `file_lost`
+    frame ends that file, and the stream goes on.
+    """
+    owner = {"mode": entry.mode, "mtime_ns": entry.mtime_ns, "uid": entry.uid, "gid": entry.gid}
+    if entry.type is EntryType.DIRECTORY:
+        call.emit(
+            "dir", {**path_fields(entry.path), **owner, "xattrs": xattr_fields(entry.xattrs)}
+        )
+        return "directories", 0
+    if entry.type is EntryType.SYMLINK:
+        target = bytes_fields("target", entry.link_target or b"")
+        call.emit("symlink", {**path_fields(entry.path), **target, **owner})
+        return "symlinks", 0
+    if entry.hard_link_to is not None:
+        call.emit(
+            "hardlink", {**path_fields(entry.path), **bytes_fields("link_to", entry.hard_link_to)}
+        )
+        return "hard_links", 0
+    assert source is not None
+    try:
+        sent = call.send_file(
+            entry.path, source(), size=entry.size, **owner, xattrs=xattr_fields(entry.xattrs)
+        )
+    except IntegrityError as error:
+        # The `file` frame went out before the first chunk was read.
+        call.emit("file_lost", {"error": str(error)})
+        log.error("restore_file_lost", path=entry.path, error=str(error))
+        return "lost", 0
+    return "files", sent
