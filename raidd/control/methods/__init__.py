@@ -11,6 +11,7 @@ subcommands mirror these modules.
 
 from raidd.control.methods import (
     array_jobs,
+    audit,
     backups,
     introspection,
     jobs,
@@ -19,4 +20,4 @@ from raidd.control.methods import (
     status,
 )
 
-__all__ = ["array_jobs", "backups", "introspection", "jobs", "keys", "members", "status"]
+__all__ = ["array_jobs", "audit", "backups", "introspection", "jobs", "keys", "members", "status"]
