@@ -59,7 +59,7 @@ def run_audit(context: Context) -> int:
 def record_line(record: dict[str, Any]) -> str:
     """Render one record: time, actor, action, result, and a mark for pending records."""
     actor = record["actor"]
-    who = "daemon" if actor["kind"] == "daemon" else f"uid {actor['uid']} pid {actor['pid']}"
+    caller = "daemon" if actor["kind"] == "daemon" else f"uid {actor['uid']} pid {actor['pid']}"
     result = record["result"]
     if result.get("ok"):
         outcome = "ok"
@@ -67,7 +67,7 @@ def record_line(record: dict[str, Any]) -> str:
         outcome = f"error {result.get('code')}: {result.get('message', '')}"
     number = record["number"]
     label = f"#{number}" if number is not None else "pending"
-    return f"{record['time']}  {label:>8}  {who:<22} {record['action']:<18} {outcome}"
+    return f"{record['time']}  {label:>8}  {caller:<22} {record['action']:<18} {outcome}"
 
 
 def describe_report(report: dict[str, Any]) -> str:

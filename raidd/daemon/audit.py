@@ -19,6 +19,7 @@ store closes.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -105,6 +106,15 @@ def _scalar(value: Any) -> Any:
     return value[:MAX_TEXT] if isinstance(value, str) else value
 
 
+def _bounded(value: Any) -> Any:
+    """Return a parameter value as recorded: scalars cut to MAX_TEXT, large lists as a count."""
+    if _is_scalar(value):
+        return _scalar(value)
+    if len(json.dumps(value, default=str)) <= MAX_TEXT:
+        return value
+    return f"({type(value).__name__} of {len(value)} items, not recorded)"
+
+
 class AuditTrail:
     """Turns requests and automatic actions into the store's audit records.
 
@@ -147,7 +157,7 @@ class AuditTrail:
         self._add(AuditRecord(time.time_ns(), actor, name, params, result, tuple(hashes)))
 
     def action(self, action: str, details: Mapping[str, Any] | None = None) -> None:
-        """Record an automatic action of the daemon; `details` holds no path or secret."""
+        """Record an automatic action of the daemon; `details` contains no path or secret."""
         params = {key: _scalar(value) for key, value in (details or {}).items()}
         self._add(AuditRecord(time.time_ns(), dict(self.daemon_actor), action, params))
 
@@ -177,25 +187,27 @@ class AuditTrail:
         named: list[tuple[str, bytes]] = []
         roots = self.roots()
         if method == "restore":
-            paths = params.get("paths") or []
-            raw = [p for p in paths if isinstance(p, str)]
+            paths = params.get("paths")
+            raw = [p for p in paths if isinstance(p, str)] if isinstance(paths, list) else []
             named = [self._locate(p, roots) for p in raw] if raw else [(r, b"") for r in roots]
         elif method == "ls" and isinstance(params.get("root"), str):
             prefix = params.get("prefix") if isinstance(params.get("prefix"), str) else ""
             raw = [params["root"], prefix] if prefix else [params["root"]]
             named = [(params["root"], os.fsencode(prefix))]
         elif method == "sync":
-            given = params.get("roots") or list(roots)
-            raw = [r for r in given if isinstance(r, str)]
+            requested = params.get("roots")
+            if not isinstance(requested, list) or not requested:
+                requested = list(roots)
+            raw = [r for r in requested if isinstance(r, str)]
             named = [(r, b"") for r in raw]
-        kept: dict[str, Any] = {}
+        recorded: dict[str, Any] = {}
         for key, value in params.items():
             if key in SECRET_PARAMS:
-                kept[key] = REMOVED
+                recorded[key] = REMOVED
             elif key not in PATH_PARAMS:
-                kept[key] = value
+                recorded[key] = _bounded(value)
         hashes = [self.log.hash_path(root, relative) for root, relative in named]
-        return kept, [text for text in raw if len(text) > 1], hashes
+        return recorded, [text for text in raw if len(text) > 1], hashes
 
     @staticmethod
     def _locate(path: str, roots: Mapping[str, str]) -> tuple[str, bytes]:

@@ -1,9 +1,9 @@
 """The audit log of one store: pending records, their commit, listing and chain verification.
 
 Records wait in memory (`AuditLog.append`, from any thread) and go out
-with the next store commit: `Store.commit` seals every pending record into
-one audit object, lists it in the manifest after the earlier ones and puts
-the new chain head into the metadata root. A record is durable once that
+with the next store commit. `Store.commit` seals every pending record into
+one audit object and lists it in the manifest after the earlier ones. It
+puts the new chain head into the metadata root. A record is durable once that
 commit is. `Store.commit_audit()` commits pending records alone, drawing
 on the reserve when the array is full.
 
@@ -211,7 +211,7 @@ def list_records(
         IntegrityError: an audit object needed for the listing does not open.
     """
 
-    def wanted(record: AuditRecord) -> bool:
+    def matches(record: AuditRecord) -> bool:
         if since_ns is not None and record.time_ns < since_ns:
             return False
         return path_hashes is None or not path_hashes.isdisjoint(record.paths)
@@ -221,12 +221,12 @@ def list_records(
         (None, record) for record in reversed(store.audit.pending())
     )
     for number, record in candidates:
-        if wanted(record):
+        if matches(record):
             found.append(_listed(record, number))
     for committed_number, record in _committed_records(store):
         if limit is not None and len(found) >= limit:
             break
-        if wanted(record):
+        if matches(record):
             found.append(_listed(record, committed_number))
     return found[:limit] if limit is not None else found
 
@@ -262,9 +262,9 @@ class ChainReport:
 def verify_chain(store: Store) -> ChainReport:
     """Check that every audit object opens, the links join, and the head is the root's.
 
-    A record removed, changed, reordered or added, an object removed or
-    moved in the manifest's list, and a replaced head all break a link;
-    the report names the first break it meets, oldest first.
+    Each of these breaks a link: a record removed, changed, reordered or
+    added, an object removed or moved in the manifest's list, a replaced
+    head. The report names the first break, oldest first.
     """
     root_head = store.root.audit_head if store.root is not None else ZERO_LINK
     report = ChainReport(root_head=root_head.hex(), pending=len(store.audit.pending()))

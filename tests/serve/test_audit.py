@@ -100,6 +100,14 @@ def test_requests_recorded_without_paths(make_daemon, tmp_path: Path) -> None:
     other = records(daemon, path="data/other.csv")
     assert len([r for r in other if r["action"] == "restore"]) == 1
 
+    scrub = daemon.raidctl("scrub", "--wait")
+    assert scrub.returncode == 0, scrub.stderr
+    listed = wait_committed(daemon, "scrub", "scrub_started", "scrub_finished")
+    finished = next(r for r in listed if r["action"] == "scrub_finished")
+    assert finished["actor"]["kind"] == "daemon"
+    assert finished["params"]["errors"] == 0
+    assert finished["params"]["repaired"] == 0
+
     failed = daemon.raidctl("fail", str(daemon.members[3]))
     assert failed.returncode == 0, failed.stderr
     # SIGTERM before the commit delay: the daemon commits the pending records on its way out.

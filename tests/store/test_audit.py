@@ -69,14 +69,14 @@ def test_layout_sizes_and_offsets() -> None:
 
 
 def test_record_canonical_round_trip() -> None:
-    one = record("restore", params={"commit": 3, "at_ns": None}, paths=(b"p" * 32,))
-    data = encode_record(one)
+    restore_record = record("restore", params={"commit": 3, "at_ns": None}, paths=(b"p" * 32,))
+    data = encode_record(restore_record)
     assert data == (
         b'{"action":"restore","actor":{"gid":0,"kind":"client","pid":4242,"uid":0},'
         b'"params":{"at_ns":null,"commit":3},"paths":["' + (b"70" * 32) + b'"],'
         b'"result":{"ok":true},"time_ns":1700000000000000000}'
     )
-    assert decode_record(data, "record") == one
+    assert decode_record(data, "record") == restore_record
     with pytest.raises(IntegrityError, match="keys"):
         decode_record(b'{"action":"x"}', "record")
     with pytest.raises(IntegrityError, match="JSON"):
