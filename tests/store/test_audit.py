@@ -278,3 +278,17 @@ def test_manifest_version_1_still_opens() -> None:
     old[4:6] = bytes((1, 0))
     with pytest.raises(IntegrityError, match="unknown kind 5"):
         objects.decode_manifest(bytes(old))
+
+
+def test_pending_queue_bounded(setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
+    from raidd.store import audit
+
+    monkeypatch.setattr(audit, "MAX_PENDING", 2)
+    with Store.open(setup.config()) as store:
+        assert store.audit.append(record("restore"))
+        assert store.audit.append(record("ls"))
+        assert not store.audit.append(record("snapshots"))
+        assert store.audit.dropped == 1
+        store.commit_audit()
+        assert store.audit.append(record("snapshots"))
+        assert [r["action"] for r in store.audit_records()] == ["snapshots", "ls", "restore"]
