@@ -53,6 +53,8 @@ NS_PER_SECOND = 1_000_000_000
 # record takes about 900 bytes in memory (measured with tracemalloc), so
 # this is about 90 MB. Beyond it new records are dropped, each drop logged.
 MAX_PENDING = 100_000
+# Records one commit takes at most, so that an audit object stays a few MB.
+MAX_BATCH = 10_000
 
 
 @dataclass(frozen=True)
@@ -119,9 +121,9 @@ class AuditLog:
         return path_hashes_above(self.path_key, root, relative)
 
     def prepare(self, store: Store) -> AuditBatch | None:
-        """Encode and link every pending record for the commit being written; None if none."""
+        """Encode and link the pending records (MAX_BATCH at most) for a commit; None if none."""
         with self._lock:
-            records = list(self._pending)
+            records = self._pending[:MAX_BATCH]
         if not records:
             return None
         first = self._next(store)

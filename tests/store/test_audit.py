@@ -292,3 +292,19 @@ def test_pending_queue_bounded(setup: Setup, monkeypatch: pytest.MonkeyPatch) ->
         store.commit_audit()
         assert store.audit.append(record("snapshots"))
         assert [r["action"] for r in store.audit_records()] == ["snapshots", "ls", "restore"]
+
+
+def test_batch_size_bounded(setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
+    from raidd.store import audit
+
+    monkeypatch.setattr(audit, "MAX_BATCH", 2)
+    with Store.open(setup.config()) as store:
+        for action in ("restore", "ls", "snapshots"):
+            store.audit.append(record(action))
+        store.commit_audit()
+        assert [r.action for r in store.audit.pending()] == ["snapshots"]
+        store.commit_audit()
+        assert store.audit.pending() == []
+        assert len(store.manifest.audit) == 2
+        assert [r["number"] for r in store.audit_records()] == [2, 1, 0]
+        assert store.verify_audit().ok
