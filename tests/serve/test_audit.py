@@ -273,7 +273,7 @@ def test_group_member_and_schedule_recorded(make_daemon) -> None:
 
 
 def run_as_nobody(daemon: Daemon) -> tuple[int, list[Any]]:
-    """Call snapshots, fail and audit from a child running as uid 65534; return its pid, results."""
+    """Call snapshots, fail and audit as uid 65534 in a child; return its pid and results."""
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:
