@@ -1,18 +1,20 @@
 """`raidctl audit [--path P] [--since TIME] [--limit N] [--verify]`: the audit log (root only).
 
 Human output is one line per record, newest first: time, actor, action,
-result. `--verify` checks the hash chain and exits 0 when it is whole and
+result. Audit objects that do not open are skipped with a warning on
+stderr (exit code 1). `--verify` checks the hash chain and exits 0 when it is whole and
 3 (integrity error) when it is broken, naming the first bad record.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from raidd.commands.storeopen import time_ns
 from raidd.ctl.common import Context
-from raidd.errors import EXIT_INTEGRITY, EXIT_OK
+from raidd.errors import EXIT_INTEGRITY, EXIT_OK, EXIT_WARNINGS
 
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -53,7 +55,13 @@ def run_audit(context: Context) -> int:
         result["records"],
         lambda records: "\n".join(record_line(r) for r in records) or "no audit records",
     )
-    return EXIT_OK
+    for object_id in result.get("unreadable", []):
+        print(
+            f"raidctl audit: audit object {object_id[:16]} does not open and was skipped; "
+            "raidctl audit --verify names the break",
+            file=sys.stderr,
+        )
+    return EXIT_WARNINGS if result.get("unreadable") else EXIT_OK
 
 
 def record_line(record: dict[str, Any]) -> str:

@@ -198,15 +198,28 @@ def _listed(record: AuditRecord, number: int | None) -> dict[str, Any]:
     }
 
 
-def _committed_records(store: Store) -> Iterator[tuple[int, AuditRecord]]:
-    """Yield the committed records newest first; an unreadable object raises."""
+def _committed_records(
+    store: Store, unreadable: list[str] | None
+) -> Iterator[tuple[int, AuditRecord]]:
+    """Yield the committed records newest first.
+
+    An object that does not open, or holds a record that does not decode,
+    raises, or is skipped and its id appended to `unreadable` when given.
+    """
     for ref in reversed(store.manifest.audit):
-        found = _open(store, ref)
         where = f"audit object {ref.object_id.hex()[:16]}"
-        records = [
-            decode_record(data, f"record {found.first + index} of {where}")
-            for index, data in enumerate(found.records)
-        ]
+        try:
+            found = _open(store, ref)
+            records = [
+                decode_record(data, f"record {found.first + index} of {where}")
+                for index, data in enumerate(found.records)
+            ]
+        except IntegrityError as error:
+            if unreadable is None:
+                raise
+            log.error("audit_object_skipped", object_id=ref.object_id.hex(), error=str(error))
+            unreadable.append(ref.object_id.hex())
+            continue
         for index in range(len(records) - 1, -1, -1):
             yield found.first + index, records[index]
 
@@ -217,6 +230,7 @@ def list_records(
     path_hashes: set[bytes] | None = None,
     since_ns: int | None = None,
     limit: int | None = None,
+    unreadable: list[str] | None = None,
 ) -> list[dict[str, Any]]:
     """List audit records newest first, pending ones (number None) before committed ones.
 
@@ -224,9 +238,12 @@ def list_records(
         path_hashes: keep the records naming at least one of these path hashes.
         since_ns: keep the records made at or after this time.
         limit: return at most this many.
+        unreadable: when given, audit objects that do not open are skipped
+            and their ids appended here.
 
     Raises:
-        IntegrityError: an audit object needed for the listing does not open.
+        IntegrityError: without `unreadable`, an audit object needed for
+            the listing does not open.
     """
 
     def matches(record: AuditRecord) -> bool:
@@ -241,7 +258,7 @@ def list_records(
     for number, record in candidates:
         if matches(record):
             found.append(_listed(record, number))
-    for committed_number, record in _committed_records(store):
+    for committed_number, record in _committed_records(store, unreadable):
         if limit is not None and len(found) >= limit:
             break
         if matches(record):

@@ -225,6 +225,13 @@ def test_tampering_detected(
     if tamper is not replace_head:
         assert report["broken"]["position"] == position
         assert report["broken"]["record"] > 0
+    listing = daemon.raidctl("audit")
+    if tamper is corrupt_audit_object:
+        assert listing.returncode == 1, listing.stderr
+        assert "does not open and was skipped" in listing.stderr
+        assert "daemon_started" in listing.stdout
+    else:
+        assert listing.returncode == 0, listing.stderr
     restored = daemon.raidctl("restore", "data", "--to", str(tmp_path / "out"))
     assert restored.returncode == 0, restored.stderr
     assert (tmp_path / "out" / "data" / "notes.txt").read_text() == "version 2\n"

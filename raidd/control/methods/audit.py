@@ -48,10 +48,13 @@ def register(
 
         def work(store: Store) -> dict[str, Any]:
             records = []
+            unreadable: list[str] = []
             if limit:
-                records = store.audit_records(path_hashes=hashes, since_ns=since_ns, limit=limit)
+                records = store.audit_records(
+                    path_hashes=hashes, since_ns=since_ns, limit=limit, unreadable=unreadable
+                )
             report = store.verify_audit().to_json() if verify else None
-            return {"records": records, "verify": report}
+            return {"records": records, "unreadable": unreadable, "verify": report}
 
         return backups.locked(work)
 
