@@ -234,21 +234,26 @@ class AuditTrail:
                 self._wake.clear()
                 continue
             try:
-                self.commit_now()
+                committed = self.commit_now()
             except Exception:
                 log.exception("audit_commit_crashed")
-            if self.log.pending_since() is not None:
-                time.sleep(COMMIT_DELAY)  # the commit failed: retry later, not at once
+                committed = False
+            if not committed:
+                time.sleep(COMMIT_DELAY)  # retry a failed commit later, not at once
 
-    def commit_now(self) -> None:
-        """Commit the pending records alone, if any; a failure is logged, the records stay."""
+    def commit_now(self) -> bool:
+        """Commit the pending records alone, if any; return False when the commit failed.
+
+        A failure is logged, and the records stay pending.
+        """
         try:
             root = self.backups.locked(lambda store: store.commit_audit())
         except RaiddError as error:
             log.error("audit_commit_failed", error=str(error), pending=len(self.log.pending()))
-            return
+            return False
         if root is not None:
             log.info("audit_committed", event_counter=self.backups.store.array.event)
+        return True
 
     def stop(self) -> None:
         """Stop the commit thread and commit what is pending; call before the store closes."""
