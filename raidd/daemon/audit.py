@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from raidd.errors import RaiddError, UsageError
+from raidd.store.audit import resolve_path
 from raidd.store.audit_format import AuditRecord
-from raidd.store.snapshot import locate_path
 
 if TYPE_CHECKING:
     from raidd.control.protocol import RpcError
@@ -57,24 +57,6 @@ PATH_RESULTS = frozenset({"entries", "paths", "written", "unchanged", "conflicts
 MAX_TEXT = 200
 
 Roots = Callable[[], Mapping[str, str]]
-
-
-def resolve_path(path: str, roots: Mapping[str, str]) -> tuple[str, bytes]:
-    """Resolve a restore-style PATH to (root name, relative path), as restore selects.
-
-    Args:
-        path: a root's name, `NAME/relative/path`, or an absolute path under a root.
-        roots: each watched root's name and path.
-
-    Raises:
-        UsageError: the path names no root.
-    """
-    raw = os.fsencode(path)
-    first, _, rest = raw.partition(b"/")
-    if not raw.startswith(b"/") and os.fsdecode(first) in roots:
-        return os.fsdecode(first), rest.strip(b"/")
-    absolute = {name: os.fsencode(os.path.abspath(value)) for name, value in roots.items()}
-    return locate_path(raw, absolute)
 
 
 def summarize(value: Any) -> dict[str, Any]:

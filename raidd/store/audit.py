@@ -16,9 +16,10 @@ history, once one is measured to need it.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -44,7 +45,14 @@ from raidd.store.packing import Packer
 if TYPE_CHECKING:
     from raidd.store.store import Store
 
-__all__ = ["AuditBatch", "AuditLog", "ChainReport", "list_records", "verify_chain"]
+__all__ = [
+    "AuditBatch",
+    "AuditLog",
+    "ChainReport",
+    "list_records",
+    "resolve_path",
+    "verify_chain",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -162,6 +170,26 @@ class AuditLog:
                 self._next_number = found.first + len(found.records)
                 break
         return self._next_number
+
+
+def resolve_path(path: str, roots: Mapping[str, str]) -> tuple[str, bytes]:
+    """Resolve a restore-style PATH to (root name, relative path), as restore selects.
+
+    Args:
+        path: a root's name, `NAME/relative/path`, or an absolute path under a root.
+        roots: each watched root's name and path.
+
+    Raises:
+        UsageError: the path names no root.
+    """
+    from raidd.store.snapshot import locate_path
+
+    raw = os.fsencode(path)
+    first, _, rest = raw.partition(b"/")
+    if not raw.startswith(b"/") and os.fsdecode(first) in roots:
+        return os.fsdecode(first), rest.strip(b"/")
+    absolute = {name: os.fsencode(os.path.abspath(value)) for name, value in roots.items()}
+    return locate_path(raw, absolute)
 
 
 def write_batch(store: Store, batch: AuditBatch, use_reserve: bool) -> MetadataRef:

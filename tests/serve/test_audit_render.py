@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from raidd.ctl.audit import describe_report, record_line
-from raidd.daemon.audit import resolve_path, summarize
+from raidd.daemon.audit import summarize
 from raidd.errors import UsageError
+from raidd.store.audit import resolve_path
 
 ROOTS = {"data": "/srv/crm/data", "mail": "/srv/mail"}
 

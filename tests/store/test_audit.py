@@ -308,3 +308,27 @@ def test_batch_size_bounded(setup: Setup, monkeypatch: pytest.MonkeyPatch) -> No
         assert len(store.manifest.audit) == 2
         assert [r["number"] for r in store.audit_records()] == [2, 1, 0]
         assert store.verify_audit().ok
+
+
+def test_offline_audit_command(setup: Setup, capsys: pytest.CaptureFixture[str]) -> None:
+    """`raidd audit` lists and verifies the records of a stopped array from its members."""
+    from raidd.cli import main
+
+    with Store.open(setup.config()) as store:
+        log = store.audit
+        log.append(record("restore", paths=(log.hash_path("data", b"a.csv"),)))
+        log.append(record("restore", paths=(log.hash_path("data", b"b.csv"),)))
+        store.commit_audit()
+    members = [arg for member in setup.members for arg in ("--member", member)]
+    key = ["--keyfile", str(setup.keyfile)]
+    assert main(["audit", *members, *key, "--verify"]) == 0
+    assert "audit chain whole: 2 records in 1 objects" in capsys.readouterr().out
+    assert main(["audit", "--config", str(setup.config_path), "--path", "data/a.csv"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1
+    assert "#0" in lines[0]
+    assert "restore" in lines[0]
+    with Store.open(setup.config()) as store:
+        rewrite_audit_list(store, [])
+    assert main(["audit", *members, *key, "--verify"]) == 3
+    assert "the chain ends at" in capsys.readouterr().out

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from raidd.control.peer import Access
 from raidd.control.protocol import INVALID_PARAMS, RpcError
 from raidd.control.registry import Registry
-from raidd.daemon.audit import resolve_path
+from raidd.store.audit import resolve_path
 
 if TYPE_CHECKING:
     from raidd.control.server import Call
