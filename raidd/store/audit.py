@@ -195,8 +195,9 @@ def resolve_path(path: str, roots: Mapping[str, str]) -> tuple[str, bytes]:
 def write_batch(store: Store, batch: AuditBatch, use_reserve: bool) -> MetadataRef:
     """Seal a batch as one audit object in stripes of its own (two copies on RAID0).
 
-    Audit objects do not share a stripe with the commit's catalog objects,
-    so damage to one stripe never costs both the records and the catalog.
+    A new audit object shares no stripe with the commit's catalog objects,
+    so that damage to one stripe does not cost both. gc may later move it
+    into a stripe shared with other live objects.
     """
     packers = [Packer(store.array, use_reserve=use_reserve) for _ in range(store.copies)]
     object_id, length, at = store.write_metadata(packers, KIND_AUDIT, batch.plaintext)
