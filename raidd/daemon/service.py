@@ -295,9 +295,10 @@ class Daemon:
                 self._record(task, {"ok": True, **summarize(result)})
 
     def _record(self, task: str, details: dict[str, Any]) -> None:
-        if self.audit is not None:
+        trail = self.audit  # read once: stop() clears it from the main thread
+        if trail is not None:
             action = "retention" if task == "forget" else task
-            self.audit.action(action, {k: v for k, v in details.items() if k != "roots"})
+            trail.action(action, {k: v for k, v in details.items() if k != "roots"})
 
     # -- reload and stop -------------------------------------------------------------
 
