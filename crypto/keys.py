@@ -18,6 +18,8 @@ SUBKEY_LABELS = {
     "chunker_seed": b"raidd/v1/subkey/chunker-seed",
     "metadata": b"raidd/v1/subkey/metadata",
     "audit": b"raidd/v1/subkey/audit",
+    "audit_path": b"raidd/v1/subkey/audit-path",
+    "audit_chain": b"raidd/v1/subkey/audit-chain",
 }
 
 
@@ -156,6 +158,8 @@ class Subkeys:
         chunker_seed: seeds content-defined chunking.
         metadata: seals the catalog and other metadata objects.
         audit: seals the audit log.
+        audit_path: keys the hash that names a path in an audit record.
+        audit_chain: keys the hash that links each audit record to the one before.
     """
 
     chunk: SecretKey
@@ -163,6 +167,8 @@ class Subkeys:
     chunker_seed: SecretKey
     metadata: SecretKey
     audit: SecretKey
+    audit_path: SecretKey
+    audit_chain: SecretKey
 
     def wipe(self) -> None:
         """Wipe every subkey."""
@@ -181,7 +187,7 @@ def derive_subkeys(master: MasterKey) -> Subkeys:
         master: the array's master key.
 
     Returns:
-        Five independent 32-byte keys; the same master always gives the same subkeys.
+        Seven independent 32-byte keys; the same master always gives the same subkeys.
 
     Raises:
         TypeError: ``master`` is not a MasterKey.

@@ -2,7 +2,8 @@
 
 The demo creates a RAID5 array of four image files in a demo directory,
 backs up a sample CRM directory with `raidd serve`, restores an earlier
-version, fails and replaces a member, scrubs and stops the daemon. Every
+version, fails and replaces a member, scrubs, lists and verifies the audit
+log and stops the daemon. Every
 step prints what it does and checks its result; the exit status is 0 only
 if every check held. Standard library only: raidd runs as subprocesses.
 """
@@ -320,6 +321,16 @@ def scrub(demo: Demo) -> None:
     )
 
 
+def audit(demo: Demo) -> None:
+    demo.step("Audit log: list the recorded requests and verify the hash chain")
+    records = demo.raidctl_json("audit", "--limit", "100")
+    actions = {record["action"] for record in records}
+    expected = {"restore", "fail", "replace", "scrub", "member_failed"}
+    check(expected <= actions, f"the audit log lists {sorted(expected & actions)}")
+    result = demo.run("raidctl", "audit", "--verify", capture=False)
+    check(result.returncode == 0, f"raidctl audit --verify exited {result.returncode} (whole)")
+
+
 def stop(demo: Demo) -> None:
     demo.step("Stop the daemon with SIGTERM")
     code = demo.stop_daemon()
@@ -347,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     demo = prepare(args.dir)
     steps = (create_array, write_sample, start_daemon, change_data, restore_earlier)
-    steps += (fail_member, replace_member, scrub, stop)
+    steps += (fail_member, replace_member, scrub, audit, stop)
     try:
         for run_step in steps:
             run_step(demo)

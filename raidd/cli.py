@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "raidd.commands.forget",
     "raidd.commands.gc",
     "raidd.commands.check",
+    "raidd.commands.audit",
     "raidd.commands.scrub",
     "raidd.commands.serve",
 )

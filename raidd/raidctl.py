@@ -4,7 +4,8 @@ Options (`--socket`, `--json`) are accepted before or after the
 subcommand. Exit codes are those of the offline `raidd` commands: 0 done,
 1 done with warnings, 2 usage or request error, 3 integrity error, 4 array
 busy, 5 key error. A daemon that cannot be reached is a request error.
-`status --test` exits 1 when degraded or behind and 3 when failed.
+`status --test` exits 1 when degraded or behind and 3 when failed;
+`audit --verify` exits 3 when the audit chain is broken.
 """
 
 import argparse
@@ -28,6 +29,7 @@ SUBCOMMAND_MODULES = (
     "raidd.ctl.keys",
     "raidd.ctl.backups",
     "raidd.ctl.restore",
+    "raidd.ctl.audit",
 )
 
 

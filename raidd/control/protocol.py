@@ -15,7 +15,7 @@ from typing import Any
 
 from raidd.errors import EXIT_USAGE, RaiddError, RequestError
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 JSONRPC = "2.0"
 
 # Maximum length of a request line the server reads, newline included.

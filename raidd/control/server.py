@@ -80,6 +80,8 @@ class Call:
         self.method = method
         self.peer = connection.peer
         self.progress_interval = server.limits.progress_interval
+        # The handler's return value once it returned, for the request observer.
+        self.result: Any = None
         self._seq = 0
 
     @property
@@ -379,7 +381,8 @@ class ControlServer:
                     f"uid {connection.peer.uid} may call read methods only",
                 )
             params = method.bind(request.params)
-            reply = encode(result_message(request.id, method.handler(call, **params)))
+            call.result = method.handler(call, **params)
+            reply = encode(result_message(request.id, call.result))
             if len(reply) > MAX_RESPONSE_LINE:
                 log.error("control_result_too_large", method=method.name, size=len(reply))
                 raise RpcError(

@@ -15,6 +15,7 @@ gets a spare, one job after the other.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import structlog
@@ -84,6 +85,8 @@ class ArrayService:
         self._nearly_full = False
         # Stale members whose re-add failed, by UUID; they stay stale in status.
         self._not_resynced: set[str] = set()
+        # Records an automatic action in the audit log; the daemon sets it.
+        self.audit: Callable[[str, Mapping[str, Any]], None] = _no_audit
         array.failure_listeners.append(self._on_member_failed)
 
     # -- status ----------------------------------------------------------------------
@@ -426,6 +429,7 @@ class ArrayService:
 
         job = self.jobs.start(kind, work, params)
         self._running = (job, array_job)
+        self.audit(f"{kind}_started", {"job": job.id, **params})
         if kind in ("rebuild", "replace", "resync"):
             self.events.emit(
                 "rebuild_started", array=str(self.array.uuid), job=job.id, kind=kind, **params
@@ -445,17 +449,30 @@ class ArrayService:
         poller.start()
         try:
             result = array_job.run()
+        except Exception as error:
+            self.audit(f"{job.kind}_failed", {"job": job.id, "error": str(error)})
+            raise
         finally:
             done.set()
             poller.join()
         self._report_progress(job, array_job)
         if not array_job.finished:
+            self.audit(f"{job.kind}_stopped", {"job": job.id})
             raise JobCancelledError(job.id)
         summary = {
             "errors": result.errors,
             "repaired": result.repaired,
             "lost_stripes": [int(s) for s in result.lost_stripes],
         }
+        self.audit(
+            f"{job.kind}_finished",
+            {
+                "job": job.id,
+                "errors": result.errors,
+                "repaired": result.repaired,
+                "lost_stripes": len(result.lost_stripes),
+            },
+        )
         if isinstance(array_job, Scrub):
             if result.errors:
                 self.events.emit("scrub_errors", array=str(self.array.uuid), **summary)
@@ -492,6 +509,15 @@ class ArrayService:
     def _on_member_failed(self, slot: Slot, reason: str) -> None:
         # Called inside the failing operation, with the array lock held.
         array = str(self.array.uuid)
+        self.audit(
+            "member_failed",
+            {
+                "role": slot.role,
+                "member": slot.path,
+                "member_uuid": str(slot.member_uuid),
+                "reason": reason,
+            },
+        )
         self.events.emit(
             "member_failed",
             array=array,
@@ -523,6 +549,7 @@ class ArrayService:
             return None
         if slot is None:
             return None
+        self.audit("spare_taken", {"role": role, "member": slot.path})
         return self._start("rebuild", Rebuild(self.array, slot), {"member": slot.path})
 
     def stop_jobs(self, timeout: float = 30.0) -> None:
@@ -543,3 +570,7 @@ class ArrayService:
 
 def _fraction(part: int, whole: int) -> float:
     return round(part / whole, 4) if whole else 0.0
+
+
+def _no_audit(action: str, details: Mapping[str, Any]) -> None:
+    """Record nothing: the audit hook until the daemon's store is open."""

@@ -35,8 +35,18 @@ import structlog
 import crypto
 from raidd.config import Config, load_config, prepare_state_directory
 from raidd.control import ControlServer, JobRegistry, Registry, resolve_group
-from raidd.control.methods import array_jobs, backups, introspection, jobs, keys, members, status
+from raidd.control.methods import (
+    array_jobs,
+    audit,
+    backups,
+    introspection,
+    jobs,
+    keys,
+    members,
+    status,
+)
 from raidd.daemon.arrayservice import ArrayService
+from raidd.daemon.audit import AuditTrail, summarize
 from raidd.daemon.backups import BackupService
 from raidd.daemon.devices import DeviceMonitor
 from raidd.daemon.lifecycle import Lifecycle
@@ -101,6 +111,7 @@ class Daemon:
         self.events = EventHook(self.config.events.program, timeout=self.config.events.timeout)
         self.service: ArrayService | None = None
         self.backups: BackupService | None = None
+        self.audit: AuditTrail | None = None
         self._maintenance: threading.Thread | None = None
         self._next_retention = 0.0
         self._next_gc = 0.0
@@ -148,6 +159,11 @@ class Daemon:
 
         behind_after = max(2 * config.watcher.max_delay, 60.0)
         self.backups = BackupService(open_store, self.events, behind_after=behind_after)
+        self.audit = AuditTrail(self.backups, self._watched_roots)
+        self.service.audit = self.audit.action
+        self.audit.action(
+            "daemon_started", {"array_state": self.service.state(), "event": array.event}
+        )
         if self.service.resume() is None:
             self.service.start_pending()
         now = time.monotonic()
@@ -160,8 +176,17 @@ class Daemon:
         with self.lifecycle.extending_start():
             self._reconcile()
         registry = self._build_registry()
-        self.server = ControlServer(config.control.socket, registry, group=group, jobs=self.jobs)
+        self.server = ControlServer(
+            config.control.socket,
+            registry,
+            group=group,
+            jobs=self.jobs,
+            on_request=self.audit.on_request,
+        )
         self.server.start()
+
+    def _watched_roots(self) -> dict[str, str]:
+        return {watch.name: str(watch.path) for watch in self.config.watches}
 
     def _start_device_monitor(self) -> None:
         assert self.service is not None
@@ -195,6 +220,7 @@ class Daemon:
         keys.register(registry, self.service)
         assert self.backups is not None
         backups.register(registry, self.backups, lambda: [w.name for w in self.config.watches])
+        audit.register(registry, self.backups, self._watched_roots)
         return registry
 
     # -- main loop -------------------------------------------------------------------
@@ -264,8 +290,16 @@ class Daemon:
                     result = self.backups.gc(dry_run=False)
             except RaiddError as error:
                 log.error("scheduled_task_failed", task=task, error=str(error))
+                self._record(task, {"ok": False, "error": str(error)})
             else:
                 log.info("scheduled_task_done", task=task, result=result)
+                self._record(task, {"ok": True, **summarize(result)})
+
+    def _record(self, task: str, details: dict[str, Any]) -> None:
+        trail = self.audit  # read once: stop() clears it from the main thread
+        if trail is not None:
+            action = "retention" if task == "forget" else task
+            trail.action(action, {k: v for k, v in details.items() if k != "roots"})
 
     # -- reload and stop -------------------------------------------------------------
 
@@ -306,7 +340,9 @@ class Daemon:
         log.info("configuration_reloaded", roots=len(new.watches), added_roots=added)
 
     def stop(self) -> None:
-        """Close the socket, stop the watchers and jobs, close the array."""
+        """Close the socket, stop the watchers and jobs, commit the audit records, close."""
+        if self.audit is not None:
+            self.audit.action("daemon_stopping")
         self._close_parts()
 
     def _close_parts(self) -> None:
@@ -321,6 +357,10 @@ class Daemon:
             self.watcher = None
         if self.service is not None:
             self.service.stop_jobs()
+        if self.audit is not None:
+            # After the jobs stopped, so that their last records are committed too.
+            self.audit.stop()
+            self.audit = None
         if self.backups is not None:
             self.backups.stop()
             self.backups = None

@@ -12,13 +12,17 @@ Nouns:
 - catalog delta: one commit's versions and deletions in their byte form.
 - object: a chunk or a metadata record, sealed, packed into stripes.
 - object index: chunk id -> pieces (stripe, offset, length) on the array.
-- manifest: the list of every catalog delta and live index segment; the
-  metadata root in the superblock points at the newest one.
+- manifest: the list of every catalog delta, live index segment and audit
+  object; the metadata root in the superblock points at the newest one.
+- audit record: one audited request or automatic action; records are
+  hash-chained, sealed in audit objects, and the chain head is part of the
+  metadata root (raidd.store.audit).
 - Store: all of the above on one array (raidd.store.store).
 
 Modules, bottom up: chunker, compress, scan, reader (with sqlite_copy and
 commands), retention, restore_writer, catalog_format, catalog, snapshot,
-objects, packing, object_index, store, pipeline, restore and maintenance.
+objects, audit_format, packing, audit, object_index, store, pipeline, restore
+and maintenance.
 """
 
 import importlib
@@ -29,6 +33,9 @@ from typing import Any
 # zstandard and pyfastcdc.
 _EXPORTS = {
     "Store": "raidd.store.store",
+    "AuditLog": "raidd.store.audit",
+    "AuditRecord": "raidd.store.audit_format",
+    "ChainReport": "raidd.store.audit",
     "UnlockKey": "raidd.store.store",
     "BackupResult": "raidd.store.pipeline",
     "BackupProblem": "raidd.store.pipeline",
@@ -86,9 +93,12 @@ _EXPORTS = {
 
 
 __all__ = [
+    "AuditLog",
+    "AuditRecord",
     "BackupProblem",
     "BackupResult",
     "CatalogIndex",
+    "ChainReport",
     "CheckResult",
     "Chunk",
     "ChunkEntry",

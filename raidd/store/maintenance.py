@@ -11,7 +11,7 @@ gc frees space in one copy-on-write commit:
 2. A live object with a piece in a sparse stripe (live bytes under half the
    stripe) is copied, already sealed, to a new stripe.
 3. One commit then records a base index segment with every live chunk's
-   location, a manifest with the moved deltas, and frees every allocated
+   location, a manifest with the moved deltas and audit objects, and frees every allocated
    stripe left with no live byte. Until that commit is durable nothing
    refers to the copies, and freed stripes are written again only two
    commits later, so a crash at any step leaves the previous commit intact.
@@ -19,8 +19,8 @@ gc frees space in one copy-on-write commit:
 gc may use the stripes the engine keeps in reserve, so it runs on a full array.
 
 check compares catalog, object index and allocation map, opens every
-metadata object, and with `read_data` every chunk object. It reports and
-never repairs.
+metadata object, verifies the audit chain, and with `read_data` every
+chunk object. It reports and never repairs.
 """
 
 from collections.abc import Iterable
@@ -120,7 +120,7 @@ def data_stripes(store: Store) -> set[int]:
 
 
 def _metadata_refs(store: Store) -> list[MetadataRef]:
-    refs = [*store.manifest.deltas, *store.manifest.segments]
+    refs = [*store.manifest.deltas, *store.manifest.segments, *store.manifest.audit]
     if store.root is not None:
         refs.append(store.root.manifest)
     return refs
@@ -145,6 +145,7 @@ def gc(store: Store, *, dry_run: bool = False) -> GcResult:
         else:
             dead += 1
     deltas = list(store.manifest.deltas)
+    audit = list(store.manifest.audit)
     allocated = data_stripes(store)
     result = GcResult(dead_chunks=dead, stripes_before=len(allocated), dry_run=dry_run)
     metadata_locations = [copy for ref in _metadata_refs(store) for copy in ref.copies]
@@ -152,16 +153,16 @@ def gc(store: Store, *, dry_run: bool = False) -> GcResult:
     limit = store.array.stripe_data_size * SPARSE_FRACTION
     sparse = {s for s in allocated if 0 < totals.get(s, 0) < limit}
     moving_chunks = [e for e in live if any(p.stripe in sparse for p in e.pieces)]
-    moving_deltas = [
-        i for i, ref in enumerate(deltas) if any(p.stripe in sparse for c in ref.copies for p in c)
-    ]
+    moving_deltas = _in_stripes(deltas, sparse)
+    moving_audit = _in_stripes(audit, sparse)
     # The segments and the manifest are written anew by the gc commit itself.
     moving_ids = {e.object_id for e in moving_chunks}
     staying = [e.pieces for e in live if e.object_id not in moving_ids]
     staying += [c for i, ref in enumerate(deltas) if i not in moving_deltas for c in ref.copies]
+    staying += [c for i, ref in enumerate(audit) if i not in moving_audit for c in ref.copies]
     kept = _live_bytes(staying)
     freed = sorted(s for s in allocated if kept.get(s, 0) == 0)
-    result.moved_objects = len(moving_chunks) + len(moving_deltas)
+    result.moved_objects = len(moving_chunks) + len(moving_deltas) + len(moving_audit)
     result.freed_stripes = freed
     if dry_run or (not freed and not dead):
         return result
@@ -173,6 +174,8 @@ def gc(store: Store, *, dry_run: bool = False) -> GcResult:
         moved[entry.object_id] = packer.add(stored)
     for index in moving_deltas:
         deltas[index] = _move_metadata(store, deltas[index])
+    for index in moving_audit:
+        audit[index] = _move_metadata(store, audit[index])
     packer.flush()
     entries = [
         IndexEntry(e.object_id, e.length, moved[e.object_id].resolve())
@@ -180,9 +183,16 @@ def gc(store: Store, *, dry_run: bool = False) -> GcResult:
         else e
         for e in live
     ]
-    store.commit(None, packer, entries, base=True, freed=freed, deltas=deltas)
+    store.commit(None, packer, entries, base=True, freed=freed, deltas=deltas, audit=audit)
     log.info("gc_done", freed=len(freed), moved=result.moved_objects, dead_chunks=dead)
     return result
+
+
+def _in_stripes(refs: list[MetadataRef], stripes: set[int]) -> list[int]:
+    """Return the indexes of the refs with a piece in one of `stripes`."""
+    return [
+        i for i, ref in enumerate(refs) if any(p.stripe in stripes for c in ref.copies for p in c)
+    ]
 
 
 def _move_metadata(store: Store, ref: MetadataRef) -> MetadataRef:
@@ -269,6 +279,10 @@ def check(store: Store, *, read_data: bool = False) -> CheckResult:
     if orphans:
         # Every commit leaves the previous manifest behind, so this is normal.
         result.notes.append(f"{len(orphans)} allocated stripes hold no live object; gc frees them")
+    chain = store.verify_audit()
+    if not chain.ok:
+        assert chain.broken is not None
+        result.errors.append(f"the audit chain is broken: {chain.broken['reason']}")
     if read_data:
         _read_every_chunk(store, on_array.values(), result)
     if store.array.degraded:

@@ -3,9 +3,10 @@
 An object is a 40-byte plain header followed by one sealed block
 (crypto.seal). Chunk objects are sealed under the chunk subkey, metadata
 objects (catalog deltas, index segments, manifests) under the metadata
-subkey. The associated data is the array UUID, the kind byte and the object
-id, so an object moved from another array, or relabelled as another kind or
-id, fails authentication.
+subkey, and audit objects (raidd.store.audit) under the audit subkey. The
+associated data is the array UUID, the kind byte and the object id, so an
+object moved from another array, or relabelled as another kind or id,
+fails authentication.
 
 An object may cross stripe boundaries: its location is a list of pieces
 (stripe, offset, length) whose bytes, joined in order, are the header and
@@ -22,6 +23,7 @@ import crypto
 from raidd.errors import IntegrityError
 
 __all__ = [
+    "KIND_AUDIT",
     "KIND_CHUNK",
     "KIND_DELTA",
     "KIND_MANIFEST",
@@ -51,11 +53,13 @@ KIND_CHUNK = 1
 KIND_DELTA = 2
 KIND_SEGMENT = 3
 KIND_MANIFEST = 4
+KIND_AUDIT = 5
 KIND_NAMES = {
     KIND_CHUNK: "chunk",
     KIND_DELTA: "catalog delta",
     KIND_SEGMENT: "index segment",
     KIND_MANIFEST: "manifest",
+    KIND_AUDIT: "audit object",
 }
 ID_SIZE = 32
 
@@ -73,7 +77,9 @@ SEGMENT_HEADER = struct.Struct("<4sHHQI")
 SEGMENT_ENTRY = struct.Struct(f"<{ID_SIZE}sIHH")
 
 MANIFEST_MAGIC = b"RDMF"
-MANIFEST_VERSION = 1
+# Version 2 adds references of kind 5 (audit objects); version 1 manifests still open.
+MANIFEST_VERSION = 2
+MANIFEST_VERSIONS = (1, 2)
 # magic, version, flags, commit sequence, reference count
 MANIFEST_HEADER = struct.Struct("<4sHHQI")
 # kind, copy count, reserved, object id, stored length
@@ -122,11 +128,12 @@ class MetadataRef:
 
 @dataclass(frozen=True, slots=True)
 class Manifest:
-    """Everything a commit's state needs: every catalog delta and the live index segments."""
+    """Everything a commit's state needs: catalog deltas, live index segments, audit objects."""
 
     sequence: int
     deltas: tuple[MetadataRef, ...]
     segments: tuple[MetadataRef, ...]
+    audit: tuple[MetadataRef, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,8 +295,8 @@ def _decode_ref(cursor: _Cursor) -> MetadataRef:
 
 
 def encode_manifest(manifest: Manifest) -> bytes:
-    """Return the byte form of a manifest: header, then catalog deltas, then index segments."""
-    refs = [*manifest.deltas, *manifest.segments]
+    """Return a manifest's byte form: header, catalog deltas, index segments, audit objects."""
+    refs = [*manifest.deltas, *manifest.segments, *manifest.audit]
     out = [MANIFEST_HEADER.pack(MANIFEST_MAGIC, MANIFEST_VERSION, 0, manifest.sequence, len(refs))]
     for ref in refs:
         _encode_ref(out, ref)
@@ -304,18 +311,21 @@ def decode_manifest(data: bytes) -> Manifest:
     """
     cursor = _Cursor(data, "manifest")
     magic, version, _flags, sequence, count = cursor.unpack(MANIFEST_HEADER)
-    _check_magic(magic, version, MANIFEST_MAGIC, MANIFEST_VERSION, "manifest")
-    deltas, segments = [], []
+    known = version if version in MANIFEST_VERSIONS else MANIFEST_VERSION
+    _check_magic(magic, version, MANIFEST_MAGIC, known, "manifest")
+    deltas, segments, audit = [], [], []
     for _ in range(int(count)):
         ref = _decode_ref(cursor)
         if ref.kind == KIND_DELTA:
             deltas.append(ref)
         elif ref.kind == KIND_SEGMENT:
             segments.append(ref)
+        elif ref.kind == KIND_AUDIT and version >= 2:
+            audit.append(ref)
         else:
             raise IntegrityError(f"manifest lists an object of unknown kind {ref.kind}")
     cursor.finish()
-    return Manifest(int(sequence), tuple(deltas), tuple(segments))
+    return Manifest(int(sequence), tuple(deltas), tuple(segments), tuple(audit))
 
 
 def encode_root(root: MetadataRoot) -> bytes:

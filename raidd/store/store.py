@@ -17,12 +17,14 @@ from raidd.array import Array, assemble
 from raidd.config import Config, prepare_state_directory
 from raidd.credentials import key_file_path
 from raidd.errors import ConfigError, IntegrityError, KeyUnlockError, UsageError
+from raidd.store.audit import AuditLog, write_batch
 from raidd.store.catalog import CatalogIndex, CommitInfo
 from raidd.store.catalog_format import CommitDelta, Version, decode_delta, encode_delta
 from raidd.store.chunker import Chunker
 from raidd.store.compress import Compressor
 from raidd.store.object_index import ObjectIndex
 from raidd.store.objects import (
+    KIND_AUDIT,
     KIND_CHUNK,
     KIND_DELTA,
     KIND_MANIFEST,
@@ -111,7 +113,11 @@ class Store:
       and returns restore.RestoreResult (lost files listed, not raised).
     - `forget(dry_run=)`, `gc(dry_run=)`, `check(read_data=)` return the
       result classes of raidd.store.maintenance.
-    - `commit(delta, packer, entries)`: the one way anything is committed.
+    - `commit(delta, packer, entries)`: the one way anything is committed;
+      it takes the pending audit records along. `audit.append(record)`
+      queues a record (any thread); `commit_audit()` commits pending
+      records alone; `audit_records(...)` and `verify_audit()` read them
+      (raidd.store.audit).
     - `close()`; also a context manager.
 
     Not thread-safe as a whole: one operation at a time. backup() runs its
@@ -143,6 +149,7 @@ class Store:
         self.manifest = Manifest(0, (), ())
         if self.root is not None:
             self.manifest = self._read_manifest(self.root.manifest)
+        self.audit = AuditLog(self.keys.audit_path, self.keys.audit_chain)
         self.catalog, self.objects = self._open_indexes()
 
     # -- opening -----------------------------------------------------------------------
@@ -297,9 +304,14 @@ class Store:
 
     # -- objects -----------------------------------------------------------------------
 
+    def _sealing_key(self, kind: int) -> crypto.SecretKey:
+        if kind == KIND_CHUNK:
+            return self.keys.chunk
+        return self.keys.audit if kind == KIND_AUDIT else self.keys.metadata
+
     def seal_object(self, kind: int, object_id: bytes, plaintext: bytes) -> bytes:
         """Return an object's stored bytes: header, then the sealed block."""
-        key = self.keys.chunk if kind == KIND_CHUNK else self.keys.metadata
+        key = self._sealing_key(kind)
         sealed = crypto.seal(key, plaintext, associated_data(self.array.uuid, kind, object_id))
         return object_header(kind, len(sealed), object_id) + sealed
 
@@ -309,7 +321,7 @@ class Store:
         Raises:
             IntegrityError: a bad header or a failed authentication.
         """
-        key = self.keys.chunk if kind == KIND_CHUNK else self.keys.metadata
+        key = self._sealing_key(kind)
         try:
             return open_object(key, self.array.uuid, kind, object_id, stored)
         except crypto.CryptoError as error:
@@ -386,7 +398,7 @@ class Store:
         base: bool = False,
         freed: Iterable[int] = (),
         deltas: Sequence[MetadataRef] | None = None,
-        audit_head: bytes | None = None,
+        audit: Sequence[MetadataRef] | None = None,
     ) -> MetadataRoot:
         """Write a commit's delta, index segment and manifest, then commit the array.
 
@@ -399,22 +411,28 @@ class Store:
             base: the segment replaces every earlier segment (after gc).
             freed: stripes released by this commit.
             deltas: the manifest's delta list to start from, when gc moved deltas.
-            audit_head: the audit chain head (32 bytes) to record in the root;
-                None keeps the previous root's.
+            audit: the manifest's audit object list to start from, when gc moved some.
         """
         packer.flush()
         entries = list(new_entries)
         packers = self.metadata_packers(packer, use_reserve=packer.use_reserve)
         delta_refs = list(self.manifest.deltas if deltas is None else deltas)
+        audit_refs = list(self.manifest.audit if audit is None else audit)
+        batch = self.audit.prepare(self)
+        if batch is not None:
+            audit_refs.append(write_batch(self, batch, packer.use_reserve))
         if delta is not None:
             delta_id, delta_length, delta_at = self.write_metadata(
                 packers, KIND_DELTA, encode_delta(delta)
             )
         sequence = delta.sequence if delta is not None else self.manifest.sequence
-        segment = encode_segment(sequence, entries, base)
-        segment_id, segment_length, segment_at = self.write_metadata(
-            packers, KIND_SEGMENT, segment
-        )
+        # A commit of audit records alone needs no index segment.
+        with_segment = delta is not None or base or bool(entries)
+        if with_segment:
+            segment = encode_segment(sequence, entries, base)
+            segment_id, segment_length, segment_at = self.write_metadata(
+                packers, KIND_SEGMENT, segment
+            )
         for each in packers:
             each.flush()
         if delta is not None:
@@ -423,11 +441,13 @@ class Store:
                     KIND_DELTA, delta_id, delta_length, tuple(p.resolve() for p in delta_at)
                 )
             )
-        segment_ref = MetadataRef(
-            KIND_SEGMENT, segment_id, segment_length, tuple(p.resolve() for p in segment_at)
-        )
-        segments = (segment_ref,) if base else (*self.manifest.segments, segment_ref)
-        manifest = Manifest(sequence, tuple(delta_refs), segments)
+        segments = self.manifest.segments
+        if with_segment:
+            segment_ref = MetadataRef(
+                KIND_SEGMENT, segment_id, segment_length, tuple(p.resolve() for p in segment_at)
+            )
+            segments = (segment_ref,) if base else (*segments, segment_ref)
+        manifest = Manifest(sequence, tuple(delta_refs), segments, tuple(audit_refs))
         manifest_id, manifest_length, manifest_at = self.write_metadata(
             packers, KIND_MANIFEST, encode_manifest(manifest), start_fresh=True
         )
@@ -440,14 +460,16 @@ class Store:
             time_ns = delta.time_ns
         else:
             time_ns = self.root.time_ns if self.root is not None else 0
-        if audit_head is None:
+        if batch is not None:
+            audit_head = batch.head
+        else:
             audit_head = self.root.audit_head if self.root is not None else bytes(32)
-        if len(audit_head) != 32:
-            raise ValueError(f"audit chain head must be 32 bytes, got {len(audit_head)}")
         root = MetadataRoot(sequence, time_ns, manifest_ref, audit_head)
         self.array.commit(encode_root(root), freed=freed)
         self.root = root
         self.manifest = manifest
+        if batch is not None:
+            self.audit.committed(batch)
         if delta is not None:
             self.catalog.apply(delta)
         self.objects.record(entries, self.array.metadata_root, replace_all=base)
@@ -456,9 +478,20 @@ class Store:
             array=str(self.array.uuid),
             sequence=sequence,
             chunks=len(entries),
+            audit_records=batch.count if batch is not None else 0,
             event_counter=self.array.event,
         )
         return root
+
+    def commit_audit(self) -> MetadataRoot | None:
+        """Commit the pending audit records alone, on the reserve if need be; None if none.
+
+        Raises:
+            ArrayFullError: not even the reserve has room; the records stay pending.
+        """
+        if not self.audit.pending():
+            return None
+        return self.commit(None, Packer(self.array, use_reserve=True), [])
 
     # -- queries -----------------------------------------------------------------------
 
@@ -540,6 +573,18 @@ class Store:
         from raidd.store.maintenance import gc
 
         return gc(self, dry_run=dry_run)
+
+    def audit_records(self, **filters: Any) -> list[dict[str, Any]]:
+        """List audit records newest first; see audit.list_records."""
+        from raidd.store.audit import list_records
+
+        return list_records(self, **filters)
+
+    def verify_audit(self) -> Any:
+        """Verify the audit chain against the metadata root; see audit.verify_chain."""
+        from raidd.store.audit import verify_chain
+
+        return verify_chain(self)
 
     def check(self, *, read_data: bool = False) -> Any:
         """Check catalog, index and allocation; see maintenance.check."""

@@ -100,6 +100,8 @@ def test_subkeys_follow_documented_labels() -> None:
         "chunker_seed": b"raidd/v1/subkey/chunker-seed",
         "metadata": b"raidd/v1/subkey/metadata",
         "audit": b"raidd/v1/subkey/audit",
+        "audit_path": b"raidd/v1/subkey/audit-path",
+        "audit_chain": b"raidd/v1/subkey/audit-chain",
     }
     for name, label in SUBKEY_LABELS.items():
         expected = hmac.digest(prk, label + b"\x01", "sha256")

@@ -12,7 +12,7 @@ from types import ModuleType
 import pytest
 
 REPOSITORY = Path(__file__).resolve().parents[2]
-STEPS = 9
+STEPS = 10
 
 
 @pytest.mark.skipif(
@@ -38,6 +38,7 @@ def test_demo_passes(tmp_path: Path) -> None:
     assert "FAILED" not in output
     assert "ok: raidd serve exited 0" in output
     assert "ok: the restored files match the original: all" in output
+    assert "ok: raidctl audit --verify exited 0 (whole)" in output
     assert (directory / "disk4.img").exists()
 
 

@@ -312,19 +312,3 @@ def test_failed_pre_backup_skips_root(tmp_path: Path, monkeypatch: pytest.Monkey
         assert [p.kind for p in result.problems] == ["pre_backup_failed"]
         assert "dump failed" in result.problems[0].message
         assert store.snapshots() == []
-
-
-def test_audit_head_kept_across_commits(setup: Setup) -> None:
-    (setup.data / "file").write_text("one")
-    head = bytes(range(32))
-    with Store.open(setup.config()) as store:
-        run_backup(store)
-        from raidd.store.packing import Packer
-
-        # The daemon's audit log commits with no catalog change, as gc does.
-        store.commit(None, Packer(store.array), [], audit_head=head)
-        (setup.data / "file").write_text("two")
-        run_backup(store)
-    with Store.open(setup.config(), read_only=True) as store:
-        assert store.root is not None
-        assert store.root.audit_head == head

@@ -11,6 +11,7 @@ subcommands mirror these modules.
 
 from raidd.control.methods import (
     array_jobs,
+    audit,
     backups,
     introspection,
     jobs,
@@ -22,6 +23,7 @@ from raidd.control.methods import (
 
 __all__ = [
     "array_jobs",
+    "audit",
     "backups",
     "introspection",
     "jobs",
