@@ -49,7 +49,7 @@ class Ticket:
     """A request for a commit of some roots; `done` is set once a backup covered them.
 
     A root in `paths` needs only those changed paths (relative to the
-    root) scanned; any other root in `roots` is scanned in full.
+    root) scanned, and any other root in `roots` is scanned in full.
     """
 
     roots: set[str]
@@ -122,8 +122,8 @@ class BackupService:
 
         Args:
             roots: the root names to back up.
-            paths: for some of them, the changed paths relative to the root;
-                the other roots are scanned in full.
+            paths: for some of them, the changed paths relative to the root.
+                The other roots are scanned in full.
         """
         changed = {root: set(found) for root, found in (paths or {}).items() if root in roots}
         ticket = Ticket(set(roots), changed)

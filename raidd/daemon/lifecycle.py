@@ -80,7 +80,7 @@ class Lifecycle:
             os.write(self._wake_write, b"x")
 
     def wake(self) -> None:
-        """Make the loop call `on_tick` now; callable from any thread."""
+        """Make the loop call `on_tick` now. Any thread may call this."""
         self._wake()
 
     def request_stop(self) -> None:
@@ -182,8 +182,8 @@ class Lifecycle:
             log.info("daemon_reloaded")
         self.notifier.ready(status=status)
 
-    def _sleep(self, wanted: float | None = None) -> None:
-        timeout = self.tick_interval if wanted is None else min(self.tick_interval, wanted)
+    def _sleep(self, requested: float | None = None) -> None:
+        timeout = self.tick_interval if requested is None else min(self.tick_interval, requested)
         if self.pinger is not None:
             timeout = min(timeout, self.pinger.interval / 4)
         readable, _, _ = select.select([self._wake_read], [], [], timeout)

@@ -222,7 +222,7 @@ class Daemon:
         return text
 
     def tick(self) -> float | None:
-        """Check the members, back up the batches that are due; return when more are due."""
+        """Check the members, back up the due batches, and return the seconds until the next."""
         assert self.service is not None and self.watcher is not None
         self.service.check_members()
         status = self._ready_status()

@@ -80,7 +80,7 @@ class Coalescer:
         self._rescan: set[str] = set()
 
     def add(self, root: str, path: Path) -> bool:
-        """Record an event for `path`; return True when nothing was pending before."""
+        """Record an event for `path`, and return True when nothing was pending before."""
         now = self._clock()
         with self._lock:
             first = not self._pending and not self._rescan
@@ -99,7 +99,7 @@ class Coalescer:
     def seconds_until_due(self) -> float | None:
         """Return how long until the next pending path is due (0 for a rescan), or None.
 
-        Events that come later only postpone their paths, so the answer can
+        Events that come later only postpone their paths, so the result can
         only be too early, never too late.
         """
         now = self._clock()
@@ -270,7 +270,7 @@ class Watcher:
         return batches
 
     def relative_paths(self, batch: Batch) -> set[bytes]:
-        """Return a batch's paths relative to its root (b"" for the root); others are dropped."""
+        """Return the batch's paths that are under its root, relative to it (b"" for the root)."""
         watch = self.watches.get(batch.root)
         if watch is None:
             return set()

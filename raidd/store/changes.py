@@ -3,7 +3,7 @@
 The daemon's watcher names the paths that changed; scanning only those
 keeps a commit's cost proportional to the change, not to the root. The
 result must be what a full scan would commit, so the set of paths grows
-until it holds everything whose version the change can move:
+until it contains everything whose version the change can move:
 
 - a path that is new, gone or replaced by another inode: its parent
   directory too (its mtime moved);
@@ -23,6 +23,10 @@ until it holds everything whose version the change can move:
 
 Every other path keeps its current version. The periodic rescans remain
 the guarantee for changes that no event reported.
+
+NOTE: a large SQLite database that the reader skips because it was
+copied recently keeps its version until an event names it again or the
+next full rescan, whereas a full scan retries it at every commit.
 """
 
 import os
@@ -41,7 +45,7 @@ __all__ = ["ChangeScan", "scan_changes"]
 class ChangeScan:
     """The entries found at the changed paths, and the previous versions they cover.
 
-    `previous` holds the current catalog version of every path whose
+    `previous` contains the current catalog version of every path whose
     presence the scan decided, so that a covered path missing from
     `entries` is a deletion, exactly as in a full scan.
     """
@@ -119,7 +123,7 @@ class _ChangeScanner:
             pending -= self.done
 
     def visit(self, path: bytes) -> set[bytes]:
-        """Scan one path; return the further paths that its change can have moved."""
+        """Scan one path and return the further paths that its change can have moved."""
         more: set[bytes] = set()
         # An ancestor the catalog does not have is new, and scanning it covers this path.
         more.update(a for a in _ancestors(path) if self.known.get(a) is None)

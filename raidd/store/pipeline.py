@@ -1,6 +1,7 @@
 """The backup pipeline: scan, read, chunk, hash, compress, seal, pack, write, commit.
 
-The main thread scans each root and decides per entry: an entry whose type,
+The main thread scans each root (or only its changed paths, when the
+caller names them: raidd.store.changes) and decides per entry: an entry whose type,
 size, mtime, ctime, inode, mode, ownership and xattrs match its current
 version is not read again. Changed files go to a pool of worker threads,
 one per core and at most four. Each worker reads its file with FileReader
