@@ -195,12 +195,12 @@ def test_wake_and_tick_delay_run_tick_early(manager: Manager, tmp_path: Path) ->
     """In-process: a long tick interval, cut short by wake() and by a tick's requested delay."""
     lifecycle = Lifecycle({}, tick_interval=3600)
     ticks: list[str] = []
-    woken = threading.Event()
+    waker = threading.Thread(target=lifecycle.wake)
 
     def tick() -> float | None:
         ticks.append("tick")
         if len(ticks) == 1:
-            threading.Thread(target=lambda: (lifecycle.wake(), woken.set())).start()
+            waker.start()
             return None
         if len(ticks) == 2:
             return 0.0
@@ -210,6 +210,6 @@ def test_wake_and_tick_delay_run_tick_early(manager: Manager, tmp_path: Path) ->
     status = lifecycle.run(
         ready_status="ready", on_tick=tick, on_reload=lambda: None, on_stop=lambda: None
     )
+    waker.join()
     assert status == 0
-    assert woken.is_set()
     assert ticks == ["tick", "tick", "tick"]
