@@ -13,9 +13,9 @@ store updates the index only after the array committed the version (the
 superblock is durable on every member), so this is the durable point,
 seen at most `--poll` seconds late. `--streams` edits are in flight at
 a time, each on its own file and started once that file's last edit is
-durable, so the run takes about 1/streams of the edits' summed
-latencies; they are spread over the quiet period so that they do not
-land in one commit.
+durable, so the edits take about 1/streams of their summed latencies.
+The streams' first edits are `--spacing` seconds apart, so that the
+edits seldom land in one commit.
 
     python bench/latency.py                      # 1,000 edits, 20,000 files
     python bench/latency.py --edits 100 --files 2000 --idle-seconds 5
@@ -111,7 +111,7 @@ def _last_commit(client: ControlClient) -> int:
 
 
 class CatalogProbe:
-    """Read the daemon's catalog index read-only: which mtime it holds for a path."""
+    """Read the daemon's catalog index read-only, for the mtime it records for a path."""
 
     def __init__(self, state: Path) -> None:
         (path,) = state.glob("catalog-*.db")
@@ -167,6 +167,7 @@ def _run_edits(data: Path, probe: CatalogProbe, args: argparse.Namespace) -> lis
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    run_started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="raidd-latency-") as name:
         directory = Path(name)
         data = directory / "data"
@@ -215,6 +216,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "streams": args.streams,
         "quiet_period_s": args.quiet_period if args.quiet_period is not None else "default",
         "max_delay_s": args.max_delay if args.max_delay is not None else "default",
+        "total_seconds": round(time.monotonic() - run_started, 1),
         "start_seconds": round(start_seconds, 1),
         "edit_seconds": round(edit_seconds, 1),
         "latency_p50_s": round(statistics.median(latencies), 3),

@@ -84,3 +84,19 @@ def test_event_without_change_commits_nothing(make_daemon, tmp_path: Path) -> No
     wait_for(backed_up_nothing, what="a backup that found nothing changed")
     assert daemon.call("status")["last_commit"] == before["last_commit"]
     assert daemon.stop() == 0
+
+
+def test_burst_of_edits_coalesces(make_daemon, tmp_path: Path) -> None:
+    """A hundred files written at once become a few commits, not one each."""
+    data = tmp_path / "data"
+    data.mkdir()
+    daemon = make_daemon()
+    daemon.start()
+    first = daemon.call("status")["last_commit"]["id"]
+    for index in range(100):
+        (data / f"burst{index:03}.txt").write_text(f"edit {index}\n")
+    expected = {f"burst{index:03}.txt" for index in range(100)}
+    wait_for(lambda: expected <= listing(daemon), what="every file of the burst committed")
+    status = wait_for(lambda: settled(daemon), what="no pending paths")
+    commits = status["last_commit"]["id"] - first
+    assert 1 <= commits <= 20
