@@ -87,6 +87,9 @@ class BackupService:
         self.last_backup: dict[str, Any] | None = None
         self.commits = 0
         self._behind_reported = False
+        # Roots whose last backup failed: the next one scans them in full, because
+        # the changed paths of the failed batch are not kept. Store thread only.
+        self._rescan_roots: set[str] = set()
         try:
             self.store: Store = self._executor.submit(open_store).result()
         except BaseException:
@@ -147,19 +150,28 @@ class BackupService:
         if not tickets:
             return
         roots, changed_paths = merge_tickets(tickets)
+        config = self.store.config
+        # A root that is no longer configured would fail every later backup.
+        self._rescan_roots &= {watch.name for watch in config.watches} if config else set()
+        roots = sorted({*roots, *self._rescan_roots})
+        for root in self._rescan_roots:
+            changed_paths.pop(root, None)
         try:
             result = self._backup(self.store, roots, changed_paths)
         except RaiddError as error:
+            self._rescan_roots.update(roots)
             self.last_error = str(error)
             log.error("backup_failed", array=self.array_uuid, roots=roots, error=str(error))
             for ticket in tickets:
                 ticket.error = error
         except Exception as error:
+            self._rescan_roots.update(roots)
             self.last_error = f"internal error: {type(error).__name__}"
             log.exception("backup_crashed", array=self.array_uuid, roots=roots)
             for ticket in tickets:
                 ticket.error = RaiddError(self.last_error)
         else:
+            self._rescan_roots.clear()
             self.last_error = None
             for ticket in tickets:
                 ticket.result = result

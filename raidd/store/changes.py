@@ -24,9 +24,10 @@ until it contains everything whose version the change can move:
 Every other path keeps its current version. The periodic rescans remain
 the guarantee for changes that no event reported.
 
-NOTE: a large SQLite database that the reader skips because it was
-copied recently keeps its version until an event names it again or the
-next full rescan, whereas a full scan retries it at every commit.
+NOTE: a file that the backup skips (a large SQLite database copied
+recently, an unreadable file) keeps its version until an event names it
+again or the next full rescan, whereas a full scan retries it at every
+commit.
 """
 
 import os

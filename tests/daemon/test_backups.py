@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from raidd.daemon.backups import BackupService, Ticket, merge_tickets
+from raidd.errors import ArrayFullError
 from raidd.events import EventHook
 from raidd.store.store import Store
 from tests.store.storekit import Setup, make_setup
@@ -87,3 +88,30 @@ def test_unchanged_paths_make_no_commit(setup: Setup, service: BackupService) ->
     last = service.last_commit()
     assert last is not None
     assert last["id"] == 1
+
+
+def test_failed_backup_is_followed_by_full_scan(
+    setup: Setup, service: BackupService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The changed paths of a failed backup are lost, so the next backup rescans the root."""
+    assert service.backup_now().sequence == 1
+    (setup.data / "kept.txt").write_text("edited, and its batch failed\n")
+    real_commit = Store.commit
+
+    def failing_commit(*args: object, **kwargs: object) -> None:
+        raise ArrayFullError("array crm is full (test)")
+
+    monkeypatch.setattr(Store, "commit", failing_commit)
+    failed = service.submit({"data"}, {"data": {b"kept.txt", b""}})
+    assert failed.done.wait(timeout=60)
+    assert isinstance(failed.error, ArrayFullError)
+    monkeypatch.setattr(Store, "commit", real_commit)
+    (setup.data / "later.txt").write_text("a later change\n")
+    ticket = service.submit({"data"}, {"data": {b"later.txt", b""}})
+    assert ticket.done.wait(timeout=60)
+    assert ticket.error is None
+    assert ticket.result is not None
+    assert ticket.result.sequence == 2
+    current = service.locked(lambda store: store.catalog.current("data"))
+    assert b"later.txt" in current
+    assert current[b"kept.txt"].size == len("edited, and its batch failed\n")
