@@ -45,7 +45,8 @@ from raidd.store.scan import EntryType
 __all__ = ["SCHEMA_VERSION", "CatalogIndex", "CommitInfo"]
 
 SCHEMA_VERSION = 1
-# Parameters per query when looking many paths up (SQLite allows 32,766 since 3.32).
+# Parameters per query when looking many paths up: below SQLite's limit of 999 before
+# version 3.32 (32,766 since).
 _QUERY_BATCH = 500
 
 _SCHEMA = """
@@ -390,7 +391,7 @@ class CatalogIndex:
             )
             return {bytes(name) for (name,) in rows}
         start = directory + b"/"
-        # b"0" is the byte after b"/", so the range holds exactly the paths under `directory`.
+        # b"0" is the byte after b"/", so the range contains exactly the paths under `directory`.
         rows = self._db.execute(
             "SELECT substr(path, ?) FROM versions WHERE root = ? AND last IS NULL "
             "AND path > ? AND path < ? AND instr(substr(path, ?), ?) = 0",

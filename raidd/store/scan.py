@@ -399,9 +399,9 @@ class SubsetScanner:
     """Look up chosen paths of a root, and walk chosen subtrees, as scan_root reaches them.
 
     A path is reached through its parent directories, each opened with
-    O_NOFOLLOW relative to the one above, and none of them excluded: a path
-    under an excluded directory, or below a component that is a symlink or
-    no directory, is not reached, exactly as scan_root never yields it.
+    O_NOFOLLOW relative to the one above, and none of them excluded. So a
+    path under an excluded directory, or below a component that is a
+    symlink or no directory, is not reached, as scan_root never yields it.
     Open parents are kept as one chain from the root, so looking paths up
     in sorted order opens each directory once.
 
@@ -434,7 +434,7 @@ class SubsetScanner:
         self.close()
 
     def close(self) -> None:
-        """Close every directory the scanner holds open."""
+        """Close every directory the scanner keeps open."""
         while self._chain:
             os.close(self._chain.pop()[1])
 
