@@ -18,10 +18,12 @@ from pathlib import Path
 import pytest
 
 from raidd.store.catalog import CatalogIndex
+from raidd.store.catalog_format import CommitDelta
 from raidd.store.changes import scan_changes
 from raidd.store.pipeline import run_backup
 from raidd.store.restore import restore, select
 from raidd.store.scan import Excluder, SubsetScanner, scan_root
+from raidd.store.snapshot import HardLinkGroups, version_from
 from raidd.store.store import Store
 from tests.store.storekit import make_setup
 
@@ -284,3 +286,33 @@ def test_scan_changes_without_catalog_walks_root(tmp_path: Path) -> None:
         found = scan_changes(catalog, ROOT, tmp_path, Excluder(()), {b"one/two.txt"})
     assert [entry.path for entry in found.entries] == [b"", b"one", b"one/two.txt", b"three.txt"]
     assert found.previous == {}
+
+
+def test_catalog_queries_for_subsets(tmp_path: Path) -> None:
+    """Child names and subtrees match whole components, whatever bytes sort near b"/"."""
+    for name in ["a", "a-b", "a0", "b"]:
+        (tmp_path / name).mkdir()
+    (tmp_path / "a" / "x").write_text("x")
+    (tmp_path / "a" / "y").mkdir()
+    (tmp_path / "a" / "y" / "z").write_text("z")
+    (tmp_path / "a-b" / "w").write_text("w")
+    os.link(tmp_path / "a" / "x", tmp_path / "b" / "x-link")
+    entries = list(scan_root(tmp_path))
+    groups = HardLinkGroups(1)
+    records = tuple(version_from(ROOT, entry, None, groups.assign(entry)) for entry in entries)
+    with CatalogIndex(":memory:") as catalog:
+        catalog.apply(CommitDelta(1, 0, 1, (ROOT,), records))
+        assert catalog.current_child_names(ROOT, b"") == {b"a", b"a-b", b"a0", b"b"}
+        assert catalog.current_child_names(ROOT, b"a") == {b"x", b"y"}
+        assert catalog.current_child_names(ROOT, b"a/y") == {b"z"}
+        assert catalog.current_child_names(ROOT, b"a/x") == set()
+        assert set(catalog.current_under(ROOT, b"a")) == {b"a", b"a/x", b"a/y", b"a/y/z"}
+        assert set(catalog.current_versions(ROOT, [b"a0", b"nope", b"b/x-link"])) == {
+            b"a0",
+            b"b/x-link",
+        }
+        inode = os.stat(tmp_path / "a" / "x").st_ino
+        assert catalog.current_linked(ROOT, [inode], ()) == {b"a/x", b"b/x-link"}
+        group = catalog.current_versions(ROOT, [b"a/x"])[b"a/x"].hard_link_group
+        assert catalog.current_linked(ROOT, (), [group]) == {b"a/x", b"b/x-link"}
+        assert catalog.current_linked(ROOT, (), [0]) == set()
