@@ -374,12 +374,15 @@ class CatalogIndex:
         """Return the current versions of `prefix` and of every path under it."""
         if not prefix:
             return self.current(root)
+        # Two range lookups, because SQLite scans the whole index for an OR of them.
+        found = self.current_versions(root, [prefix])
         rows = self._db.execute(
             f"SELECT {_VERSION_COLUMNS} FROM versions WHERE root = ? AND last IS NULL "
-            "AND (path = ? OR (path > ? AND path < ?))",
-            (root, prefix, prefix + b"/", prefix + b"0"),
+            "AND path > ? AND path < ?",
+            (root, prefix + b"/", prefix + b"0"),
         )
-        return {bytes(row["path"]): _row_to_version(row) for row in rows}
+        found.update((bytes(row["path"]), _row_to_version(row)) for row in rows)
+        return found
 
     def current_child_names(self, root: str, directory: bytes) -> set[bytes]:
         """Return the names of the current entries directly inside `directory`."""

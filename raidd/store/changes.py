@@ -66,8 +66,9 @@ def _ancestors(path: bytes) -> Iterable[bytes]:
         yield path
 
 
-def _is_under_any(path: bytes, trees: Collection[bytes]) -> bool:
-    return any(path == tree or path.startswith(tree + b"/") or not tree for tree in trees)
+def _is_in_any(path: bytes, trees: Collection[bytes]) -> bool:
+    """Return True when `path` or one of its ancestors is in `trees`."""
+    return path in trees or any(ancestor in trees for ancestor in _ancestors(path))
 
 
 class _ChangeScanner:
@@ -113,7 +114,7 @@ class _ChangeScanner:
             self.fetch([*batch, *(a for path in batch for a in _ancestors(path))])
             pending = set()
             for path in batch:
-                if path in self.done or _is_under_any(path, self.walked):
+                if path in self.done or _is_in_any(path, self.walked):
                     continue
                 self.done.add(path)
                 pending |= self.visit(path)
@@ -162,10 +163,11 @@ class _ChangeScanner:
 
     def cover(self, path: bytes, previous: Version | None) -> None:
         """Mark a path that is no directory now as decided, and what was under it before."""
-        if previous is not None and previous.type is not EntryType.DIRECTORY:
-            self.covered.add(path)
-        else:
+        # Only a directory has versions under it: a full scan records parents first.
+        if previous is not None and previous.type is EntryType.DIRECTORY:
             self.covered_trees.add(path)
+        else:
+            self.covered.add(path)
 
     def add(self, entry: Entry, more: set[bytes]) -> None:
         self.entries[entry.path] = entry
@@ -178,7 +180,8 @@ class _ChangeScanner:
     def result(self) -> ChangeScan:
         previous = self.catalog.current_versions(self.root_name, self.covered)
         for tree in self.covered_trees:
-            previous.update(self.catalog.current_under(self.root_name, tree))
+            if not any(ancestor in self.covered_trees for ancestor in _ancestors(tree)):
+                previous.update(self.catalog.current_under(self.root_name, tree))
         entries = [self.entries[path] for path in sorted(self.entries)]
         return ChangeScan(entries, previous)
 
