@@ -66,6 +66,16 @@ def _ancestors(path: bytes) -> Iterable[bytes]:
         yield path
 
 
+def _database_of(path: bytes) -> bytes | None:
+    """Return the database path that a -journal, -wal or -shm path belongs to, or None."""
+    for suffix in SIDECAR_SUFFIXES:
+        if path.endswith(suffix):
+            base = path[: -len(suffix)]
+            if base and not base.endswith(b"/"):
+                return base
+    return None
+
+
 def _is_in_any(path: bytes, trees: Collection[bytes]) -> bool:
     """Return True when `path` or one of its ancestors is in `trees`."""
     return path in trees or any(ancestor in trees for ancestor in _ancestors(path))
@@ -98,11 +108,11 @@ class _ChangeScanner:
         wanted = set(paths)
         candidates = set()
         for path in paths:
-            for suffix in SIDECAR_SUFFIXES:
-                if path.endswith(suffix) and len(path) > len(suffix):
-                    wanted.add(path[: -len(suffix)])
-                else:
-                    candidates.add(path + suffix)
+            database = _database_of(path)
+            if database is not None:
+                wanted.add(database)
+            elif path:
+                candidates.update(path + suffix for suffix in SIDECAR_SUFFIXES)
         self.fetch(candidates)
         wanted.update(path for path in candidates if self.known[path] is not None)
         return wanted
@@ -173,9 +183,9 @@ class _ChangeScanner:
         self.entries[entry.path] = entry
         if entry.hard_link_key is not None:
             self.inodes.add(entry.inode)
-        for suffix in SIDECAR_SUFFIXES:
-            if entry.path.endswith(suffix) and len(entry.path) > len(suffix):
-                more.add(entry.path[: -len(suffix)])
+        database = _database_of(entry.path)
+        if database is not None:
+            more.add(database)
 
     def result(self) -> ChangeScan:
         previous = self.catalog.current_versions(self.root_name, self.covered)
