@@ -132,8 +132,9 @@ class EventsConfig:
 class WatcherConfig:
     """Timing of the coalescing of file-change events into backups, in seconds."""
 
-    quiet_period: float = 5.0
-    max_delay: float = 300.0
+    # docs/CONFIGURATION.md gives the reasons for these defaults.
+    quiet_period: float = 0.5
+    max_delay: float = 30.0
     rescan_interval: float = 3600.0
 
 

@@ -46,7 +46,8 @@ def test_minimal_file_gets_defaults(tmp_path: Path) -> None:
     assert config.state.directory == Path("/var/lib/raidd")
     assert config.control.socket == Path("/run/raidd/control.sock")
     assert config.control.group is None
-    assert config.watcher.quiet_period == 5.0
+    assert config.watcher.quiet_period == 0.5
+    assert config.watcher.max_delay == 30.0
     assert config.sqlite.large_size == 256 << 20
     assert config.limits.rebuild_min_mib_s == 10
 

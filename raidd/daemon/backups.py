@@ -5,9 +5,11 @@ thread: commits of the watcher's batches, and the control methods
 (snapshots, ls, restore, sync, forget, gc, check) that the connection
 threads hand to it.
 
-Pending batches are gathered: their roots are backed up as one commit
-(a root is rescanned as a whole; an unchanged file costs a stat). A
-backup that finds nothing changed commits nothing. Work waiting longer
+Pending batches are gathered: the work that waits while a commit runs
+becomes one commit after it. A batch of the watcher names the changed
+paths of its root, and only those are scanned (raidd.store.changes);
+rescans, `sync` and the start-up reconciliation scan roots as a whole.
+A backup that finds nothing changed commits nothing. Work waiting longer
 than `behind_after` seconds, or a failed backup, makes the backups
 "behind", which status reports and the event hook hears once.
 """
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -42,9 +44,14 @@ def iso_time(time_ns: int) -> str:
 
 @dataclass
 class Ticket:
-    """A request for a commit of some roots; `done` is set once a backup covered them."""
+    """A request for a commit of some roots; `done` is set once a backup covered them.
+
+    A root in `paths` needs only those changed paths (relative to the
+    root) scanned, and any other root in `roots` is scanned in full.
+    """
 
     roots: set[str]
+    paths: dict[str, set[bytes]] = field(default_factory=dict)
     done: threading.Event = field(default_factory=threading.Event)
     result: BackupResult | None = None
     error: RaiddError | None = None
@@ -78,6 +85,9 @@ class BackupService:
         self.last_backup: dict[str, Any] | None = None
         self.commits = 0
         self._behind_reported = False
+        # Roots whose last backup failed: the next one scans them in full, because
+        # the changed paths of the failed batch are not kept. Store thread only.
+        self._rescan_roots: set[str] = set()
         try:
             self.store: Store = self._executor.submit(open_store).result()
         except BaseException:
@@ -96,16 +106,28 @@ class BackupService:
         """Back up `roots` (every root when None) and wait for it."""
         return self.locked(lambda store: self._backup(store, roots))
 
-    def _backup(self, store: Store, roots: list[str] | None) -> BackupResult:
+    def _backup(
+        self,
+        store: Store,
+        roots: list[str] | None,
+        changed_paths: Mapping[str, set[bytes]] | None = None,
+    ) -> BackupResult:
         started = time.monotonic()
-        result = run_backup(store, roots)
+        result = run_backup(store, roots, changed_paths=changed_paths)
         self._record(result, time.monotonic() - started)
         self._last_commit = _last_commit_of(store)
         return result
 
-    def submit(self, roots: set[str]) -> Ticket:
-        """Queue a backup of `roots`; the ticket is done once a commit covered them."""
-        ticket = Ticket(set(roots))
+    def submit(self, roots: set[str], paths: Mapping[str, set[bytes]] | None = None) -> Ticket:
+        """Queue a backup of `roots`; the ticket is done once a commit covered them.
+
+        Args:
+            roots: the root names to back up.
+            paths: for some of them, the changed paths relative to the root.
+                The other roots are scanned in full.
+        """
+        changed = {root: set(found) for root, found in (paths or {}).items() if root in roots}
+        ticket = Ticket(set(roots), changed)
         with self._lock:
             if self._stopping:
                 ticket.error = RaiddError("raidd is stopping; the backup did not run")
@@ -125,20 +147,29 @@ class BackupService:
             self._scheduled = False
         if not tickets:
             return
-        roots = sorted(set().union(*(ticket.roots for ticket in tickets)))
+        roots, changed_paths = merge_tickets(tickets)
+        config = self.store.config
+        # A root that is no longer configured would fail every later backup.
+        self._rescan_roots &= {watch.name for watch in config.watches} if config else set()
+        roots = sorted({*roots, *self._rescan_roots})
+        for root in self._rescan_roots:
+            changed_paths.pop(root, None)
         try:
-            result = self._backup(self.store, roots)
+            result = self._backup(self.store, roots, changed_paths)
         except RaiddError as error:
+            self._rescan_roots.update(roots)
             self.last_error = str(error)
             log.error("backup_failed", array=self.array_uuid, roots=roots, error=str(error))
             for ticket in tickets:
                 ticket.error = error
         except Exception as error:
+            self._rescan_roots.update(roots)
             self.last_error = f"internal error: {type(error).__name__}"
             log.exception("backup_crashed", array=self.array_uuid, roots=roots)
             for ticket in tickets:
                 ticket.error = RaiddError(self.last_error)
         else:
+            self._rescan_roots.clear()
             self.last_error = None
             for ticket in tickets:
                 ticket.result = result
@@ -250,6 +281,19 @@ class BackupService:
 
     def check(self, *, read_data: bool) -> dict[str, Any]:
         return self.locked(lambda store: check(store, read_data=read_data).to_json())
+
+
+def merge_tickets(tickets: Iterable[Ticket]) -> tuple[list[str], dict[str, set[bytes]]]:
+    """Return the roots of all tickets and the changed paths of those none wants in full."""
+    roots: set[str] = set()
+    in_full: set[str] = set()
+    changed: dict[str, set[bytes]] = {}
+    for ticket in tickets:
+        roots |= ticket.roots
+        in_full |= ticket.roots - ticket.paths.keys()
+        for root, paths in ticket.paths.items():
+            changed.setdefault(root, set()).update(paths)
+    return sorted(roots), {root: paths for root, paths in changed.items() if root not in in_full}
 
 
 def _last_commit_of(store: Store) -> dict[str, Any] | None:

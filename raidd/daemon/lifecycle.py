@@ -3,7 +3,9 @@
 `Lifecycle.run()` owns the main thread once start-up is done:
 
 - it sends `READY=1` with a `STATUS=` line, then calls `on_tick` every
-  `tick_interval` seconds and beats the watchdog on every pass;
+  `tick_interval` seconds, or sooner when `on_tick` returns a shorter
+  delay or another thread calls `wake()`, and beats the watchdog on every
+  pass;
 - SIGHUP sends `RELOADING=1` with `MONOTONIC_USEC=`, calls `on_reload`,
   and sends `READY=1` again, whether the reload worked or not. An
   `on_reload` that rejects the new configuration keeps the old one and
@@ -77,6 +79,10 @@ class Lifecycle:
         with contextlib.suppress(BlockingIOError):  # a full pipe already wakes the loop
             os.write(self._wake_write, b"x")
 
+    def wake(self) -> None:
+        """Make the loop call `on_tick` now. Any thread may call this."""
+        self._wake()
+
     def request_stop(self) -> None:
         """Ask the loop to stop, as SIGTERM does; callable from any thread."""
         self._stop_requested = True
@@ -125,11 +131,14 @@ class Lifecycle:
         self,
         *,
         ready_status: str,
-        on_tick: Callable[[], None],
+        on_tick: Callable[[], float | None],
         on_reload: ReloadCallback,
         on_stop: Callable[[], None],
     ) -> int:
         """Report ready, then run the loop until SIGTERM or SIGINT.
+
+        `on_tick` may return the seconds after which it wants to run again,
+        when that is sooner than `tick_interval`.
 
         Returns:
             0, the exit status of a clean stop.
@@ -146,8 +155,7 @@ class Lifecycle:
                     self._reload_requested = False
                     self._reload(on_reload)
                     continue
-                on_tick()
-                self._sleep()
+                self._sleep(on_tick())
         finally:
             self.notifier.stopping(status="stopping")
             log.info("daemon_stopping")
@@ -174,8 +182,8 @@ class Lifecycle:
             log.info("daemon_reloaded")
         self.notifier.ready(status=status)
 
-    def _sleep(self) -> None:
-        timeout = self.tick_interval
+    def _sleep(self, requested: float | None = None) -> None:
+        timeout = self.tick_interval if requested is None else min(self.tick_interval, requested)
         if self.pinger is not None:
             timeout = min(timeout, self.pinger.interval / 4)
         readable, _, _ = select.select([self._wake_read], [], [], timeout)

@@ -170,7 +170,7 @@ class Daemon:
         self._next_retention = now + config.schedule.retention_interval
         self._next_gc = now + config.schedule.gc_interval
         self._start_device_monitor()
-        self.watcher = Watcher(config.watches, config.watcher)
+        self.watcher = Watcher(config.watches, config.watcher, on_pending=self.lifecycle.wake)
         self.watcher.start()
         self.lifecycle.set_status("reconciling watched roots")
         with self.lifecycle.extending_start():
@@ -247,8 +247,8 @@ class Daemon:
             text += f", last commit {last['id']} at {last['time']}"
         return text
 
-    def tick(self) -> None:
-        """Check the members and the fill level, and back up the batches that are due."""
+    def tick(self) -> float | None:
+        """Check the members, back up the due batches, and return the seconds until the next."""
         assert self.service is not None and self.watcher is not None
         self.service.check_members()
         self.service.check_fill(self.config.events.full_threshold)
@@ -256,10 +256,15 @@ class Daemon:
         if status != self.lifecycle.status:
             self.lifecycle.set_status(status)
         assert self.backups is not None
-        roots = {batch.root for batch in self.watcher.due_batches()}
-        if roots:
-            self.backups.submit(roots)
+        batches = self.watcher.due_batches()
+        if batches:
+            paths: dict[str, set[bytes]] = {}
+            for batch in batches:
+                if not batch.rescan:
+                    paths.setdefault(batch.root, set()).update(self.watcher.relative_paths(batch))
+            self.backups.submit({batch.root for batch in batches}, paths)
         self._run_schedule()
+        return self.watcher.seconds_until_due()
 
     def _run_schedule(self) -> None:
         """Start retention or garbage collection in a thread when due and none runs."""

@@ -4,9 +4,10 @@ Each `[[watch]]` root gets a recursive watchdog (inotify) watch. Events are
 coalesced per path: a path is due once no event came for it within the
 quiet period, or once its first pending event is older than the maximum
 delay (a file that never stops changing is still backed up). The due
-paths of one root form a batch, which the main loop hands to the backup.
-A root with no due path produces no batch, so nothing is committed while
-nothing changed.
+paths of one root form a batch, which the main loop hands to the backup;
+the backup scans those paths only. A root with no due path produces no
+batch, so nothing is committed while nothing changed. The first pending
+path wakes the main loop, which then sleeps until the next path is due.
 
 Events can be missed: watchdog drops the kernel's queue-overflow event in
 some versions (and reports `EventsLostEvent` in others), the inotify watch
@@ -19,6 +20,7 @@ once after events were lost; a rescan batch has `rescan=True`.
 from __future__ import annotations
 
 import errno
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -77,19 +79,39 @@ class Coalescer:
         self._pending: dict[str, dict[Path, _Pending]] = {}
         self._rescan: set[str] = set()
 
-    def add(self, root: str, path: Path) -> None:
+    def add(self, root: str, path: Path) -> bool:
+        """Record an event for `path`, and return True when nothing was pending before."""
         now = self._clock()
         with self._lock:
+            first = not self._pending and not self._rescan
             paths = self._pending.setdefault(root, {})
             entry = paths.get(path)
             if entry is None:
                 paths[path] = _Pending(now, now)
             else:
                 entry.last = now
+            return first
 
     def request_rescan(self, root: str) -> None:
         with self._lock:
             self._rescan.add(root)
+
+    def seconds_until_due(self) -> float | None:
+        """Return how long until the next pending path is due (0 for a rescan), or None.
+
+        Events that come later only postpone their paths, so the result can
+        only be too early, never too late.
+        """
+        now = self._clock()
+        with self._lock:
+            if self._rescan:
+                return 0.0
+            due = [
+                min(entry.last + self.quiet_period, entry.first + self.max_delay)
+                for paths in self._pending.values()
+                for entry in paths.values()
+            ]
+        return max(0.0, min(due) - now) if due else None
 
     def pending_count(self, root: str) -> int:
         with self._lock:
@@ -154,6 +176,8 @@ class Watcher:
         timing: quiet period, maximum delay and rescan interval.
         clock: monotonic seconds; tests pass their own.
         observer_factory: builds the watchdog observer (the inotify one on Linux).
+        on_pending: called from the observer thread when a path becomes
+            pending while none was, to wake the main loop.
     """
 
     def __init__(
@@ -163,8 +187,10 @@ class Watcher:
         *,
         clock: Callable[[], float] = time.monotonic,
         observer_factory: Callable[[], BaseObserver] = Observer,
+        on_pending: Callable[[], None] | None = None,
     ) -> None:
         self.watches = {watch.name: watch for watch in watches}
+        self._on_pending = on_pending
         self.timing = timing
         self._clock = clock
         self.coalescer = Coalescer(timing.quiet_period, timing.max_delay, clock)
@@ -221,7 +247,8 @@ class Watcher:
                 path = Path(
                     raw if isinstance(raw, str) else raw.decode("utf-8", "surrogateescape")
                 )
-                self.coalescer.add(name, path)
+                if self.coalescer.add(name, path) and self._on_pending is not None:
+                    self._on_pending()
 
     def due_batches(self) -> list[Batch]:
         """Return the batches due now: coalesced paths, and the periodic rescans."""
@@ -241,6 +268,27 @@ class Watcher:
                     self._unwatch(batch.root)
                     self._watch(self.watches[batch.root])
         return batches
+
+    def relative_paths(self, batch: Batch) -> set[bytes]:
+        """Return the batch's paths that are under its root, relative to it (b"" for the root)."""
+        watch = self.watches.get(batch.root)
+        if watch is None:
+            return set()
+        root = os.fsencode(os.path.normpath(watch.path))
+        relative = set()
+        for path in batch.paths:
+            raw = os.fsencode(os.path.normpath(path))
+            if raw == root:
+                relative.add(b"")
+            elif raw.startswith(root + b"/") or root == b"/":
+                relative.add(raw[len(root) :].lstrip(b"/"))
+            else:
+                log.debug("event_outside_root", root=batch.root, path=str(path))
+        return relative
+
+    def seconds_until_due(self) -> float | None:
+        """Return how long until the next batch is due, or None while nothing is pending."""
+        return self.coalescer.seconds_until_due()
 
     def mark_rescanned(self, name: str) -> None:
         """Record a full rescan done outside a batch (the start-up reconciliation)."""

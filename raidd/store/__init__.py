@@ -18,11 +18,13 @@ Nouns:
   hash-chained, sealed in audit objects, and the chain head is part of the
   metadata root (raidd.store.audit).
 - Store: all of the above on one array (raidd.store.store).
+- changed paths: the paths a watcher reported; a backup can scan only
+  those and what their change can have moved (raidd.store.changes).
 
 Modules, bottom up: chunker, compress, scan, reader (with sqlite_copy and
 commands), retention, restore_writer, catalog_format, catalog, snapshot,
-objects, audit_format, packing, audit, object_index, store, pipeline, restore
-and maintenance.
+objects, audit_format, packing, audit, object_index, store, changes, pipeline,
+restore and maintenance.
 """
 
 import importlib
@@ -72,6 +74,8 @@ _EXPORTS = {
     "RestoreWriter": "raidd.store.restore_writer",
     "RetentionDecision": "raidd.store.retention",
     "ScanProblem": "raidd.store.scan",
+    "SubsetScanner": "raidd.store.scan",
+    "ChangeScan": "raidd.store.changes",
     "SqliteCopyError": "raidd.store.sqlite_copy",
     "Version": "raidd.store.catalog_format",
     "apply_policy": "raidd.store.retention",
@@ -86,6 +90,7 @@ _EXPORTS = {
     "locate_path": "raidd.store.snapshot",
     "restore_entries": "raidd.store.snapshot",
     "run_backup_command": "raidd.store.commands",
+    "scan_changes": "raidd.store.changes",
     "scan_root": "raidd.store.scan",
     "version_from": "raidd.store.snapshot",
     "versions_needed": "raidd.store.retention",
@@ -99,6 +104,7 @@ __all__ = [
     "BackupResult",
     "CatalogIndex",
     "ChainReport",
+    "ChangeScan",
     "CheckResult",
     "Chunk",
     "ChunkEntry",
@@ -132,6 +138,7 @@ __all__ = [
     "Selection",
     "SqliteCopyError",
     "Store",
+    "SubsetScanner",
     "UnlockKey",
     "Version",
     "apply_policy",
@@ -147,6 +154,7 @@ __all__ = [
     "restore_entries",
     "run_backup",
     "run_backup_command",
+    "scan_changes",
     "scan_root",
     "version_from",
     "versions_needed",

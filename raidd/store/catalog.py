@@ -45,6 +45,9 @@ from raidd.store.scan import EntryType
 __all__ = ["SCHEMA_VERSION", "CatalogIndex", "CommitInfo"]
 
 SCHEMA_VERSION = 1
+# Parameters per query when looking many paths up: below SQLite's limit of 999 before
+# version 3.32 (32,766 since).
+_QUERY_BATCH = 500
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -352,6 +355,70 @@ class CatalogIndex:
             f"SELECT {_VERSION_COLUMNS} FROM versions WHERE root = ? AND last IS NULL", (root,)
         )
         return {bytes(row["path"]): _row_to_version(row) for row in rows}
+
+    def current_versions(self, root: str, paths: Iterable[bytes]) -> dict[bytes, Version]:
+        """Return the current versions of the given paths of `root` that have one."""
+        wanted = list(dict.fromkeys(paths))
+        found: dict[bytes, Version] = {}
+        for start in range(0, len(wanted), _QUERY_BATCH):
+            batch = wanted[start : start + _QUERY_BATCH]
+            rows = self._db.execute(
+                f"SELECT {_VERSION_COLUMNS} FROM versions WHERE root = ? AND last IS NULL "
+                f"AND path IN ({', '.join('?' * len(batch))})",
+                (root, *batch),
+            )
+            found.update((bytes(row["path"]), _row_to_version(row)) for row in rows)
+        return found
+
+    def current_under(self, root: str, prefix: bytes) -> dict[bytes, Version]:
+        """Return the current versions of `prefix` and of every path under it."""
+        if not prefix:
+            return self.current(root)
+        # Two range lookups, because SQLite scans the whole index for an OR of them.
+        found = self.current_versions(root, [prefix])
+        rows = self._db.execute(
+            f"SELECT {_VERSION_COLUMNS} FROM versions WHERE root = ? AND last IS NULL "
+            "AND path > ? AND path < ?",
+            (root, prefix + b"/", prefix + b"0"),
+        )
+        found.update((bytes(row["path"]), _row_to_version(row)) for row in rows)
+        return found
+
+    def current_child_names(self, root: str, directory: bytes) -> set[bytes]:
+        """Return the names of the current entries directly inside `directory`."""
+        if not directory:
+            rows = self._db.execute(
+                "SELECT path FROM versions WHERE root = ? AND last IS NULL AND path > ? "
+                "AND instr(path, ?) = 0",
+                (root, b"", b"/"),
+            )
+            return {bytes(name) for (name,) in rows}
+        start = directory + b"/"
+        # b"0" is the byte after b"/", so the range contains exactly the paths under `directory`.
+        rows = self._db.execute(
+            "SELECT substr(path, ?) FROM versions WHERE root = ? AND last IS NULL "
+            "AND path > ? AND path < ? AND instr(substr(path, ?), ?) = 0",
+            (len(start) + 1, root, start, directory + b"0", len(start) + 1, b"/"),
+        )
+        return {bytes(name) for (name,) in rows}
+
+    def current_linked(
+        self, root: str, inodes: Iterable[int], groups: Iterable[int]
+    ) -> set[bytes]:
+        """Return the paths of current files with one of `inodes` or hard-link `groups`."""
+        inode_list = [_to_signed(inode) for inode in set(inodes)]
+        group_list = [group for group in set(groups) if group]
+        paths: set[bytes] = set()
+        for column, values in (("inode", inode_list), ("hard_link_group", group_list)):
+            for start in range(0, len(values), _QUERY_BATCH):
+                batch = values[start : start + _QUERY_BATCH]
+                rows = self._db.execute(
+                    "SELECT path FROM versions WHERE root = ? AND last IS NULL AND type = ? "
+                    f"AND {column} IN ({', '.join('?' * len(batch))})",
+                    (root, EntryType.FILE.value, *batch),
+                )
+                paths.update(bytes(path) for (path,) in rows)
+        return paths
 
     def history(self, root: str, path: bytes) -> list[tuple[int, int | None, Version]]:
         """Return (first, last, version) for every stored version of one path, oldest first."""

@@ -1,6 +1,7 @@
 """The backup pipeline: scan, read, chunk, hash, compress, seal, pack, write, commit.
 
-The main thread scans each root and decides per entry: an entry whose type,
+The main thread scans each root (or only its changed paths, when the
+caller names them: raidd.store.changes) and decides per entry: an entry whose type,
 size, mtime, ctime, inode, mode, ownership and xattrs match its current
 version is not read again. Changed files go to a pool of worker threads,
 one per core and at most four. Each worker reads its file with FileReader
@@ -19,7 +20,7 @@ a failing pre_backup command skips its root.
 
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -30,6 +31,7 @@ import crypto
 from raidd.config import WatchConfig
 from raidd.errors import UsageError
 from raidd.store.catalog_format import Deletion, Record, json_name
+from raidd.store.changes import scan_changes
 from raidd.store.commands import run_backup_command
 from raidd.store.objects import KIND_CHUNK, IndexEntry
 from raidd.store.packing import Packer, PendingLocation
@@ -163,9 +165,23 @@ def select_watches(store: Store, roots: Sequence[str] | None) -> list[WatchConfi
 
 
 def run_backup(
-    store: Store, roots: Sequence[str] | None = None, now_ns: int | None = None
+    store: Store,
+    roots: Sequence[str] | None = None,
+    now_ns: int | None = None,
+    *,
+    changed_paths: Mapping[str, Collection[bytes]] | None = None,
 ) -> BackupResult:
     """Back up the watched roots named in `roots` (all when empty) as one commit.
+
+    Args:
+        store: the open, writable store.
+        roots: watched roots by name or path; every root when empty.
+        now_ns: the commit's clock reading; time.time_ns() when None.
+        changed_paths: for a root name in it, the paths relative to the
+            root (b"" for the root) that changed: only those, and what
+            their change can have moved, are scanned, and every other path
+            keeps its version (raidd.store.changes). A root not in it is
+            scanned in full.
 
     Raises:
         ArrayFullError: the array ran out of stripes; nothing was committed.
@@ -186,7 +202,10 @@ def run_backup(
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="raidd-backup") as pool:
         slots = threading.BoundedSemaphore(workers * FILES_PER_WORKER)
         for watch in watches:
-            root_records = _backup_root(store, watch, reader, sink, pool, slots, sequence, result)
+            changed = None if changed_paths is None else changed_paths.get(watch.name)
+            root_records = _backup_root(
+                store, watch, reader, sink, pool, slots, sequence, result, changed
+            )
             if root_records:
                 records.extend(root_records)
                 changed_roots.append(watch.name)
@@ -219,6 +238,7 @@ def _backup_root(
     slots: threading.BoundedSemaphore,
     sequence: int,
     result: BackupResult,
+    changed: Collection[bytes] | None = None,
 ) -> list[Record]:
     def report(path: bytes, kind: str, message: str) -> None:
         result.problems.append(BackupProblem(watch.name, path, kind, message))
@@ -232,8 +252,16 @@ def _backup_root(
             report(b"", "pre_backup_failed", f"{outcome.describe()}; root not committed")
             return []
     scan_problems: list[ScanProblem] = []
+    excluder = Excluder(watch.exclude)
     try:
-        entries = list(scan_root(watch.path, Excluder(watch.exclude), scan_problems))
+        if changed is None:
+            entries = list(scan_root(watch.path, excluder, scan_problems))
+            previous = store.catalog.current(watch.name)
+        else:
+            subset = scan_changes(
+                store.catalog, watch.name, watch.path, excluder, changed, scan_problems
+            )
+            entries, previous = subset.entries, subset.previous
     except OSError as error:
         report(b"", "root_unreadable", f"cannot open root {watch.path}: {error.strerror}")
         return []
@@ -242,7 +270,6 @@ def _backup_root(
     root_bytes = os.fsencode(watch.path)
     files = [e.path for e in entries if e.type is EntryType.FILE]
     sidecars = find_sqlite_sidecars(files, root_bytes, is_file=files)
-    previous = store.catalog.current(watch.name)
     groups = HardLinkGroups(sequence)
     records: list[Record] = []
     pending: list[tuple[Entry, int, Future[FileRead[bytes]]]] = []

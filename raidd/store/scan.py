@@ -27,6 +27,7 @@ __all__ = [
     "EntryType",
     "Excluder",
     "ScanProblem",
+    "SubsetScanner",
     "data_extents",
     "read_xattrs",
     "scan_root",
@@ -314,12 +315,22 @@ def scan_root(
     sink = problems if problems is not None else []
     root_bytes = os.fsencode(root)
     root_fd = os.open(root_bytes, _DIRECTORY_FLAGS)
-    stack: list[_Level] = []
     try:
         info = os.fstat(root_fd)
-        yield _make_entry(b"", info, EntryType.DIRECTORY, root_fd, b"")
-        stack.append(_Level(root_fd, b"", list(reversed(_list_directory(root_fd)))))
-        root_fd = -1
+        top = _Level(root_fd, b"", list(reversed(_list_directory(root_fd))))
+        top.entry = _make_entry(b"", info, EntryType.DIRECTORY, root_fd, b"")
+    except BaseException:
+        os.close(root_fd)
+        raise
+    yield from _walk(top, excluder, sink)
+
+
+def _walk(top: _Level, excluder: Excluder, sink: list[ScanProblem]) -> Iterator[Entry]:
+    """Yield `top`'s entry and then everything under it in pre-order; close every fd."""
+    stack = [top]
+    try:
+        assert top.entry is not None
+        yield top.entry
         while stack:
             level = stack[-1]
             if not level.children:
@@ -335,8 +346,6 @@ def scan_root(
                 stack.append(child)
                 yield child.entry
     finally:
-        if root_fd >= 0:
-            os.close(root_fd)
         for level in stack:
             os.close(level.fd)
 
@@ -384,3 +393,120 @@ def _visit(
         _report(sink, relative, "unreadable", f"{error.strerror}")
         return None
     return _Level(fd, relative, children, entry)
+
+
+class SubsetScanner:
+    """Look up chosen paths of a root, and walk chosen subtrees, as scan_root reaches them.
+
+    A path is reached through its parent directories, each opened with
+    O_NOFOLLOW relative to the one above, and none of them excluded. So a
+    path under an excluded directory, or below a component that is a
+    symlink or no directory, is not reached, as scan_root never yields it.
+    Open parents are kept as one chain from the root, so looking paths up
+    in sorted order opens each directory once.
+
+    Args:
+        root: the watched directory (absolute path).
+        excluder: the root's exclude patterns.
+        problems: receives a ScanProblem for each entry that scan_root would
+            skip with one (special file, unreadable entry).
+
+    Raises:
+        OSError: the root itself cannot be opened.
+    """
+
+    def __init__(
+        self,
+        root: bytes | str | os.PathLike[str],
+        excluder: Excluder | None = None,
+        problems: list[ScanProblem] | None = None,
+    ) -> None:
+        self.excluder = excluder or Excluder(())
+        self.problems = problems if problems is not None else []
+        self._chain: list[tuple[bytes, int]] = [
+            (b"", os.open(os.fsencode(root), _DIRECTORY_FLAGS))
+        ]
+
+    def __enter__(self) -> "SubsetScanner":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close every directory the scanner keeps open."""
+        while self._chain:
+            os.close(self._chain.pop()[1])
+
+    def lookup(self, path: bytes) -> tuple[Entry, list[bytes]] | None:
+        """Return the entry scan_root would yield for `path`, and a directory's child names.
+
+        Returns None when scan_root would yield nothing for `path`: it does
+        not exist, it is not reached, it is excluded, or it is skipped with
+        a problem. The child names of a file or symlink are empty.
+        """
+        level = self._open(path)
+        if level is None:
+            return None
+        if isinstance(level, Entry):
+            return level, []
+        os.close(level.fd)
+        assert level.entry is not None
+        return level.entry, sorted(level.children)
+
+    def walk(self, path: bytes) -> Iterator[Entry]:
+        """Yield what scan_root yields at and under `path`, in pre-order."""
+        level = self._open(path)
+        if isinstance(level, Entry):
+            yield level
+        elif level is not None:
+            yield from _walk(level, self.excluder, self.problems)
+
+    def _open(self, path: bytes) -> Entry | _Level | None:
+        if not path:
+            fd = os.dup(self._chain[0][1])
+            try:
+                info = os.fstat(fd)
+                entry = _make_entry(b"", info, EntryType.DIRECTORY, fd, b"")
+                children = list(reversed(_list_directory(fd)))
+            except BaseException:
+                os.close(fd)
+                raise
+            return _Level(fd, b"", children, entry)
+        parent, _, name = path.rpartition(b"/")
+        parent_fd = self._reach(parent)
+        if parent_fd is None:
+            return None
+        try:
+            os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+        except OSError:
+            pass  # _visit reports it, as scan_root does
+        return _visit(_Level(parent_fd, parent), name, path, self.excluder, self.problems)
+
+    def _reach(self, directory: bytes) -> int | None:
+        """Return an fd of `directory` opened the way scan_root would enter it, or None."""
+        components = directory.split(b"/") if directory else []
+        depth = 0
+        while depth + 1 < len(self._chain) and depth < len(components):
+            if self._chain[depth + 1][0] != b"/".join(components[: depth + 1]):
+                break
+            depth += 1
+        while len(self._chain) > depth + 1:
+            os.close(self._chain.pop()[1])
+        for index in range(depth, len(components)):
+            relative = b"/".join(components[: index + 1])
+            if self.excluder.excludes(relative, True):
+                return None
+            try:
+                fd = os.open(components[index], _DIRECTORY_FLAGS, dir_fd=self._chain[-1][1])
+            except (FileNotFoundError, NotADirectoryError):
+                return None
+            except OSError as error:
+                if error.errno == errno.ELOOP:
+                    return None
+                _report(self.problems, relative, "unreadable", f"{error.strerror}")
+                return None
+            self._chain.append((relative, fd))
+        return self._chain[-1][1]

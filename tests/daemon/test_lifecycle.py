@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -188,3 +189,27 @@ def test_extending_start_repeats(manager: Manager, tmp_path: Path) -> None:
             extensions += 1
     assert extensions >= 3
     assert manager.pings >= 3
+
+
+def test_wake_and_tick_delay_run_tick_early(manager: Manager, tmp_path: Path) -> None:
+    """In-process: a long tick interval, cut short by wake() and by a tick's requested delay."""
+    lifecycle = Lifecycle({}, tick_interval=3600)
+    ticks: list[str] = []
+    waker = threading.Thread(target=lifecycle.wake)
+
+    def tick() -> float | None:
+        ticks.append("tick")
+        if len(ticks) == 1:
+            waker.start()
+            return None
+        if len(ticks) == 2:
+            return 0.0
+        lifecycle.request_stop()
+        return None
+
+    status = lifecycle.run(
+        ready_status="ready", on_tick=tick, on_reload=lambda: None, on_stop=lambda: None
+    )
+    waker.join()
+    assert status == 0
+    assert ticks == ["tick", "tick", "tick"]

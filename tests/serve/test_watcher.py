@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from raidd.config import WatchConfig, WatcherConfig
-from raidd.daemon.watcher import Coalescer, Watcher
+from raidd.daemon.watcher import Batch, Coalescer, Watcher
 from tests.serve.conftest import wait_for
 
 
@@ -121,3 +121,57 @@ def test_watch_limit_is_reported_and_rescanned(tmp_path: Path) -> None:
     (batch,) = watcher.due_batches()
     assert batch.rescan is True
     watcher.stop()
+
+
+def test_seconds_until_due_follows_both_rules() -> None:
+    clock = FakeClock()
+    coalescer = Coalescer(quiet_period=5, max_delay=20, clock=clock)
+    assert coalescer.seconds_until_due() is None
+    assert coalescer.add("crm", Path("/srv/crm/a")) is True
+    assert coalescer.add("crm", Path("/srv/crm/b")) is False
+    assert coalescer.seconds_until_due() == 5
+    for _ in range(8):
+        clock.now += 2
+        coalescer.add("crm", Path("/srv/crm/a"))
+        coalescer.add("crm", Path("/srv/crm/b"))
+    # Both paths were first seen 16 s ago: the maximum delay ends in 4 s.
+    assert coalescer.seconds_until_due() == 4
+    clock.now += 4
+    assert coalescer.seconds_until_due() == 0
+    (batch,) = coalescer.take_due()
+    assert batch.paths == {Path("/srv/crm/a"), Path("/srv/crm/b")}
+    assert coalescer.seconds_until_due() is None
+    coalescer.request_rescan("crm")
+    assert coalescer.seconds_until_due() == 0
+    assert coalescer.add("crm", Path("/srv/crm/c")) is False
+
+
+def test_relative_paths_of_batch(tmp_path: Path) -> None:
+    watcher = _watcher(tmp_path / "crm")
+    batch = Batch(
+        "crm",
+        {tmp_path / "crm", tmp_path / "crm" / "a.txt", tmp_path / "crm/docs/b", tmp_path / "x"},
+    )
+    assert watcher.relative_paths(batch) == {b"", b"a.txt", b"docs/b"}
+    assert watcher.relative_paths(Batch("gone", {tmp_path / "crm"})) == set()
+
+
+def test_first_event_wakes_main_loop(tmp_path: Path) -> None:
+    woken: list[int] = []
+    watcher = Watcher(
+        [WatchConfig(path=tmp_path, name="crm")],
+        WatcherConfig(quiet_period=5, max_delay=10, rescan_interval=3600),
+        on_pending=lambda: woken.append(1),
+    )
+    watcher.start()
+    try:
+        (tmp_path / "one.txt").write_text("1")
+        wait_for(lambda: watcher.coalescer.pending_count("crm") > 0, what="a pending path")
+        (tmp_path / "two.txt").write_text("2")
+        wait_for(lambda: watcher.coalescer.pending_count("crm") >= 3, what="more pending paths")
+        assert woken == [1]
+        due = watcher.seconds_until_due()
+        assert due is not None
+        assert 0 < due <= 5
+    finally:
+        watcher.stop()
