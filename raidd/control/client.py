@@ -68,10 +68,21 @@ class ControlClient:
 
     def __init__(self, path: Path | str | None = None, *, timeout: float | None = 30.0) -> None:
         self.path = Path(path) if path is not None else default_socket_path()
-        self.timeout = timeout
         self._sock: socket.socket | None = None
+        self.timeout = timeout
         self._buffer = bytearray()
         self._ids = itertools.count(1)
+
+    @property
+    def timeout(self) -> float | None:
+        """Seconds to wait for each piece of a reply, None for no limit; applies at once."""
+        return self._timeout
+
+    @timeout.setter
+    def timeout(self, seconds: float | None) -> None:
+        self._timeout = seconds
+        if self._sock is not None:
+            self._sock.settimeout(seconds)
 
     def connect(self) -> ControlClient:
         """Connect to the socket.

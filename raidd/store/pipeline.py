@@ -81,6 +81,9 @@ class BackupResult:
     chunks_new: int = 0
     bytes_stored: int = 0
     problems: list[BackupProblem] = field(default_factory=list)
+    # Roots that could not be backed up at all (missing root, failed
+    # pre_backup): root name -> the cause, naming the root's path.
+    failed_roots: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """Return the result as JSON."""
@@ -94,6 +97,7 @@ class BackupResult:
             "chunks_new": self.chunks_new,
             "bytes_stored": self.bytes_stored,
             "problems": [problem.to_json() for problem in self.problems],
+            "failed_roots": dict(self.failed_roots),
         }
 
 
@@ -183,11 +187,30 @@ def run_backup(
             keeps its version (raidd.store.changes). A root not in it is
             scanned in full.
 
+    A root that cannot be backed up at all is named in the result's
+    `failed_roots`, and the other roots are committed.
+
     Raises:
-        ArrayFullError: the array ran out of stripes; nothing was committed.
+        ArrayFullError: the array ran out of stripes; nothing was committed,
+            and the stripes written for it are free again.
         UsageError: an unknown root.
     """
     watches = select_watches(store, roots)
+    try:
+        return _run_backup(store, watches, now_ns, changed_paths)
+    except BaseException:
+        # Nothing references what the failed commit wrote, so its stripes go
+        # back to the free list now rather than after a restart.
+        store.array.discard_uncommitted()
+        raise
+
+
+def _run_backup(
+    store: Store,
+    watches: Sequence[WatchConfig],
+    now_ns: int | None,
+    changed_paths: Mapping[str, Collection[bytes]] | None,
+) -> BackupResult:
     assert store.config is not None
     result = BackupResult()
     sequence = store.catalog.next_commit(()).sequence
@@ -242,15 +265,25 @@ def _backup_root(
 ) -> list[Record]:
     def report(path: bytes, kind: str, message: str) -> None:
         result.problems.append(BackupProblem(watch.name, path, kind, message))
-        log.warning("backup_problem", root=watch.name, path=path, kind=kind, message=message)
+        log.warning(
+            "backup_problem",
+            root=watch.name,
+            path=path.decode("utf-8", "replace"),
+            kind=kind,
+            message=message,
+        )
+
+    def fail_root(kind: str, message: str) -> list[Record]:
+        report(b"", kind, message)
+        result.failed_roots[watch.name] = f"root {watch.name} ({watch.path}): {message}"
+        return []
 
     if watch.pre_backup is not None:
         outcome = run_backup_command(
             watch.pre_backup, watch.path, watch.name, "pre_backup", watch.command_timeout
         )
         if not outcome.ok:
-            report(b"", "pre_backup_failed", f"{outcome.describe()}; root not committed")
-            return []
+            return fail_root("pre_backup_failed", outcome.describe())
     scan_problems: list[ScanProblem] = []
     excluder = Excluder(watch.exclude)
     try:
@@ -263,8 +296,7 @@ def _backup_root(
             )
             entries, previous = subset.entries, subset.previous
     except OSError as error:
-        report(b"", "root_unreadable", f"cannot open root {watch.path}: {error.strerror}")
-        return []
+        return fail_root("root_unreadable", f"cannot open the root: {error.strerror}")
     for problem in scan_problems:
         report(problem.path, problem.kind, problem.message)
     root_bytes = os.fsencode(watch.path)

@@ -94,6 +94,7 @@ def test_failed_backup_is_followed_by_full_scan(
     setup: Setup, service: BackupService, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The changed paths of a failed backup are lost, so the next backup rescans the root."""
+    service.full_retry_after = 0.0
     assert service.backup_now().sequence == 1
     (setup.data / "kept.txt").write_text("edited, and its batch failed\n")
     real_commit = Store.commit
