@@ -282,7 +282,8 @@ class Array(MapWriter):
             raise ArrayFullError(
                 f"array {self.name or self.uuid} is full: {free} free stripes, "
                 f"{self.reserve_stripes} kept for garbage collection; free space by "
-                "expiring old versions"
+                "expiring old versions: set [watch.retention] rules, run `raidctl forget`, "
+                "then `raidctl gc` (`raidd forget` and `raidd gc` while the daemon is stopped)"
             )
         chosen = candidates[self._free_position : self._free_position + count]
         self._free_position += count

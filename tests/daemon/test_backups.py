@@ -116,3 +116,34 @@ def test_failed_backup_is_followed_by_full_scan(
     current = service.locked(lambda store: store.catalog.current("data"))
     assert b"later.txt" in current
     assert current[b"kept.txt"].size == len("edited, and its batch failed\n")
+
+
+def test_full_array_holds_watcher_batches(
+    setup: Setup, service: BackupService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After ArrayFullError the watcher's batches wait; a sync runs them at once."""
+    assert service.backup_now().sequence == 1
+    real_commit = Store.commit
+
+    def failing_commit(*args: object, **kwargs: object) -> None:
+        raise ArrayFullError("array crm is full (test)")
+
+    monkeypatch.setattr(Store, "commit", failing_commit)
+    (setup.data / "kept.txt").write_text("edited on a full array\n")
+    failed = service.submit({"data"}, {"data": {b"kept.txt"}})
+    assert failed.done.wait(timeout=60)
+    assert isinstance(failed.error, ArrayFullError)
+    assert service.behind()
+    monkeypatch.setattr(Store, "commit", real_commit)
+
+    waiting = service.submit({"data"}, {"data": {b"kept.txt"}})
+    # The store thread runs its work in order: a queued backup would run before this.
+    service.locked(lambda _store: None)
+    assert not waiting.done.is_set()
+    assert service.status()["roots_waiting"] == 1
+    synced = service.sync(["data"])
+    assert synced["changed"] is True
+    assert synced["failed"] == []
+    assert waiting.done.wait(timeout=60)
+    assert waiting.error is None
+    assert not service.behind()
