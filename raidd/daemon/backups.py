@@ -18,14 +18,15 @@ itself fails. Each root keeps its error until a backup of it succeeds.
 
 After an ArrayFullError the watcher's batches wait `full_retry_after`
 seconds before the next try, so that a full array is not retried in a
-loop; `sync`, forget and gc do not wait.
+loop. A `sync` does not wait, and a gc that freed stripes ends the wait.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -106,6 +107,10 @@ class BackupService:
         # Monotonic time before which the watcher's batches wait (array full).
         self._retry_at: float | None = None
         self._timer: threading.Timer | None = None
+        # Restores in progress. Forget and gc wait until there is none, so that they
+        # drop no chunk that a restore reads in its later turns on the store thread.
+        self._readers = 0
+        self._no_readers = threading.Condition(self._lock)
         # Roots whose last backup failed: the next one scans them in full, because
         # the changed paths of the failed batch are not kept. Store thread only.
         self._rescan_roots: set[str] = set()
@@ -208,7 +213,7 @@ class BackupService:
         with self._lock:
             self._scheduled = False
             if self._waits_for_space():
-                # An urgent ticket ran the queue in the meantime, or a batch came early.
+                # Queued while the backup that found the array full ran: wait like the rest.
                 self._schedule_locked(False)
                 return
             tickets, self._tickets = self._tickets, []
@@ -245,7 +250,12 @@ class BackupService:
             RaiddError: the backup failed as a whole (an internal error as one too).
         """
         config = self.store.config
-        names = roots if roots is not None else [w.name for w in config.watches] if config else []
+        if roots is not None:
+            names = roots
+        elif config is not None:
+            names = [watch.name for watch in config.watches]
+        else:
+            names = []
         try:
             result = self._backup(self.store, roots, changed_paths)
         except RaiddError as error:
@@ -415,14 +425,50 @@ class BackupService:
             for info in commits
         ]
 
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[None]:
+        """Count a restore in progress for the block; forget and gc wait until none is."""
+        with self._lock:
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._readers -= 1
+                if self._readers == 0:
+                    self._no_readers.notify_all()
+
+    def _between_restores(self, work: Callable[[Store], T], *, dry_run: bool) -> T:
+        """Run `work` on the store thread when no restore is in progress (a dry run at once)."""
+        if dry_run:
+            return self.locked(work)
+        done: list[T] = []
+
+        def unless_reading(store: Store) -> None:
+            # A restore may have begun since the wait, and its turns need the store.
+            with self._lock:
+                if self._readers:
+                    return
+            done.append(work(store))
+
+        while not done:
+            with self._lock:
+                self._no_readers.wait_for(lambda: self._readers == 0)
+            self.locked(unless_reading)
+        return done[0]
+
     def forget(self, *, dry_run: bool) -> dict[str, Any]:
-        result = self.locked(lambda store: forget(store, dry_run=dry_run).to_json())
+        result = self._between_restores(
+            lambda store: forget(store, dry_run=dry_run).to_json(), dry_run=dry_run
+        )
         if not dry_run:
             self.space_freed()
         return result
 
     def gc(self, *, dry_run: bool) -> dict[str, Any]:
-        result = self.locked(lambda store: gc(store, dry_run=dry_run).to_json())
+        result = self._between_restores(
+            lambda store: gc(store, dry_run=dry_run).to_json(), dry_run=dry_run
+        )
         if not dry_run and result["freed_stripes"]:
             self.space_freed()
         return result
