@@ -40,6 +40,7 @@ from raidd.store.scan import Entry, EntryType, Excluder, ScanProblem, scan_root
 from raidd.store.snapshot import HardLinkGroups, is_unchanged, version_from
 from raidd.store.sqlite_copy import SqliteCopyError
 from raidd.store.store import Store
+from raidd.store.walstat import with_wal_ctimes
 
 __all__ = ["BackupProblem", "BackupResult", "run_backup"]
 
@@ -302,6 +303,7 @@ def _backup_root(
     root_bytes = os.fsencode(watch.path)
     files = [e.path for e in entries if e.type is EntryType.FILE]
     sidecars = find_sqlite_sidecars(files, root_bytes, is_file=files)
+    entries = with_wal_ctimes(entries, root_bytes, sidecars, complete=changed is None)
     groups = HardLinkGroups(sequence)
     records: list[Record] = []
     pending: list[tuple[Entry, int, Future[FileRead[bytes]]]] = []
