@@ -69,7 +69,7 @@ def _seconds(text: str) -> float:
 
 
 def wait_for_store(context: Context) -> None:
-    """Wait for the reply as long as --timeout says, without limit by default."""
+    """Set the reply timeout to --timeout, or to no limit when it is not given."""
     context.client.timeout = getattr(context.args, "timeout", None)
 
 

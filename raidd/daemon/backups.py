@@ -320,14 +320,6 @@ class BackupService:
                 bytes_stored=result.bytes_stored,
                 seconds=round(seconds, 3),
             )
-        for problem in result.problems:
-            log.warning(
-                "backup_problem",
-                root=problem.root,
-                path=problem.path.decode("utf-8", "replace"),
-                kind=problem.kind,
-                error=problem.message,
-            )
 
     def sync(self, roots: list[str], timeout: float | None = None) -> dict[str, Any]:
         """Rescan `roots`, commit, and return the commit once durable (or the last one).

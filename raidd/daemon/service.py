@@ -267,7 +267,7 @@ class Daemon:
                 if not batch.rescan:
                     paths.setdefault(batch.root, set()).update(self.watcher.relative_paths(batch))
             self.backups.submit({batch.root for batch in batches}, paths)
-        # Work waiting too long makes the backups behind even when nobody asks for status.
+        # Work that waits too long makes the backups behind, also without a status request.
         self.backups.behind()
         self._run_schedule()
         return self.watcher.seconds_until_due()
