@@ -96,6 +96,13 @@ def selection_params(args: argparse.Namespace) -> dict[str, Any]:
 def run_sync(context: Context) -> int:
     wait_for_store(context)
     roots = context.args.roots
+    if sys.stderr.isatty() and not context.json:
+        # A commit of many files takes minutes; say what the silence means.
+        print(
+            "raidctl sync: waiting until the commit is durable "
+            "(Ctrl-C stops waiting; the daemon goes on)",
+            file=sys.stderr,
+        )
     result = context.call("sync", {"roots": roots} if roots else None)
     context.emit(
         result,
