@@ -12,13 +12,18 @@ Nouns:
 - catalog delta: one commit's versions and deletions in their byte form.
 - object: a chunk or a metadata record, sealed, packed into stripes.
 - object index: chunk id -> pieces (stripe, offset, length) on the array.
-- manifest: the list of every catalog delta and live index segment; the
-  metadata root in the superblock points at the newest one.
+- history: every live metadata object (catalog deltas, index segments) in
+  commit order.
+- manifest: the top of the history, written by each commit; the metadata
+  root in the superblock points at the newest one.
+- manifest page: an immutable object holding a run of older history
+  references (or of lower pages), so the top stays small.
 - Store: all of the above on one array (raidd.store.store).
 
 Modules, bottom up: chunker, compress, scan, reader (with sqlite_copy and
 commands), retention, restore_writer, catalog_format, catalog, snapshot,
-objects, packing, object_index, store, pipeline, restore and maintenance.
+objects, manifest, packing, object_index, store, pipeline, restore and
+maintenance.
 """
 
 import importlib

@@ -5,7 +5,7 @@ import shutil
 import tempfile
 import threading
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,11 +21,13 @@ from raidd.store.catalog import CatalogIndex, CommitInfo
 from raidd.store.catalog_format import CommitDelta, Version, decode_delta, encode_delta
 from raidd.store.chunker import Chunker
 from raidd.store.compress import Compressor
+from raidd.store.manifest import DEFAULT_PAGE_REFS, expand, fold
 from raidd.store.object_index import ObjectIndex
 from raidd.store.objects import (
     KIND_CHUNK,
     KIND_DELTA,
     KIND_MANIFEST,
+    KIND_PAGE,
     KIND_SEGMENT,
     IndexEntry,
     Location,
@@ -34,9 +36,11 @@ from raidd.store.objects import (
     MetadataRoot,
     associated_data,
     decode_manifest,
+    decode_page,
     decode_root,
     decode_segment,
     encode_manifest,
+    encode_page,
     encode_root,
     encode_segment,
     object_header,
@@ -85,12 +89,15 @@ class Store:
 
     On the array: chunk objects (compressed chunk, sealed under the chunk
     subkey, named by the keyed chunk id) and metadata objects (catalog
-    deltas, index segments, manifests; sealed under the metadata subkey,
-    random ids), packed into stripes. Each commit writes its catalog delta,
-    an index segment with the new chunk locations and a manifest listing
-    every delta and live segment; the superblock's metadata root points at
-    the manifest. On RAID0 each metadata object is written twice, in
-    different stripes. The members and a key therefore restore everything.
+    deltas, index segments, manifests and manifest pages; sealed under the
+    metadata subkey, random ids), packed into stripes. Each commit writes
+    its catalog delta, an index segment with the new chunk locations and a
+    top manifest; the superblock's metadata root points at the top. The top
+    lists the newest references and sealed manifest pages holding the older
+    ones (raidd.store.manifest), so a commit writes O(log n) bytes of
+    manifest however long the history. On RAID0 each metadata object is
+    written twice, in different stripes. The members and a key therefore
+    restore everything.
 
     In the state directory: the catalog index and the object index (SQLite),
     a cache rebuilt from the array when missing or not at the superblock's
@@ -111,12 +118,18 @@ class Store:
       and returns restore.RestoreResult (lost files listed, not raised).
     - `forget(dry_run=)`, `gc(dry_run=)`, `check(read_data=)` return the
       result classes of raidd.store.maintenance.
-    - `commit(delta, packer, entries)`: the one way anything is committed.
+    - `commit(delta, packer, entries, refs=...)`: the one way anything is
+      committed; `refs` adds metadata objects of further listed kinds.
+    - `history()` yields every listed metadata object in commit order
+      (reading the manifest pages); `manifest_refs()` the pages as well.
     - `close()`; also a context manager.
 
     Not thread-safe as a whole: one operation at a time. backup() runs its
     own worker threads.
     """
+
+    # References per manifest page; tests set it small to fold often.
+    manifest_page_refs = DEFAULT_PAGE_REFS
 
     def __init__(
         self,
@@ -140,7 +153,7 @@ class Store:
         self.catalog_path = state_directory / f"catalog-{stem}.db"
         self.objects_path = state_directory / f"objects-{stem}.db"
         self.root: MetadataRoot | None = decode_root(array.metadata_root)
-        self.manifest = Manifest(0, (), ())
+        self.manifest = Manifest(0, ())
         if self.root is not None:
             self.manifest = self._read_manifest(self.root.manifest)
         self.catalog, self.objects = self._open_indexes()
@@ -284,16 +297,67 @@ class Store:
                 Path(str(path) + suffix).unlink(missing_ok=True)
 
     def _rebuild(self, catalog: CatalogIndex, objects: ObjectIndex) -> None:
-        """Fill empty indexes from the deltas and segments the manifest lists."""
-        for ref in self.manifest.deltas:
-            catalog.apply(decode_delta(bytes(self.read_metadata(ref))))
+        """Fill empty indexes from the deltas and segments of the history, in order."""
         entries: dict[bytes, IndexEntry] = {}
-        for ref in self.manifest.segments:
-            _, base, segment = decode_segment(bytes(self.read_metadata(ref)))
-            if base:
-                entries.clear()
-            entries.update((entry.object_id, entry) for entry in segment)
+        for ref in self.history():
+            if ref.kind == KIND_DELTA:
+                catalog.apply(decode_delta(bytes(self.read_metadata(ref))))
+            elif ref.kind == KIND_SEGMENT:
+                _, base, segment = decode_segment(bytes(self.read_metadata(ref)))
+                if base:
+                    entries.clear()
+                entries.update((entry.object_id, entry) for entry in segment)
         objects.record(entries.values(), self.array.metadata_root, replace_all=True)
+
+    # -- manifest ----------------------------------------------------------------------
+
+    def read_page(self, ref: MetadataRef) -> tuple[MetadataRef, ...]:
+        """Read a manifest page and return its references.
+
+        Raises:
+            IntegrityError: the page is lost, malformed, or of another height.
+        """
+        _, height, refs = decode_page(bytes(self.read_metadata(ref)))
+        if height != ref.height:
+            raise IntegrityError(
+                f"manifest page {ref.object_id.hex()[:16]} has height {height}; its reference "
+                f"says {ref.height}"
+            )
+        return refs
+
+    def manifest_refs(self) -> Iterator[MetadataRef]:
+        """Yield every reference under the top manifest in commit order, pages included."""
+        return expand(self.manifest.refs, self.read_page)
+
+    def history(self) -> Iterator[MetadataRef]:
+        """Yield every listed metadata object (no pages) in commit order."""
+        return (ref for ref in self.manifest_refs() if ref.kind != KIND_PAGE)
+
+    def _seal_pages(
+        self,
+        packers: Sequence[Packer],
+        sequence: int,
+        groups: list[tuple[int, list[MetadataRef]]],
+        reuse: Mapping[tuple[MetadataRef, ...], MetadataRef],
+    ) -> list[MetadataRef]:
+        """Write one page per group (or take the existing page listing the same group)."""
+        written = [
+            reuse.get(tuple(refs))
+            or self.write_metadata(packers, KIND_PAGE, encode_page(sequence, height, refs))
+            for height, refs in groups
+        ]
+        if any(not isinstance(page, MetadataRef) for page in written):
+            for each in packers:
+                each.flush()
+        pages = []
+        for (height, _), page in zip(groups, written, strict=True):
+            if not isinstance(page, MetadataRef):
+                page_id, length, at = page
+                page = MetadataRef(
+                    KIND_PAGE, page_id, length, tuple(p.resolve() for p in at), height
+                )
+            pages.append(page)
+        return pages
 
     # -- objects -----------------------------------------------------------------------
 
@@ -385,7 +449,9 @@ class Store:
         *,
         base: bool = False,
         freed: Iterable[int] = (),
-        deltas: Sequence[MetadataRef] | None = None,
+        refs: Sequence[MetadataRef] = (),
+        history: Sequence[MetadataRef] | None = None,
+        reuse_pages: Mapping[tuple[MetadataRef, ...], MetadataRef] | None = None,
         audit_head: bytes | None = None,
     ) -> MetadataRoot:
         """Write a commit's delta, index segment and manifest, then commit the array.
@@ -398,14 +464,22 @@ class Store:
                 consumed after the packer was flushed.
             base: the segment replaces every earlier segment (after gc).
             freed: stripes released by this commit.
-            deltas: the manifest's delta list to start from, when gc moved deltas.
+            refs: further metadata objects of this commit (a kind in
+                objects.LISTED_KINDS), already written and flushed; listed
+                after the delta and the segment.
+            history: the objects to list before this commit's, in commit
+                order, replacing the current history (gc, which drops the
+                segments a base segment replaces and moves objects); every
+                page is then sealed anew, except those in `reuse_pages`
+                (existing pages by what they list; gc keeps their stripes).
+                None appends to the current top.
             audit_head: the audit chain head (32 bytes) to record in the root;
                 None keeps the previous root's.
         """
         packer.flush()
         entries = list(new_entries)
         packers = self.metadata_packers(packer, use_reserve=packer.use_reserve)
-        delta_refs = list(self.manifest.deltas if deltas is None else deltas)
+        new_refs: list[MetadataRef] = []
         if delta is not None:
             delta_id, delta_length, delta_at = self.write_metadata(
                 packers, KIND_DELTA, encode_delta(delta)
@@ -418,16 +492,24 @@ class Store:
         for each in packers:
             each.flush()
         if delta is not None:
-            delta_refs.append(
+            new_refs.append(
                 MetadataRef(
                     KIND_DELTA, delta_id, delta_length, tuple(p.resolve() for p in delta_at)
                 )
             )
-        segment_ref = MetadataRef(
-            KIND_SEGMENT, segment_id, segment_length, tuple(p.resolve() for p in segment_at)
+        new_refs.append(
+            MetadataRef(
+                KIND_SEGMENT, segment_id, segment_length, tuple(p.resolve() for p in segment_at)
+            )
         )
-        segments = (segment_ref,) if base else (*self.manifest.segments, segment_ref)
-        manifest = Manifest(sequence, tuple(delta_refs), segments)
+        new_refs.extend(refs)
+        earlier = self.manifest.refs if history is None else history
+        top = fold(
+            [*earlier, *new_refs],
+            self.manifest_page_refs,
+            lambda groups: self._seal_pages(packers, sequence, groups, reuse_pages or {}),
+        )
+        manifest = Manifest(sequence, tuple(top))
         manifest_id, manifest_length, manifest_at = self.write_metadata(
             packers, KIND_MANIFEST, encode_manifest(manifest), start_fresh=True
         )

@@ -284,7 +284,7 @@ def test_raid0_metadata_has_two_copies(tmp_path: Path, monkeypatch: pytest.Monke
     with Store.open(setup.config()) as store:
         run_backup(store)
         assert store.root is not None
-        refs = [store.root.manifest, *store.manifest.deltas, *store.manifest.segments]
+        refs = [store.root.manifest, *store.manifest_refs()]
         first_copies = {piece.stripe for ref in refs for piece in ref.copies[0]}
         second_copies = {piece.stripe for ref in refs for piece in ref.copies[1]}
         assert all(len(ref.copies) == 2 for ref in refs)
