@@ -383,29 +383,24 @@ class Store:
             ) from error
 
     def read_object(self, kind: int, object_id: bytes, pieces: Location) -> bytearray:
-        """Read, authenticate and open an object; read once more on failure.
+        """Read, authenticate and open an object; reconstruct it when that fails.
 
         The engine checks every strip against its checksum and rebuilds a
-        bad one from parity before it returns, so an object that fails
-        authentication here was read through reconstruction already. A
-        rebuilt strip must match the same checksum, so no other
-        reconstruction can give other bytes. The object is read once more
-        (a transient read error heals), then reported lost.
+        bad one from parity before it returns. An object that fails
+        authentication anyway was read from strips whose checksums matched,
+        so the other readings within the fault tolerance are tried
+        (raidd.store.recovery.recover_object) before it is reported lost.
 
         Raises:
             IntegrityError: the object is lost; the message names it.
         """
-        error: IntegrityError | None = None
-        for _attempt in range(2):
-            try:
-                return self.open_stored(kind, object_id, read_location(self.array, pieces))
-            except IntegrityError as failure:
-                error = failure
-                log.warning(
-                    "object_read_failed", object_id=object_id.hex()[:16], error=str(failure)
-                )
-        assert error is not None
-        raise error
+        try:
+            return self.open_stored(kind, object_id, read_location(self.array, pieces))
+        except IntegrityError as failure:
+            log.warning("object_read_failed", object_id=object_id.hex()[:16], error=str(failure))
+        from raidd.store.recovery import recover_object
+
+        return recover_object(self, kind, object_id, pieces)
 
     def read_metadata(self, ref: MetadataRef) -> bytearray:
         """Read a metadata object from the first copy that authenticates."""
