@@ -18,11 +18,23 @@ for a flat list. Pages never change once written, so every commit stays
 copy-on-write: an older top still finds all of its pages intact.
 """
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING
 
-from raidd.store.objects import KIND_PAGE, MetadataRef
+from raidd.store.objects import (
+    KIND_MANIFEST,
+    KIND_PAGE,
+    Manifest,
+    MetadataRef,
+    encode_manifest,
+    encode_page,
+)
 
-__all__ = ["DEFAULT_PAGE_REFS", "expand", "fold", "history", "top_bound"]
+if TYPE_CHECKING:
+    from raidd.store.packing import Packer
+    from raidd.store.store import Store
+
+__all__ = ["DEFAULT_PAGE_REFS", "expand", "fold", "history", "top_bound", "write_top"]
 
 # References per page. With about 60 bytes per reference a page is about
 # 2 KiB, and a top over 100,000 commits (200,000 references) stays under 10 KiB.
@@ -98,3 +110,51 @@ def top_bound(history_length: int, page_refs: int) -> int:
     while page_refs ** (height + 1) <= history_length:
         height += 1
     return (page_refs - 1) * (height + 1)
+
+
+def write_top(
+    store: "Store",
+    packers: Sequence["Packer"],
+    sequence: int,
+    refs: list[MetadataRef],
+    reuse: Mapping[tuple[MetadataRef, ...], MetadataRef],
+) -> tuple[Manifest, MetadataRef]:
+    """Fold a history into pages, write its top manifest, return the top and its reference.
+
+    Args:
+        store: the store whose metadata key seals the objects.
+        packers: one per copy; every object already listed is flushed.
+        sequence: the commit the top and its new pages belong to.
+        refs: the whole top to fold: earlier top or history, then this commit's.
+        reuse: existing pages by what they list, taken instead of a new page
+            for the same group (gc keeps their stripes).
+    """
+
+    def seal(groups: list[tuple[int, list[MetadataRef]]]) -> list[MetadataRef]:
+        kept = [reuse.get(tuple(group)) for _, group in groups]
+        written = {
+            index: store.write_metadata(packers, KIND_PAGE, encode_page(sequence, height, group))
+            for index, ((height, group), page) in enumerate(zip(groups, kept, strict=True))
+            if page is None
+        }
+        if written:
+            for packer in packers:
+                packer.flush()
+        pages = []
+        for index, (height, _) in enumerate(groups):
+            page = kept[index]
+            if page is None:
+                page_id, length, at = written[index]
+                page = MetadataRef(
+                    KIND_PAGE, page_id, length, tuple(p.resolve() for p in at), height
+                )
+            pages.append(page)
+        return pages
+
+    top = Manifest(sequence, tuple(fold(refs, store.manifest_page_refs, seal)))
+    top_id, length, at = store.write_metadata(
+        packers, KIND_MANIFEST, encode_manifest(top), start_fresh=True
+    )
+    for packer in packers:
+        packer.flush()
+    return top, MetadataRef(KIND_MANIFEST, top_id, length, tuple(p.resolve() for p in at))

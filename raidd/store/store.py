@@ -21,14 +21,14 @@ from raidd.store.catalog import CatalogIndex, CommitInfo
 from raidd.store.catalog_format import CommitDelta, Version, decode_delta, encode_delta
 from raidd.store.chunker import Chunker
 from raidd.store.compress import Compressor
-from raidd.store.manifest import DEFAULT_PAGE_REFS, expand, fold
+from raidd.store.manifest import DEFAULT_PAGE_REFS, expand, write_top
 from raidd.store.object_index import ObjectIndex
 from raidd.store.objects import (
     KIND_CHUNK,
     KIND_DELTA,
-    KIND_MANIFEST,
     KIND_PAGE,
     KIND_SEGMENT,
+    LISTED_KINDS,
     IndexEntry,
     Location,
     Manifest,
@@ -39,8 +39,6 @@ from raidd.store.objects import (
     decode_page,
     decode_root,
     decode_segment,
-    encode_manifest,
-    encode_page,
     encode_root,
     encode_segment,
     object_header,
@@ -333,32 +331,6 @@ class Store:
         """Yield every listed metadata object (no pages) in commit order."""
         return (ref for ref in self.manifest_refs() if ref.kind != KIND_PAGE)
 
-    def _seal_pages(
-        self,
-        packers: Sequence[Packer],
-        sequence: int,
-        groups: list[tuple[int, list[MetadataRef]]],
-        reuse: Mapping[tuple[MetadataRef, ...], MetadataRef],
-    ) -> list[MetadataRef]:
-        """Write one page per group (or take the existing page listing the same group)."""
-        written = [
-            reuse.get(tuple(refs))
-            or self.write_metadata(packers, KIND_PAGE, encode_page(sequence, height, refs))
-            for height, refs in groups
-        ]
-        if any(not isinstance(page, MetadataRef) for page in written):
-            for each in packers:
-                each.flush()
-        pages = []
-        for (height, _), page in zip(groups, written, strict=True):
-            if not isinstance(page, MetadataRef):
-                page_id, length, at = page
-                page = MetadataRef(
-                    KIND_PAGE, page_id, length, tuple(p.resolve() for p in at), height
-                )
-            pages.append(page)
-        return pages
-
     # -- objects -----------------------------------------------------------------------
 
     def seal_object(self, kind: int, object_id: bytes, plaintext: bytes) -> bytes:
@@ -497,21 +469,13 @@ class Store:
                 KIND_SEGMENT, segment_id, segment_length, tuple(p.resolve() for p in segment_at)
             )
         )
+        unlisted = [ref.kind for ref in refs if ref.kind not in LISTED_KINDS]
+        if unlisted:
+            raise ValueError(f"a manifest cannot list objects of kinds {unlisted}")
         new_refs.extend(refs)
         earlier = self.manifest.refs if history is None else history
-        top = fold(
-            [*earlier, *new_refs],
-            self.manifest_page_refs,
-            lambda groups: self._seal_pages(packers, sequence, groups, reuse_pages or {}),
-        )
-        manifest = Manifest(sequence, tuple(top))
-        manifest_id, manifest_length, manifest_at = self.write_metadata(
-            packers, KIND_MANIFEST, encode_manifest(manifest), start_fresh=True
-        )
-        for each in packers:
-            each.flush()
-        manifest_ref = MetadataRef(
-            KIND_MANIFEST, manifest_id, manifest_length, tuple(p.resolve() for p in manifest_at)
+        manifest, manifest_ref = write_top(
+            self, packers, sequence, [*earlier, *new_refs], reuse_pages or {}
         )
         if delta is not None:
             time_ns = delta.time_ns

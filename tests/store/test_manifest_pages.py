@@ -167,7 +167,7 @@ def test_check_reports_a_lost_page(tmp_path: Path) -> None:
         errors = check(store).errors
     assert len(errors) == 1
     assert errors[0].startswith("the manifest cannot be walked")
-    assert f"stripe {piece.stripe} cannot be read" in errors[0]
+    assert f"stripes [{piece.stripe}]" in errors[0]
 
 
 COMMIT_LOOP = """
@@ -189,6 +189,7 @@ with Store.open(load_config(Path(sys.argv[1]))) as store:
             f"state as of commit {sequence}\\n".encode() * (1 + sequence % 5)
         )
         run_backup(store)
+        print(sequence, flush=True)
         if sequence % 7 == 0:
             gc(store)
 """
@@ -204,14 +205,18 @@ def test_kill_during_page_folds(tmp_path: Path) -> None:
     for round_number in range(3):
         process = subprocess.Popen(
             [sys.executable, "-c", COMMIT_LOOP, str(setup.config_path), str(setup.data)],
-            stdout=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
         )
-        time.sleep(chooser.uniform(1.0, 2.0))
+        # Kill at a random point after the first commit of this round.
+        assert process.stdout is not None
+        assert process.stdout.readline(), "the commit loop ended before its first commit"
+        time.sleep(chooser.uniform(0.2, 1.0))
         assert process.poll() is None, "the commit loop ended before it was killed"
         process.send_signal(signal.SIGKILL)
         process.wait()
+        process.stdout.close()
         if round_number == 2:
             shutil.rmtree(setup.base / "state")
         with Store.open(setup.config(), read_only=True) as store:
@@ -222,3 +227,32 @@ def test_kill_during_page_folds(tmp_path: Path) -> None:
             for earlier in sorted({1, newest // 2, newest - 1, newest}):
                 target = tmp_path / f"out{round_number}-{earlier}"
                 assert restore_file(store, target, earlier) == content_of(earlier)
+
+
+SOAK_COMMITS = int(os.environ.get("RAIDD_SOAK_COMMITS", "40000"))
+
+
+@pytest.mark.soak
+def test_soak_history_past_the_old_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """40,000 commits with the default page size: more than unpaged manifests could list."""
+    monkeypatch.setenv("RAIDD_LOCK_DIR", str(tmp_path / "lock"))
+    setup = make_setup(tmp_path / "array", size=160 << 20, strip_size=4096)
+    largest_top = 0
+    with Store.open(setup.config()) as store:
+        assert store.manifest_page_refs == 32
+        for sequence in range(1, SOAK_COMMITS + 1):
+            (setup.data / "counter.txt").write_bytes(content_of(sequence))
+            assert run_backup(store).sequence == sequence
+            assert store.root is not None
+            largest_top = max(largest_top, store.root.manifest.length)
+            if sequence % 4000 == 0:
+                gc(store)
+        gc(store)
+        assert check(store).errors == []
+    assert largest_top <= top_bound(2 * SOAK_COMMITS, 32) * 74 + 124
+    shutil.rmtree(setup.base / "state")
+    with Store.open(setup.config(), read_only=True) as store:
+        for sequence in sorted({1, SOAK_COMMITS // 3, SOAK_COMMITS - 1, SOAK_COMMITS}):
+            target = tmp_path / f"out{sequence}"
+            assert restore_file(store, target, sequence) == content_of(sequence)
+        assert check(store, read_data=True).errors == []
