@@ -78,7 +78,7 @@ def restore_all(store: Store, target: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("level", "members", "bad_strips"), [(5, 4, 1), (6, 5, 1), (6, 5, 2), (1, 2, 1)]
+    ("level", "members", "bad_strips"), [(5, 4, 1), (6, 5, 1), (6, 5, 2), (1, 2, 1), (10, 4, 1)]
 )
 def test_authentication_failure_is_rebuilt(
     tmp_path: Path, level: int, members: int, bad_strips: int
