@@ -233,6 +233,7 @@ SOAK_COMMITS = int(os.environ.get("RAIDD_SOAK_COMMITS", "40000"))
 
 
 @pytest.mark.soak
+@pytest.mark.timeout(3600)
 def test_soak_history_past_the_old_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """40,000 commits with the default page size: more than unpaged manifests could list."""
     monkeypatch.setenv("RAIDD_LOCK_DIR", str(tmp_path / "lock"))
