@@ -97,6 +97,10 @@ def test_authentication_failure_is_rebuilt(
             role: corrupt_with_checksum(store, piece.stripe, role, start, end)
             for role, start, end in covered[:bad_strips]
         }
+    with Store.open(setup.config(), read_only=True) as store:
+        report = store.check(read_data=True)
+        assert report.errors == []
+        assert [n for n in report.notes if "a reconstruction" in n] != []
     # A read-only open counts the bad strips but writes nothing.
     with Store.open(setup.config(), read_only=True) as store:
         restore_all(store, tmp_path / "read-only")
@@ -143,6 +147,12 @@ def test_beyond_tolerance_file_is_lost_by_name(tmp_path: Path) -> None:
         assert len(covered) >= 2
         for role, start, end in covered[:2]:
             corrupt_with_checksum(store, piece.stripe, role, start, end)
+        (version,) = [v for v in store.ls("data", 1) if v.path == b"target.bin"]
+        lost_chunk = version.chunks[0].chunk_id.hex()[:16]
+    with Store.open(setup.config(), read_only=True) as store:
+        errors = store.check(read_data=True).errors
+    assert len(errors) == 1
+    assert lost_chunk in errors[0]
     command = ["restore", "--config", str(setup.config_path), "--to", str(tmp_path / "out")]
     process = subprocess.run(
         [sys.executable, "-m", "raidd.cli", *command],
