@@ -244,9 +244,7 @@ def gc(store: Store, *, dry_run: bool = False) -> GcResult:
     packer = Packer(store.array, use_reserve=True)
     moved: dict[bytes, Any] = {}
     for entry in moving_chunks:
-        stored = read_location(store.array, entry.pieces)
-        store.open_stored(KIND_CHUNK, entry.object_id, stored)
-        moved[entry.object_id] = packer.add(stored)
+        moved[entry.object_id] = packer.add(_read_sealed(store, KIND_CHUNK, entry))
     # Moved metadata is packed together (first copies with the chunks), so
     # that it lands in dense stripes and stays put at the next gc.
     packers = store.metadata_packers(packer, use_reserve=True)
@@ -271,14 +269,31 @@ def gc(store: Store, *, dry_run: bool = False) -> GcResult:
     return result
 
 
+def _read_sealed(store: Store, kind: int, entry: IndexEntry) -> bytes:
+    """Return an object's stored bytes, authenticated; repaired first when they fail.
+
+    gc copies objects still sealed, so it needs the stored bytes, not the
+    plaintext that recover_object returns. recover_object rewrites the bad
+    strips (gc runs on a writable array), so a second read gives them.
+    """
+    stored = read_location(store.array, entry.pieces)
+    try:
+        store.open_stored(kind, entry.object_id, stored)
+        return stored
+    except IntegrityError as error:
+        log.warning("gc_object_bad", object_id=entry.object_id.hex()[:16], error=str(error))
+    recover_object(store, kind, entry.object_id, entry.pieces)
+    stored = read_location(store.array, entry.pieces)
+    store.open_stored(kind, entry.object_id, stored)
+    return stored
+
+
 def _move_metadata(store: Store, ref: MetadataRef, packers: list[Packer]) -> list[PendingLocation]:
     """Add a sealed metadata object to the packers, one per copy (never sharing a stripe)."""
     stored = None
     for copy in ref.copies:
         try:
-            candidate = read_location(store.array, copy)
-            store.open_stored(ref.kind, ref.object_id, candidate)
-            stored = candidate
+            stored = _read_sealed(store, ref.kind, IndexEntry(ref.object_id, ref.length, copy))
             break
         except IntegrityError as error:
             log.warning(

@@ -168,3 +168,21 @@ def test_beyond_tolerance_file_is_lost_by_name(tmp_path: Path) -> None:
     assert not (restored / "target.bin").exists()
     assert (restored / "other.bin").read_bytes() == (setup.data / "other.bin").read_bytes()
     assert (restored / "note.txt").read_text() == "kept apart\n"
+
+
+def test_gc_copies_a_repaired_object(tmp_path: Path) -> None:
+    """gc copies objects still sealed, so it rereads them once recovery rewrote the strip."""
+    from raidd.store.maintenance import _read_sealed
+    from raidd.store.objects import KIND_CHUNK
+
+    setup = backed_up(tmp_path, 5, 4)
+    with Store.open(setup.config()) as store:
+        (version,) = [v for v in store.ls("data", 1) if v.path == b"target.bin"]
+        entry = store.objects.get(version.chunks[0].chunk_id)
+        assert entry is not None
+        piece = largest_piece(store, b"target.bin")
+        role, start, end = strip_roles(store, piece)[0]
+        original = corrupt_with_checksum(store, piece.stripe, role, start, end)
+        stored = _read_sealed(store, KIND_CHUNK, entry)
+        assert store.open_stored(KIND_CHUNK, entry.object_id, stored)
+        assert strip_on_disk(setup, store, role, piece.stripe) == original
