@@ -22,8 +22,8 @@ Nouns:
 
 Modules, bottom up: chunker, compress, scan, reader (with sqlite_copy and
 commands), retention, restore_writer, catalog_format, catalog, snapshot,
-objects, manifest, packing, object_index, store, pipeline, restore and
-maintenance.
+objects, manifest, packing, object_index, store, recovery, pipeline, restore
+and maintenance.
 """
 
 import importlib
