@@ -437,6 +437,21 @@ class Array(MapWriter):
                 kept["lost"] = roles_mask
             self._job_map_changed = True
 
+    def record_checksum(self, stripe: int, role: int, checksum: int) -> None:
+        """Correct one strip's checksum in the map, as the engine's own change.
+
+        Like a lost mark, `commit_job_changes` or the owner's next commit
+        records it. Recovery calls this after rewriting a strip from a
+        reconstruction that the store authenticated.
+        """
+        with self._lock:
+            self.map.entries["checksums"][stripe, role] = checksum
+            self.map.dirty.add(self.map.leaf_of(stripe))
+            kept = self._owner_rows.get(stripe)
+            if kept is not None and int(kept["flags"]) & (FLAG_DATA | FLAG_MAP):
+                kept["checksums"][role] = checksum
+            self._job_map_changed = True
+
     def commit_job_changes(self) -> int:
         """Commit the engine's own changes only; return the event counter.
 
@@ -596,6 +611,22 @@ class Array(MapWriter):
             data = b"".join(strips[i] for i in indices)
             start = offset - first * self.codec.strip_size
             return data[start : start + length]
+
+    def recover_range(
+        self, stripe: int, offset: int, length: int, accept: Callable[[bytes], bool]
+    ) -> bytes | None:
+        """Return a reading of the range that `accept` approves, ignoring checksums; or None.
+
+        For bytes that passed their strip checksums but fail a check above
+        the engine (object authentication): every reading within the fault
+        tolerance is offered to `accept`, and the stripe is repaired from
+        the one accepted (see `raidd.array.recover`).
+        """
+        from raidd.array.recover import recover_range  # builds on Array, so import late
+
+        if self._closed:
+            raise ArrayError(f"array {self.uuid} is closed")
+        return recover_range(self, stripe, offset, length, accept)
 
     def _check_lost(self, stripe: int, lost: int, indices: list[int]) -> None:
         if not lost:

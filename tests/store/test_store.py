@@ -165,28 +165,6 @@ def test_file_growing_while_read(setup: Setup) -> None:
         assert version.size > 0
 
 
-def test_unreadable_file_is_reported(setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Root reads every file, so the open that fails is simulated at the OS boundary."""
-    import raidd.store.reader as reader
-
-    (setup.data / "secret").write_text("no access")
-    (setup.data / "plain").write_text("fine")
-    real_open = reader._open_for_reading
-
-    def denying_open(path: bytes) -> int:
-        if path.endswith(b"/secret"):
-            raise PermissionError(13, "Permission denied", os.fsdecode(path))
-        return real_open(path)
-
-    monkeypatch.setattr(reader, "_open_for_reading", denying_open)
-    with Store.open(setup.config()) as store:
-        result = run_backup(store)
-        paths = {v.path for v in store.ls("data", 1)}
-    assert [(p.path, p.kind) for p in result.problems] == [(b"secret", "unreadable")]
-    assert b"plain" in paths
-    assert b"secret" not in paths
-
-
 @pytest.mark.parametrize("journal_mode", ["delete", "truncate", "persist", "wal"])
 def test_live_sqlite_database(setup: Setup, tmp_path: Path, journal_mode: str) -> None:
     database = setup.data / "crm.db"
@@ -284,7 +262,7 @@ def test_raid0_metadata_has_two_copies(tmp_path: Path, monkeypatch: pytest.Monke
     with Store.open(setup.config()) as store:
         run_backup(store)
         assert store.root is not None
-        refs = [store.root.manifest, *store.manifest.deltas, *store.manifest.segments]
+        refs = [store.root.manifest, *store.manifest_refs()]
         first_copies = {piece.stripe for ref in refs for piece in ref.copies[0]}
         second_copies = {piece.stripe for ref in refs for piece in ref.copies[1]}
         assert all(len(ref.copies) == 2 for ref in refs)
