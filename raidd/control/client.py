@@ -72,6 +72,8 @@ class ControlClient:
         self._sock: socket.socket | None = None
         self._buffer = bytearray()
         self._ids = itertools.count(1)
+        # Set once a response arrives, so an error in reading it can be told apart.
+        self.replied = False
 
     def connect(self) -> ControlClient:
         """Connect to the socket.
@@ -253,6 +255,7 @@ class StreamedReply:
             if "id" not in reply or reply["id"] not in (self.request_id, None):
                 continue
             self.done = True
+            self._client.replied = True
             if "error" in reply:
                 raise _remote_error(reply["error"] if isinstance(reply["error"], dict) else {})
             self.result = reply.get("result")

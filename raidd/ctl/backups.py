@@ -6,11 +6,15 @@
 from __future__ import annotations
 
 import argparse
+import base64
 from typing import Any
 
+from raidd.commands.ls import listing_line
+from raidd.commands.output import describe_forget, describe_gc
 from raidd.commands.storeopen import time_ns
 from raidd.ctl.common import Context
 from raidd.errors import EXIT_OK, EXIT_WARNINGS
+from raidd.store.scan import EntryType
 
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -94,8 +98,14 @@ def run_ls(context: Context) -> int:
 
     def human(listing: dict[str, Any]) -> str:
         lines = [
-            f"{entry['type']:<7} {entry['mode'] & 0o7777:04o} {entry['size']:>12}  "
-            f"{_display_path(entry['path'])}"
+            listing_line(
+                EntryType(entry["type"]),
+                entry["mode"],
+                entry["size"],
+                entry["mtime_ns"],
+                path_bytes(entry["path"]),
+                path_bytes(entry["link_target"]) if entry.get("link_target") else None,
+            )
             for entry in listing["entries"]
         ]
         if listing["truncated"]:
@@ -106,15 +116,21 @@ def run_ls(context: Context) -> int:
     return EXIT_OK
 
 
-def _display_path(path: str | dict[str, str]) -> str:
-    # A name that is not UTF-8 arrives as {"base64": ...}.
-    return path if isinstance(path, str) else f"(base64 name) {path['base64']}"
+def path_bytes(name: str | dict[str, str]) -> bytes:
+    """Turn a JSON name back into bytes: text, or {"base64": ...} for a name that is not UTF-8."""
+    if isinstance(name, str):
+        return name.encode("utf-8", "surrogateescape")
+    return base64.b64decode(name["base64"])
 
 
 def run_maintenance(context: Context) -> int:
     context.client.timeout = None
-    result = context.call(context.args.method, {"dry_run": context.args.dry_run})
-    context.emit(result, lambda r: f"{context.args.method}: {r}")
+    dry_run = context.args.dry_run
+    result = context.call(context.args.method, {"dry_run": dry_run})
+    if context.args.method == "gc":
+        context.emit(result, describe_gc)
+    else:
+        context.emit(result, lambda r: describe_forget(r, dry_run))
     return EXIT_OK
 
 

@@ -23,7 +23,15 @@ from raidd.store.scan import EntryType
 from raidd.store.snapshot import is_under, locate_path, restore_entries
 from raidd.store.store import Store
 
-__all__ = ["RestoreResult", "Selection", "restore", "select", "stream_entries"]
+__all__ = [
+    "RestoreResult",
+    "Selection",
+    "missing_selections",
+    "not_found_message",
+    "restore",
+    "select",
+    "stream_entries",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -85,6 +93,36 @@ def select(store: Store, paths: Sequence[bytes]) -> list[Selection]:
         if selection.root not in known:
             raise UsageError(f"root {selection.root!r} has no commit in the catalog")
     return chosen
+
+
+def missing_selections(
+    store: Store, selections: Sequence[Selection], sequence: int
+) -> list[Selection]:
+    """Return the selections that match no entry of commit `sequence`, in their order.
+
+    A whole root (an empty prefix) is never missing: select() has checked
+    that the catalog knows it.
+    """
+    wanted: dict[str, set[bytes]] = {}
+    for selection in selections:
+        if selection.prefix:
+            wanted.setdefault(selection.root, set()).add(selection.prefix)
+    found: set[tuple[str, bytes]] = set()
+    for root, prefixes in wanted.items():
+        unseen = set(prefixes)
+        for version in store.catalog.state(root, sequence):
+            seen = {prefix for prefix in unseen if is_under(version.path, prefix)}
+            unseen -= seen
+            found.update((root, prefix) for prefix in seen)
+            if not unseen:
+                break
+    return [s for s in selections if s.prefix and (s.root, s.prefix) not in found]
+
+
+def not_found_message(paths: Sequence[str], sequence: int) -> str:
+    """Return the error for restore PATH arguments that match nothing in a commit."""
+    names = ", ".join(repr(path) for path in paths)
+    return f"{names} not found in commit {sequence}; check the path with `ls`"
 
 
 def chunk_source(store: Store, version: Version) -> DataSource:

@@ -4,7 +4,9 @@ Every entry the offline `raidd restore` writes is sent, in catalog path
 order: `dir` and `symlink` frames, a `file` frame with its content as
 `data` and `hole` frames, and a `hardlink` frame for each further name of
 a hard-linked file (docs/PROTOCOL.md, "restore"). The client writes them
-with its own permissions; the daemon writes nothing.
+with its own permissions; the daemon writes nothing. A PATH that matches
+nothing in the commit is an invalid-params error when no PATH matches,
+and is listed in the result's `missing` when others do.
 """
 
 from __future__ import annotations
@@ -17,8 +19,14 @@ import structlog
 from raidd.control.peer import Access
 from raidd.control.registry import Registry
 from raidd.control.stream import bytes_fields, path_fields, xattr_fields
-from raidd.errors import IntegrityError
-from raidd.store.restore import DataSource, select, stream_entries
+from raidd.errors import IntegrityError, UsageError
+from raidd.store.restore import (
+    DataSource,
+    missing_selections,
+    not_found_message,
+    select,
+    stream_entries,
+)
 from raidd.store.restore_writer import RestoreEntry
 from raidd.store.scan import EntryType
 
@@ -45,6 +53,13 @@ def register(registry: Registry, backups: BackupService) -> None:
         def work(store: Store) -> dict[str, Any]:
             info = store.resolve_commit(at_ns=at_ns, sequence=commit)
             selections = select(store, [os.fsencode(path) for path in paths or []])
+            missing = missing_selections(store, selections, info.sequence)
+            missing_paths = [
+                p for p, s in zip(paths or [], selections, strict=True) if s in missing
+            ]
+            if missing and len(missing) == len(selections):
+                raise UsageError(not_found_message(missing_paths, info.sequence))
+            selections = [selection for selection in selections if selection not in missing]
             counts = {"files": 0, "directories": 0, "symlinks": 0, "hard_links": 0, "lost": 0}
             sent = 0
             for entry, source in stream_entries(store, selections, info.sequence):
@@ -53,7 +68,7 @@ def register(registry: Registry, backups: BackupService) -> None:
                 counts[kind] += 1
                 sent += content_bytes
             log.info("restore_streamed", commit=info.sequence, bytes=sent, **counts)
-            return {"commit": info.sequence, "bytes": sent, **counts}
+            return {"commit": info.sequence, "bytes": sent, **counts, "missing": missing_paths}
 
         return backups.locked(work)
 
