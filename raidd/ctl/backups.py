@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import os
 from typing import Any
 
 from raidd.commands.ls import listing_line
@@ -69,13 +70,19 @@ def run_sync(context: Context) -> int:
     context.client.timeout = None
     roots = context.args.roots
     result = context.call("sync", {"roots": roots} if roots else None)
-    context.emit(
-        result,
-        lambda r: (
-            f"commit {r['commit']} at {r['time']}" + ("" if r["changed"] else " (nothing changed)")
-        ),
-    )
+    context.emit(result, describe_sync)
     return EXIT_OK
+
+
+def describe_sync(result: dict[str, Any]) -> str:
+    """Render a sync result; an unchanged one says the changes are in an earlier commit."""
+    if result["changed"]:
+        return f"commit {result['commit']} at {result['time']}"
+    # The watcher commits on its own, often before a sync that follows a change arrives.
+    return (
+        f"nothing changed since commit {result['commit']} at {result['time']}; "
+        "changes made before then are in it or in an earlier commit"
+    )
 
 
 def run_snapshots(context: Context) -> int:
@@ -103,7 +110,7 @@ def run_ls(context: Context) -> int:
                 entry["mode"],
                 entry["size"],
                 entry["mtime_ns"],
-                path_bytes(entry["path"]),
+                _under_root(args.root, path_bytes(entry["path"])),
                 path_bytes(entry["link_target"]) if entry.get("link_target") else None,
             )
             for entry in listing["entries"]
@@ -114,6 +121,11 @@ def run_ls(context: Context) -> int:
 
     context.emit(result, human)
     return EXIT_OK
+
+
+def _under_root(root: str, path: bytes) -> bytes:
+    # As `raidd ls` prints them: the root's name, then the path under it.
+    return os.fsencode(root) + (b"/" + path if path else b"")
 
 
 def path_bytes(name: str | dict[str, str]) -> bytes:

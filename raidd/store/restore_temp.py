@@ -49,7 +49,7 @@ def remove_stale_temporaries(fd: int, where: bytes) -> list[bytes]:
         except FileNotFoundError:
             continue
         removed.append(name)
-        log.info("restore_stale_temporary_removed", directory=where, name=name)
+        log.info("restore_stale_temporary_removed", path=where + b"/" + name)
     return removed
 
 
