@@ -19,7 +19,7 @@ from raidd.commands.storeopen import (
 from raidd.errors import EXIT_INTEGRITY, EXIT_OK, EXIT_USAGE, EXIT_WARNINGS, UsageError
 from raidd.store.restore import (
     RestoreResult,
-    missing_selections,
+    drop_missing,
     not_found_message,
     restore,
     select,
@@ -77,11 +77,7 @@ def run(args: argparse.Namespace) -> int:
         warn_degraded("restore", store)
         commit = store.resolve_commit(time_ns(args.at), args.commit)
         selections = select(store, [os.fsencode(p) for p in args.paths])
-        missing = missing_selections(store, selections, commit.sequence)
-        missing_paths = [p for p, s in zip(args.paths, selections, strict=True) if s in missing]
-        if missing and len(missing) == len(selections):
-            raise UsageError(not_found_message(missing_paths, commit.sequence))
-        selections = [selection for selection in selections if selection not in missing]
+        selections, missing_paths = drop_missing(store, args.paths, selections, commit.sequence)
         result = restore(
             store,
             args.to,

@@ -26,6 +26,7 @@ from raidd.store.store import Store
 __all__ = [
     "RestoreResult",
     "Selection",
+    "drop_missing",
     "missing_selections",
     "not_found_message",
     "restore",
@@ -117,6 +118,31 @@ def missing_selections(
             if not unseen:
                 break
     return [s for s in selections if s.prefix and (s.root, s.prefix) not in found]
+
+
+def drop_missing(
+    store: Store, paths: Sequence[str], selections: Sequence[Selection], sequence: int
+) -> tuple[list[Selection], list[str]]:
+    """Split the selections of restore PATH arguments into those found and the paths missing.
+
+    Args:
+        paths: the PATH arguments, in the order select() got them (empty for every root).
+        selections: what select() returned for them.
+
+    Returns:
+        The selections that match entries of commit `sequence`, and the
+        PATH arguments that match none.
+
+    Raises:
+        UsageError: no PATH matches anything, so there is nothing to restore.
+    """
+    missing = missing_selections(store, selections, sequence)
+    if not missing:
+        return list(selections), []
+    missing_paths = [p for p, s in zip(paths, selections, strict=True) if s in missing]
+    if len(missing) == len(selections):
+        raise UsageError(not_found_message(missing_paths, sequence))
+    return [s for s in selections if s not in missing], missing_paths
 
 
 def not_found_message(paths: Sequence[str], sequence: int) -> str:

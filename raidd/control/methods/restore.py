@@ -19,11 +19,10 @@ import structlog
 from raidd.control.peer import Access
 from raidd.control.registry import Registry
 from raidd.control.stream import bytes_fields, path_fields, xattr_fields
-from raidd.errors import IntegrityError, UsageError
+from raidd.errors import IntegrityError
 from raidd.store.restore import (
     DataSource,
-    missing_selections,
-    not_found_message,
+    drop_missing,
     select,
     stream_entries,
 )
@@ -53,13 +52,7 @@ def register(registry: Registry, backups: BackupService) -> None:
         def work(store: Store) -> dict[str, Any]:
             info = store.resolve_commit(at_ns=at_ns, sequence=commit)
             selections = select(store, [os.fsencode(path) for path in paths or []])
-            missing = missing_selections(store, selections, info.sequence)
-            missing_paths = [
-                p for p, s in zip(paths or [], selections, strict=True) if s in missing
-            ]
-            if missing and len(missing) == len(selections):
-                raise UsageError(not_found_message(missing_paths, info.sequence))
-            selections = [selection for selection in selections if selection not in missing]
+            selections, missing_paths = drop_missing(store, paths or [], selections, info.sequence)
             counts = {"files": 0, "directories": 0, "symlinks": 0, "hard_links": 0, "lost": 0}
             sent = 0
             for entry, source in stream_entries(store, selections, info.sequence):
