@@ -73,7 +73,7 @@ class ControlClient:
         self._timeout = timeout
         self._buffer = bytearray()
         self._ids = itertools.count(1)
-        # Set once a response arrives, so an error in reading it can be told apart.
+        # Set once a response arrives, so that a malformed reply can be reported as such.
         self.replied = False
 
     @property
@@ -83,7 +83,7 @@ class ControlClient:
 
     @timeout.setter
     def timeout(self, seconds: float | None) -> None:
-        # Applied to an open connection too: raidctl connects before it knows the command.
+        # Applied to an open connection too: raidctl connects before a subcommand sets it.
         self._timeout = seconds
         if self._sock is not None:
             self._sock.settimeout(seconds)

@@ -75,7 +75,7 @@ def run_sync(context: Context) -> int:
 
 
 def describe_sync(result: dict[str, Any]) -> str:
-    """Render a sync result; an unchanged one says the changes are in an earlier commit."""
+    """Render a sync result; an unchanged one points to the commit that holds the changes."""
     if result["changed"]:
         return f"commit {result['commit']} at {result['time']}"
     # The watcher commits on its own, often before a sync that follows a change arrives.

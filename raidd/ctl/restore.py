@@ -179,6 +179,7 @@ def run_restore(context: Context) -> int:
     received = Received()
     context.client.timeout = None
     reply, report = _receive(context, target, received)
+
     missing = reply.result.get("missing") or []
     result = {
         "commit": reply.result["commit"],
@@ -198,6 +199,7 @@ def run_restore(context: Context) -> int:
     }
     _warn(report.conflicts, report.errors, received.lost)
     context.emit(result, _summary)
+
     if missing:
         # The paths that exist are restored; the missing ones are an error all the same.
         message = not_found_message(missing, result["commit"])

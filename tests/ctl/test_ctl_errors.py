@@ -22,7 +22,7 @@ from raidd.toplevel import EXIT_BROKEN_PIPE, run_command
 
 
 class FakeServer:
-    """A control socket that answers every request line with a canned reply."""
+    """A control socket that replies to every request line with a canned reply."""
 
     def __init__(self, path: Path, reply: Any) -> None:
         self.path = path

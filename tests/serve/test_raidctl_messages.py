@@ -50,7 +50,7 @@ def test_restore_paths_and_conflicts(make_daemon, tmp_path: Path) -> None:
     assert (target / "data" / "exports" / "products.csv").read_text() == "id,name\n1,Chai\n"
     assert not (target / "data" / "notes").exists()
 
-    # The tester's sequence: restore, edit the copy, restore again.
+    # Restore, edit the copy, restore again: the edit is a conflict, not overwritten.
     code, _, err = restore(daemon, "data", "--to", str(target))
     assert code == 0, err
     assert os.stat(target / "data" / "notes").st_mode & 0o777 == 0o700
