@@ -77,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
         warn_degraded("restore", store)
         commit = store.resolve_commit(time_ns(args.at), args.commit)
         selections = select(store, [os.fsencode(p) for p in args.paths])
-        selections, missing_paths = drop_missing(store, args.paths, selections, commit.sequence)
+        selections, missing = drop_missing(store, args.paths, selections, commit.sequence)
+        missing_paths = [args.paths[index] for index in missing]
         result = restore(
             store,
             args.to,

@@ -17,10 +17,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from raidd.control.client import RemoteError
 from raidd.control.stream import (
     EntryReader,
     FileLostError,
@@ -160,7 +162,7 @@ def _receive(context: Context, target: Path, received: Received) -> tuple[Any, R
     reply = context.client.stream("restore", params)
     writer: RestoreWriter | None = None
     try:
-        for item in EntryReader(reply):
+        for item in _named_errors(EntryReader(reply), args.paths):
             if writer is None:
                 writer = _open_writer(target, args)
             write_entry(writer, item, received)
@@ -172,6 +174,26 @@ def _receive(context: Context, target: Path, received: Received) -> tuple[Any, R
             writer.close()
 
 
+def _named_errors(entries: Iterator[ReceivedEntry], paths: list[str]) -> Iterator[ReceivedEntry]:
+    """Pass the entries on, turning the daemon's error for missing PATHs into one naming them."""
+    try:
+        yield from entries
+    except RemoteError as error:
+        if not (isinstance(error.data, dict) and error.data.get("error") == "PathsNotFoundError"):
+            raise
+        names = _missing_paths(error.data.get("missing"), paths)
+        raise UsageError(not_found_message(names, error.data.get("commit"))) from None
+
+
+def _missing_paths(indexes: Any, paths: list[str]) -> list[str]:
+    """Map the daemon's positions of missing PATHs back to the arguments."""
+    if not isinstance(indexes, list) or not all(
+        type(index) is int and 0 <= index < len(paths) for index in indexes
+    ):
+        raise UsageError(f"unexpected list of missing paths from the daemon: {indexes!r}")
+    return [paths[index] for index in indexes]
+
+
 def run_restore(context: Context) -> int:
     args = context.args
     target: Path = args.to
@@ -180,7 +202,7 @@ def run_restore(context: Context) -> int:
     context.client.timeout = None
     reply, report = _receive(context, target, received)
 
-    missing = reply.result.get("missing") or []
+    missing = _missing_paths(reply.result.get("missing") or [], args.paths)
     result = {
         "commit": reply.result["commit"],
         "target": str(target),

@@ -24,6 +24,7 @@ from raidd.store.snapshot import is_under, locate_path, restore_entries
 from raidd.store.store import Store
 
 __all__ = [
+    "PathsNotFoundError",
     "RestoreResult",
     "Selection",
     "drop_missing",
@@ -120,10 +121,24 @@ def missing_selections(
     return [s for s in selections if s.prefix and (s.root, s.prefix) not in found]
 
 
+class PathsNotFoundError(UsageError):
+    """No restore PATH matches anything in the commit.
+
+    Attributes:
+        indexes: the positions of the missing PATHs among the arguments.
+        sequence: the commit.
+    """
+
+    def __init__(self, paths: Sequence[str], indexes: list[int], sequence: int) -> None:
+        super().__init__(not_found_message([paths[i] for i in indexes], sequence))
+        self.indexes = indexes
+        self.sequence = sequence
+
+
 def drop_missing(
     store: Store, paths: Sequence[str], selections: Sequence[Selection], sequence: int
-) -> tuple[list[Selection], list[str]]:
-    """Split the selections of restore PATH arguments into those found and the paths missing.
+) -> tuple[list[Selection], list[int]]:
+    """Split the selections of restore PATH arguments into those found and those missing.
 
     Args:
         paths: the PATH arguments, in the order select() got them (empty for every root).
@@ -131,18 +146,18 @@ def drop_missing(
 
     Returns:
         The selections that match entries of commit `sequence`, and the
-        PATH arguments that match none.
+        positions in `paths` of the arguments that match none.
 
     Raises:
-        UsageError: no PATH matches anything, so there is nothing to restore.
+        PathsNotFoundError: no PATH matches anything, so there is nothing to restore.
     """
     missing = missing_selections(store, selections, sequence)
     if not missing:
         return list(selections), []
-    missing_paths = [p for p, s in zip(paths, selections, strict=True) if s in missing]
-    if len(missing) == len(selections):
-        raise UsageError(not_found_message(missing_paths, sequence))
-    return [s for s in selections if s not in missing], missing_paths
+    indexes = [index for index, selection in enumerate(selections) if selection in missing]
+    if len(indexes) == len(selections):
+        raise PathsNotFoundError(paths, indexes, sequence)
+    return [s for s in selections if s not in missing], indexes
 
 
 def not_found_message(paths: Sequence[str], sequence: int) -> str:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 
 from raidd.ctl.backups import describe_sync
 from raidd.ctl.jobs import describe_limits
@@ -53,6 +54,14 @@ class FakeServer:
 
     def close(self) -> None:
         self.listener.close()
+
+
+@pytest.fixture(autouse=True)
+def keep_logging_configuration() -> Iterator[None]:
+    """raidctl's main() configures structlog for itself; later tests get theirs back."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
 
 
 @pytest.fixture
