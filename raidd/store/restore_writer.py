@@ -559,6 +559,9 @@ class RestoreWriter:
         return self.report
 
     def _finish_directory(self, entry: RestoreEntry) -> None:
+        if any(path == entry.path for path, _ in self.report.conflicts):
+            # Left alone: what is there is not the restored directory.
+            return
         try:
             parts = split_catalog_path(entry.path)
             parent = self._open_parent(parts[:-1])

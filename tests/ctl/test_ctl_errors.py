@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,11 +17,13 @@ from typing import Any
 import pytest
 import structlog
 
+from raidd.control.client import ControlClient, ControlConnectionError
 from raidd.ctl.backups import describe_sync
 from raidd.ctl.jobs import describe_limits
 from raidd.ctl.status import render
 from raidd.raidctl import main as raidctl_main
 from raidd.toplevel import EXIT_BROKEN_PIPE, run_command
+from tests.control.conftest import run_as
 
 
 class FakeServer:
@@ -261,3 +265,27 @@ def test_unnamed_array_shows_uuid_once() -> None:
     first = render({"array": array}).splitlines()[0]
     assert first.count(array["uuid"]) == 1
     assert os.sep not in first
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to switch to uid 65534")
+def test_socket_permission_denied_explained() -> None:
+    directory = Path(tempfile.mkdtemp(prefix="raidd-ctl-errors-", dir="/tmp"))
+    try:
+        directory.chmod(0o755)
+        server = FakeServer(directory / "ctl.sock", {"jsonrpc": "2.0", "id": 1, "result": {}})
+        (directory / "ctl.sock").chmod(0o600)
+
+        def child() -> str:
+            try:
+                ControlClient(directory / "ctl.sock").connect()
+            except ControlConnectionError as error:
+                return str(error)
+            return "connected"
+
+        message = run_as(65534, 65534, [], child)
+        server.close()
+        assert "permission denied" in message
+        assert "[control] group" in message
+        assert "is raidd running" not in message
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
