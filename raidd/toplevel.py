@@ -82,8 +82,13 @@ def _broken_pipe() -> int:
     # The reader of stdout went away (`raidd snapshots | head`). Later writes,
     # the interpreter's final flush included, go to /dev/null, so that Python
     # prints no second error.
+    try:
+        stdout = sys.stdout.fileno()
+    except (OSError, ValueError):
+        # A stdout without a descriptor (replaced by a test) needs no redirection.
+        return EXIT_BROKEN_PIPE
     devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
+    os.dup2(devnull, stdout)
     os.close(devnull)
     return EXIT_BROKEN_PIPE
 
