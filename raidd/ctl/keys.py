@@ -49,6 +49,12 @@ def run_add(context: Context) -> int:
     if args.new_keyfile is not None:
         if args.new_keyfile.exists():
             raise UsageError(f"key file {args.new_keyfile} already exists; choose a new path")
+        directory = args.new_keyfile.absolute().parent
+        if not directory.is_dir():
+            raise UsageError(
+                f"cannot create key file {args.new_keyfile}: directory {directory} does not "
+                "exist; create it (mode 0700) or choose another path"
+            )
         # raidctl writes the key file itself, with the caller's permissions.
         crypto.write_new_keyfile(args.new_keyfile)
         secret = crypto.read_keyfile(args.new_keyfile)

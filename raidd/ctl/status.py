@@ -44,9 +44,9 @@ def run(context: Context) -> int:
 
 def render(status: dict[str, Any]) -> str:
     array = status["array"]
+    title = f"{array['name']} ({array['uuid']})" if array["name"] else array["uuid"]
     lines = [
-        f"array {array['name'] or array['uuid']} ({array['uuid']}): raid{array['level']}, "
-        f"{array['state']}, event {array['event']}",
+        f"array {title}: raid{array['level']}, {array['state']}, event {array['event']}",
         _space_line(array),
         f"  {'role':>4}  {'state':<10}  {'read':>5} {'write':>5} {'cksum':>5}  path (uuid)",
     ]

@@ -4,6 +4,7 @@ import secrets
 import shutil
 import tempfile
 import threading
+import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -553,14 +554,27 @@ class Store:
         if sequence is not None:
             found = self.catalog.commit(sequence)
             if found is None:
-                raise UsageError(f"commit {sequence} not found; `raidd snapshots` lists them")
+                raise UsageError(f"commit {sequence} not found; {self._commit_range()}")
             return found
         found = self.catalog.commit_at(at_ns) if at_ns is not None else self.catalog.last_commit()
         if found is None:
-            raise UsageError(
-                "no commit at or before that time" if at_ns is not None else "no commit yet"
-            )
+            if at_ns is None:
+                raise UsageError("no commit yet")
+            moment = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at_ns // 1_000_000_000))
+            raise UsageError(f"no commit at or before {moment}; {self._commit_range()}")
         return found
+
+    def _commit_range(self) -> str:
+        """Describe the oldest and newest commits, for a message on a commit not found."""
+        commits = self.catalog.commits()
+        if not commits:
+            return "there is no commit yet"
+        newest, oldest = commits[0], commits[-1]
+        when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(oldest.time_ns // 1_000_000_000))
+        return (
+            f"the oldest commit is {oldest.sequence} at {when} and the newest "
+            f"{newest.sequence}; the `snapshots` command lists them"
+        )
 
     def root_names(self) -> list[str]:
         """Return every root name the catalog has seen, sorted."""

@@ -4,7 +4,11 @@ Every entry the offline `raidd restore` writes is sent, in catalog path
 order: `dir` and `symlink` frames, a `file` frame with its content as
 `data` and `hole` frames, and a `hardlink` frame for each further name of
 a hard-linked file (docs/PROTOCOL.md, "restore"). The client writes them
-with its own permissions; the daemon writes nothing.
+with its own permissions; the daemon writes nothing. A PATH that matches
+nothing in the commit is an `operation failed` error when no PATH
+matches, and its position in `paths` is listed in the result's `missing`
+when others do. Positions, not paths, so that no requested path reaches
+the log or the audit record in clear.
 """
 
 from __future__ import annotations
@@ -15,10 +19,17 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from raidd.control.peer import Access
+from raidd.control.protocol import OPERATION_FAILED, RpcError
 from raidd.control.registry import Registry
 from raidd.control.stream import bytes_fields, path_fields, xattr_fields
-from raidd.errors import IntegrityError
-from raidd.store.restore import DataSource, select, stream_entries
+from raidd.errors import EXIT_USAGE, IntegrityError
+from raidd.store.restore import (
+    DataSource,
+    PathsNotFoundError,
+    drop_missing,
+    select,
+    stream_entries,
+)
 from raidd.store.restore_writer import RestoreEntry
 from raidd.store.scan import EntryType
 
@@ -45,6 +56,21 @@ def register(registry: Registry, backups: BackupService) -> None:
         def work(store: Store) -> dict[str, Any]:
             info = store.resolve_commit(at_ns=at_ns, sequence=commit)
             selections = select(store, [os.fsencode(path) for path in paths or []])
+            try:
+                selections, missing = drop_missing(store, paths or [], selections, info.sequence)
+            except PathsNotFoundError as error:
+                # The client names the paths: requested paths stay out of the log.
+                raise RpcError(
+                    OPERATION_FAILED,
+                    f"{len(error.indexes)} of the requested paths not found in commit "
+                    f"{error.sequence}",
+                    {
+                        "error": "PathsNotFoundError",
+                        "exit_code": EXIT_USAGE,
+                        "missing": error.indexes,
+                        "commit": error.sequence,
+                    },
+                ) from None
             counts = {"files": 0, "directories": 0, "symlinks": 0, "hard_links": 0, "lost": 0}
             sent = 0
             for entry, source in stream_entries(store, selections, info.sequence):
@@ -53,7 +79,7 @@ def register(registry: Registry, backups: BackupService) -> None:
                 counts[kind] += 1
                 sent += content_bytes
             log.info("restore_streamed", commit=info.sequence, bytes=sent, **counts)
-            return {"commit": info.sequence, "bytes": sent, **counts}
+            return {"commit": info.sequence, "bytes": sent, **counts, "missing": missing}
 
         return backups.locked(work)
 
