@@ -611,7 +611,7 @@ class Array(MapWriter):
                 start = index * self.codec.strip_size
                 raise IntegrityError(
                     f"stripe {stripe} bytes {start}..{start + self.codec.strip_size - 1} "
-                    f"were recorded as lost during a rebuild (members {names})"
+                    f"were recorded as lost by a rebuild or scrub (members {names})"
                 )
 
     def scrub(self, *, repair: bool = True) -> Any:
@@ -638,6 +638,7 @@ class Array(MapWriter):
                 "allocated_stripes": allocated,
                 "free_stripes": self.free_stripe_count(),
                 "reserve_stripes": self.reserve_stripes,
+                "lost_stripes": [int(s) for s in self.map.lost_stripes()],
                 "members": [
                     {
                         "role": slot.role,

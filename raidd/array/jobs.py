@@ -56,12 +56,31 @@ class Progress:
     eta_seconds: float | None
 
 
+# What a StripeError's kind means, for the lines people read.
+ERROR_KINDS = {
+    "checksum": "checksum mismatch",
+    "read": "read error",
+    "parity": "parity mismatch",
+    "missing": "no member",
+}
+
+
 @dataclass
 class StripeError:
+    """One bad strip: its stripe, role (-1: not known), member path and kind of fault."""
+
     stripe: int
     role: int
     path: str
     kind: str
+
+    def describe(self) -> str:
+        """Return one line for people: stripe, member and what is wrong."""
+        where = f"role {self.role} ({self.path or 'no member'})" if self.role >= 0 else "parity"
+        return f"stripe {self.stripe}: {where}: {ERROR_KINDS.get(self.kind, self.kind)}"
+
+    def to_json(self) -> dict[str, object]:
+        return {"stripe": self.stripe, "role": self.role, "path": self.path, "kind": self.kind}
 
 
 @dataclass
@@ -72,6 +91,32 @@ class JobResult:
     repaired: int = 0
     lost_stripes: list[int] = field(default_factory=list)
     details: list[StripeError] = field(default_factory=list)
+
+    def lost_report(self) -> list[dict[str, object]]:
+        """Return each lost stripe with the bad strips found in it, for JSON results."""
+        return [
+            {
+                "stripe": int(stripe),
+                "members": [d.to_json() for d in self.details if d.stripe == stripe],
+            }
+            for stripe in self.lost_stripes
+        ]
+
+    def describe_lost(self) -> list[str]:
+        """Return one line per lost stripe naming the members whose strips are bad."""
+        lines = []
+        for stripe in self.lost_stripes:
+            bad = [d for d in self.details if d.stripe == stripe and d.role >= 0]
+            names = ", ".join(
+                f"role {d.role} ({d.path or 'no member'}: {ERROR_KINDS.get(d.kind, d.kind)})"
+                for d in bad
+            )
+            lines.append(
+                f"stripe {stripe} is lost: {names or 'too many strips bad'}; more strips are "
+                "bad than the level can reconstruct, so the data stored in this stripe cannot "
+                "be read (raidd restore reports the files it held as lost)"
+            )
+        return lines
 
 
 def _xor_runs(
@@ -508,6 +553,8 @@ class Rebuild(Job):
             strip = self.array.io.read_strip(slot, stripe, written_at)
             if strip is None or strip_checksum(strip) != checksums[slot.role]:
                 mask |= 1 << slot.role
+                kind = "missing" if slot.member is None else "checksum" if strip else "read"
+                self.result.details.append(StripeError(stripe, slot.role, slot.path, kind))
         self.array.mark_lost(stripe, mask)
         self.result.lost_stripes.append(stripe)
         self.result.errors += 1

@@ -42,6 +42,8 @@ from raidd.events import EventHook
 log = structlog.get_logger(__name__)
 
 PROGRESS_POLL = 0.2
+# The lost stripes `status` lists by number; the count covers all of them.
+LOST_LISTED = 100
 MEMBER_STATES = {
     MemberState.ACTIVE: "in_sync",
     MemberState.REBUILDING: "rebuilding",
@@ -133,6 +135,8 @@ class ArrayService:
                 "used_bytes": engine["allocated_stripes"] * stripe_bytes,
                 "size_bytes": engine["stripes"] * stripe_bytes,
                 "used_fraction": _fraction(engine["allocated_stripes"], engine["stripes"]),
+                "lost_stripe_count": len(engine["lost_stripes"]),
+                "lost_stripes": engine["lost_stripes"][:LOST_LISTED],
                 "members": members,
             }
 
@@ -463,7 +467,16 @@ class ArrayService:
             "errors": result.errors,
             "repaired": result.repaired,
             "lost_stripes": [int(s) for s in result.lost_stripes],
+            "lost": result.lost_report(),
         }
+        if result.lost_stripes:
+            log.error(
+                "stripes_lost",
+                array=str(self.array.uuid),
+                job=job.id,
+                kind=job.kind,
+                stripes=summary["lost_stripes"],
+            )
         self.audit(
             f"{job.kind}_finished",
             {
@@ -474,7 +487,7 @@ class ArrayService:
             },
         )
         if isinstance(array_job, Scrub):
-            if result.errors:
+            if result.errors or result.lost_stripes:
                 self.events.emit("scrub_errors", array=str(self.array.uuid), **summary)
         else:
             self.events.emit("rebuild_finished", array=str(self.array.uuid), job=job.id, **summary)
