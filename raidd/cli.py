@@ -16,6 +16,7 @@ from raidd.errors import EXIT_INTERRUPTED, EXIT_USAGE, RaiddError
 COMMAND_MODULES = (
     "raidd.commands.create",
     "raidd.commands.examine",
+    "raidd.commands.assemble",
     "raidd.commands.key",
     "raidd.commands.header",
     "raidd.commands.backup",

@@ -68,6 +68,8 @@ class AssemblyReport:
     stale: list[dict[str, str]] = field(default_factory=list)
     rejected: list[dict[str, str]] = field(default_factory=list)
     rolled_forward: list[str] = field(default_factory=list)
+    # Members marked failed that a forced assembly took back.
+    forced: list[str] = field(default_factory=list)
 
 
 class Array(MapWriter):

@@ -361,7 +361,7 @@ class ArrayService:
                     member_uuid=str(slot.member_uuid),
                     error=str(error),
                 )
-                fail_member(self.array, str(slot.member_uuid), force=True)
+                fail_member(self.array, str(slot.member_uuid), vanished=True)
                 vanished.append(slot.path)
         return vanished
 
