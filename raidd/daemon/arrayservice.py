@@ -388,14 +388,27 @@ class ArrayService:
         log.info("keyslot_added", array=str(self.array.uuid), keyslot=number)
         return number
 
-    def key_remove(self, slot: int) -> None:
+    def key_remove(self, slot: int, *, force: bool = False) -> None:
+        """Remove a keyslot; the last one the daemon's own key file opens only with `force`.
+
+        Raises:
+            UsageError: no such slot, the last slot, or the key file's last slot without force.
+        """
         area = crypto.KeyslotArea.from_bytes(self.array.keyslot_area)
+        own = self.unlocked.keyslots
+        if slot in own and not own - {slot} and not force:
+            raise UsageError(
+                f"keyslot {slot} is the one the daemon's key file {self.unlocked.key_file} "
+                "opens: without it the next start fails (exit 5) until array.keyfile names "
+                "another key file; point array.keyfile at the new key first, or pass --force"
+            )
         try:
             area.remove(slot)
         except crypto.CryptoError as error:
             raise UsageError(str(error)) from error
         self._store_keyslots(area)
-        log.info("keyslot_removed", array=str(self.array.uuid), keyslot=slot)
+        self.unlocked.keyslots = own - {slot}
+        log.info("keyslot_removed", array=str(self.array.uuid), keyslot=slot, forced=force)
 
     def _store_keyslots(self, area: crypto.KeyslotArea) -> None:
         with self.array.lock:
