@@ -1,4 +1,4 @@
-"""SIGHUP applies the `[[watch]]` settings: exclude, retention and pre_backup of the next backup."""
+"""SIGHUP applies the `[[watch]]` settings (exclude, retention, pre_backup) to the next backup."""
 
 from __future__ import annotations
 
