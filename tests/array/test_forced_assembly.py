@@ -41,7 +41,7 @@ def test_second_failure_of_a_degraded_raid6_needs_force(
     image = make_array(6)
     with image.open() as array:
         fail_member(array, image.paths[0])
-        with pytest.raises(ArrayError, match="already degraded .* pass --force"):
+        with pytest.raises(ArrayError, match=r"already degraded .* pass --force"):
             fail_member(array, image.paths[1])
         assert array.slots[1].state is MemberState.ACTIVE
         fail_member(array, image.paths[1], force=True)
