@@ -28,7 +28,7 @@ from raidd.array.member import (
     identify,
     open_member,
 )
-from raidd.array.stripeio import Slot
+from raidd.array.stripeio import ErrorCounters, Slot
 from raidd.array.superblock import (
     CheckpointKind,
     MemberState,
@@ -312,6 +312,15 @@ def assemble(
     newest = max((c.sb for c in active if c.sb is not None), key=lambda sb: sb.event_counter)
     _check_split_brain(active, newest)
     kinds = {c.path: _classify(c, newest, report) for c in members}
+    for candidate in members:
+        assert candidate.sb is not None and candidate.superblocks is not None
+        invalid = {
+            copy.slot: copy.error or "invalid"
+            for copy in candidate.superblocks.copies
+            if copy.superblock is None
+        }
+        if invalid:
+            report.invalid_copies[str(candidate.sb.member_uuid)] = invalid
     if force:
         _choose_forced(newest, members, kinds, report)
     directory = Path(lock_dir) if lock_dir is not None else default_lock_dir()
@@ -480,6 +489,7 @@ def _build_slots(
             )
             _restore_progress(shadow, newest)
             shadows.append(shadow)
+    _restore_counters(newest, [*slots, *shadows])
     spares = []
     for entry in newest.members:
         candidate = by_member.get(entry.member_uuid)
@@ -488,6 +498,14 @@ def _build_slots(
             opened.append(member)
             spares.append(Spare(entry.member_uuid, os.path.abspath(candidate.path), member))
     return slots, behind, spares, shadows
+
+
+def _restore_counters(newest: Superblock, slots: list[Slot]) -> None:
+    """Give each slot the error counts its member table entry kept across restarts."""
+    for slot in slots:
+        entry = newest.entry(slot.member_uuid) if slot.member_uuid.int else None
+        if entry is not None:
+            slot.counters = ErrorCounters(*entry.errors)
 
 
 def _path_of(by_member: dict[uuid.UUID, Candidate], member_uuid: uuid.UUID) -> str:

@@ -59,6 +59,8 @@ def render(status: dict[str, Any]) -> str:
             f"  {role:>4}  {member['state']:<10}  {errors['read']:>5} {errors['write']:>5} "
             f"{errors['checksum']:>5}  {member['path'] or '(none)'} ({member['uuid'] or '-'})"
         )
+        for note in member.get("notes") or []:
+            lines.append(f"        note: {note}")
     for job in status.get("jobs", []):
         lines.append(f"  job {job['id']}: " + progress_line({"detail": job, **job}))
     commit = status.get("last_commit")

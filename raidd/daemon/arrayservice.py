@@ -171,8 +171,7 @@ class ArrayService:
         self._nearly_full = full
         return full
 
-    @staticmethod
-    def _member_json(slot: Slot, stale: dict[str, dict[str, str]]) -> dict[str, Any]:
+    def _member_json(self, slot: Slot, stale: dict[str, dict[str, str]]) -> dict[str, Any]:
         state = MEMBER_STATES[slot.state]
         path = slot.path
         if slot.member is None and str(slot.member_uuid) in stale:
@@ -189,6 +188,11 @@ class ArrayService:
                 "checksum": slot.counters.checksum,
             },
         }
+        invalid = self.array.report.invalid_copies.get(str(slot.member_uuid), {})
+        record["notes"] = [
+            f"superblock copy {copy} is invalid ({error}); a commit rewrites it"
+            for copy, error in sorted(invalid.items())
+        ]
         return record
 
     # -- administration --------------------------------------------------------------
@@ -590,8 +594,19 @@ class ArrayService:
     def stop(self) -> None:
         """Stop the running job, close the array and wipe the key."""
         self.stop_jobs()
+        self._write_counters()
         self.array.close()
         self.unlocked.wipe()
+
+    def _write_counters(self) -> None:
+        """Commit the member error counts counted since the last commit, so a restart keeps them."""
+        array = self.array
+        if array.read_only or array._broken is not None or not array.counters_changed():
+            return
+        try:
+            array.commit_state()
+        except RaiddError as error:
+            log.error("error_counters_not_written", array=str(array.uuid), error=str(error))
 
 
 def _fraction(part: int, whole: int) -> float:

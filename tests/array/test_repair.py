@@ -176,3 +176,21 @@ def test_scrub_records_a_stripe_beyond_the_tolerance_as_lost(
         with pytest.raises(IntegrityError, match="recorded as lost by a rebuild or scrub"):
             array.read(stripe)
         assert array.scrub().lost_stripes == [stripe]
+
+
+def test_error_counters_survive_a_restart(make_array: Callable[..., ImageArray]) -> None:
+    image = make_array(5)
+    with image.open() as array:
+        written = write_random(array, random.Random(60), 4)
+        array.commit(b"r")
+        stripe = sorted(written)[0]
+        role = array.codec.data_roles(stripe)[0][0]
+        corrupt_strip(array, stripe, role, 61)
+        assert array.read(stripe) == written[stripe]
+        assert array.slots[role].counters.checksum == 1
+        array.commit(b"s")
+    with image.open() as array:
+        counts = [(s.counters.read, s.counters.checksum) for s in array.slots]
+        assert counts[role] == (0, 1)
+        assert sum(checksum for _, checksum in counts) == 1
+        assert array.status()["members"][role]["checksum_errors"] == 1
