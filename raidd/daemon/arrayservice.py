@@ -599,7 +599,7 @@ class ArrayService:
         self.unlocked.wipe()
 
     def _write_counters(self) -> None:
-        """Commit the member error counts counted since the last commit, so a restart keeps them."""
+        """Commit the error counts changed since the last commit, so that a restart keeps them."""
         array = self.array
         if array.read_only or array._broken is not None or not array.counters_changed():
             return
