@@ -330,7 +330,7 @@ def assemble(
 def _choose_forced(
     newest: Superblock, members: list[Candidate], kinds: dict[str, str], report: AssemblyReport
 ) -> None:
-    """Mark "forced" the members marked failed or absent that a beyond-tolerance array needs."""
+    """Mark as "forced" the members marked failed or absent that the array needs to start."""
     usable = {c.sb.member_uuid for c in members if c.sb is not None and kinds[c.path] != "unused"}
     served = {
         e.role
@@ -433,18 +433,18 @@ def _build_slots(
                 for e in newest.members
                 if e.role == role and e.state in (MemberState.FAILED, MemberState.ABSENT)
             ]
-            taken = [e for e in gone if kinds.get(_path_of(by_member, e.member_uuid)) == "forced"]
-            if taken:
+            forced = [e for e in gone if kinds.get(_path_of(by_member, e.member_uuid)) == "forced"]
+            if forced:
                 # Taken back by a forced assembly: it serves its role, checked after the map loads.
-                candidate = by_member[taken[0].member_uuid]
+                candidate = by_member[forced[0].member_uuid]
                 member = opener(candidate.path, not read_only)
                 opened.append(member)
                 slots.append(
                     Slot(
                         role,
-                        taken[0].member_uuid,
+                        forced[0].member_uuid,
                         MemberState.ACTIVE,
-                        taken[0].in_sync_event,
+                        forced[0].in_sync_event,
                         os.path.abspath(candidate.path),
                         member,
                     )

@@ -48,7 +48,7 @@ RUN_BYTES = 8 * MiB
 # four members).
 READ_AHEAD_RUNS = 2
 FOREGROUND_WINDOW = 1.0
-# The longest single wait of a throttled job, so that a cancel or a new limit acts soon.
+# The maximum single wait of a throttled job, so that a cancel or a new limit acts soon.
 THROTTLE_SLICE = 0.5
 # Seconds of unused rate a throttled job may catch up on at once (after a pause).
 BURST_SECONDS = 1.0

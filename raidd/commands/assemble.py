@@ -1,12 +1,12 @@
 """`raidd assemble`: show how the array assembles; with --force, take back failed members.
 
-A member marked failed in the newest member table is never read again by a
-normal assembly. When too many are marked failed for the array to start
-(a failure committed beyond the tolerance), `--force` takes back those
-whose strips of every stripe written since their own last commit match
-the allocation map's checksums, and commits their return, as
-`mdadm --assemble --force` does. The key is checked first, so nothing is
-written without it.
+A normal assembly never reads a member marked failed in the newest member
+table. When too many are marked failed for the array to start (a failure
+committed beyond the tolerance), `--force` takes them back and commits
+their return, as `mdadm --assemble --force` does. It takes back only the
+members whose strips of every stripe written since their own last commit
+match the allocation map's checksums. The key is checked first, so nothing
+is written without it.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Rate limits of array jobs: the maximum holds per member, and progress uses the same measure."""
+"""Rate limits of array jobs: the maximum is kept per member, and progress counts the same."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ class FakeClock:
         return False
 
 
-def test_limiter_asks_for_the_time_the_work_should_take() -> None:
+def test_limiter_delay_for_work_done() -> None:
     clock = FakeClock()
     limiter = RateLimiter(clock)
     limiter.add(10 * MiB)
@@ -52,7 +52,7 @@ def test_limiter_asks_for_the_time_the_work_should_take() -> None:
     assert limiter.delay() == pytest.approx(0.5)
 
 
-def test_limiter_saves_no_more_than_a_second_of_idle_time() -> None:
+def test_limiter_idle_time_capped() -> None:
     clock = FakeClock()
     limiter = RateLimiter(clock)
     limiter.set_rate(1.0)

@@ -18,9 +18,9 @@ def test_fail_force_beyond_tolerance_is_refused(make_daemon, tmp_path: Path) -> 
     daemon = make_daemon(level=5, members=3)
     daemon.start()
     assert daemon.raidctl("fail", str(daemon.members[0])).returncode == 0
-    refused = daemon.raidctl("fail", "--force", str(daemon.members[1]))
-    assert refused.returncode == 2
-    assert "nothing was changed" in refused.stderr
+    rejected = daemon.raidctl("fail", "--force", str(daemon.members[1]))
+    assert rejected.returncode == 2
+    assert "nothing was changed" in rejected.stderr
     states = [m["state"] for m in daemon.call("status")["array"]["members"]]
     assert states == ["faulty", "in_sync", "in_sync"]
     assert daemon.stop() == 0
@@ -50,7 +50,8 @@ def test_assemble_force_takes_back_a_member_marked_failed(make_daemon, tmp_path:
     assert f"{paths[0]}: marked failed, data matches" in text
     code, text = offline("--config", str(daemon.config), "assemble", "--force")
     assert code == 0, text
-    assert f"{paths[0]}: marked failed, data matches" in text and "taken back" in text
+    assert f"{paths[0]}: marked failed, data matches" in text
+    assert "taken back" in text
     code, text = offline("--config", str(daemon.config), "restore", "--to", str(tmp_path / "r"))
     assert code == 0, text
     assert (tmp_path / "r" / "data" / "a.bin").read_bytes() == (

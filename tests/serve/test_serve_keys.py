@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 
-def test_key_remove_of_the_daemons_own_slot_needs_force(make_daemon, tmp_path: Path) -> None:
+def test_key_remove_own_slot_needs_force(make_daemon, tmp_path: Path) -> None:
     daemon = make_daemon()
     daemon.start()
     second = tmp_path / "second.key"
@@ -17,10 +17,10 @@ def test_key_remove_of_the_daemons_own_slot_needs_force(make_daemon, tmp_path: P
     unlocked = next(e for e in daemon.events() if e["event"] == "array_unlocked")
     assert unlocked["keyslots"] == [0]
 
-    refused = daemon.raidctl("key", "remove", "0")
-    assert refused.returncode == 2
-    assert f"the daemon's key file {tmp_path / 'key'} opens" in refused.stderr
-    assert "pass --force" in refused.stderr
+    rejected = daemon.raidctl("key", "remove", "0")
+    assert rejected.returncode == 2
+    assert f"the daemon's key file {tmp_path / 'key'} opens" in rejected.stderr
+    assert "pass --force" in rejected.stderr
     assert [s["slot"] for s in daemon.call("key.list")] == [0, 1]
     # The new key's slot is not the daemon's: it goes without --force.
     assert daemon.raidctl("key", "remove", "1").returncode == 0

@@ -95,7 +95,7 @@ def test_scrub_of_a_lost_raid5_stripe(make_daemon, tmp_path: Path) -> None:
 
 
 def test_rebuild_across_a_lost_raid1_stripe(make_daemon, tmp_path: Path) -> None:
-    """Both RAID1 mirrors wrong in one stripe: the rebuild lists it lost and status says so."""
+    """Both RAID1 mirrors wrong in one stripe: the rebuild lists it lost, and so does status."""
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "blob.bin").write_bytes(random.Random(2).randbytes(400_000))
     daemon = make_daemon(level=1, members=2)
