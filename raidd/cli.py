@@ -16,6 +16,7 @@ from raidd.toplevel import run_command
 COMMAND_MODULES = (
     "raidd.commands.create",
     "raidd.commands.examine",
+    "raidd.commands.assemble",
     "raidd.commands.key",
     "raidd.commands.header",
     "raidd.commands.backup",

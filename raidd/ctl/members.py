@@ -13,7 +13,10 @@ from raidd.errors import EXIT_OK, UsageError
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     fail = subparsers.add_parser("fail", parents=[common], help="mark a member faulty")
     fail.add_argument("member", help="member path or UUID")
-    _force(fail, "fail it even beyond the array's fault tolerance")
+    _force(
+        fail,
+        "fail it although the array is already degraded (never beyond the fault tolerance)",
+    )
     fail.set_defaults(run=run_fail)
     remove = subparsers.add_parser(
         "remove", parents=[common], help="remove a faulty or missing member, or a spare"
