@@ -192,6 +192,10 @@ class Raidd(Tool):
         self.config = home / "raidd.toml"
         self.members = [home / f"member{index}.img" for index in range(4)]
 
+    def environment(self) -> dict[str, str]:
+        # The array lock file goes beside the members, not into the host's /run/raidd.
+        return {**os.environ, "RAIDD_LOCK_DIR": str(self.home / "lock")}
+
     def setup(self) -> None:
         keyfile = self.home / "array.key"
         run_checked(
@@ -199,7 +203,8 @@ class Raidd(Tool):
                 *self.command,
                 *("create", "--level", "5", "--size", self.member_size),
                 *("--new-keyfile", str(keyfile), *map(str, self.members)),
-            ]
+            ],
+            env=self.environment(),
         )
         self.config.write_text(
             "[array]\n"
@@ -215,13 +220,13 @@ class Raidd(Tool):
 
     def backup(self) -> Measurement:
         command = [*self.command, "backup", "--config", str(self.config), "--json"]
-        measurement = run_measured(command, sync_path=self.home)
+        measurement = run_measured(command, env=self.environment(), sync_path=self.home)
         # Exit code 1 is "done with warnings" (a file skipped or changed during read).
         return checked(measurement, "raidd backup", allowed=(0, 1))
 
     def restore(self, target: Path) -> tuple[Measurement, Path]:
         command = [*self.command, "restore", "--config", str(self.config), "--to", str(target)]
-        measurement = run_measured(command, sync_path=target)
+        measurement = run_measured(command, env=self.environment(), sync_path=target)
         checked(measurement, "raidd restore", allowed=(0, 1))
         return measurement, target / self.root_name
 

@@ -8,14 +8,15 @@ from collections.abc import Sequence
 
 import structlog
 
-import crypto
 from raidd import __version__
-from raidd.errors import EXIT_INTERRUPTED, EXIT_USAGE, RaiddError
+from raidd.errors import EXIT_USAGE
+from raidd.toplevel import run_command
 
 # One module per command under raidd/commands; each registers its own parser.
 COMMAND_MODULES = (
     "raidd.commands.create",
     "raidd.commands.examine",
+    "raidd.commands.assemble",
     "raidd.commands.key",
     "raidd.commands.header",
     "raidd.commands.backup",
@@ -72,17 +73,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR),
         )
     name = " ".join(part for part in (args.command, getattr(args, "key_action", None)) if part)
-    try:
-        return int(args.run(args))
-    except RaiddError as error:
-        print(f"raidd {name}: {error}", file=sys.stderr)
-        return error.exit_code
-    except crypto.CryptoError as error:
-        print(f"raidd {name}: {error}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print(f"raidd {name}: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    return run_command(
+        f"raidd {name}",
+        bool(getattr(args, "json", False)),
+        lambda: args.run(args),
+        always_traceback=args.command == "serve",
+    )
 
 
 if __name__ == "__main__":

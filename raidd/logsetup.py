@@ -8,7 +8,9 @@ Two processors guard every event before it is rendered:
 - `redact_secrets` replaces values under secret-looking keys (`key`,
   `passphrase`, `secret`, `password`, `token` and names ending in `_key` and
   so on) and any raw bytes value, at any depth, so that no key, passphrase
-  or file content reaches a log;
+  or file content reaches a log. Bytes under a path key (`path`,
+  `directory`, `link_to`: file names, never content) are logged as text
+  instead, with newlines, control characters and invalid UTF-8 escaped;
 - `RepeatLimiter` lets one copy of an identical warning or error through per
   interval and reports how many repeats it dropped on the next copy.
 
@@ -34,6 +36,8 @@ SECRET_WORDS = frozenset({"key", "passphrase", "secret", "password", "passwd", "
 REDACTED = "[redacted]"
 LIMITED_LEVELS = frozenset({"warning", "error", "critical", "exception"})
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
+# Keys whose bytes values are file names, logged as escaped text.
+PATH_KEYS = frozenset({"path", "directory", "link_to"})
 # Keys that differ between otherwise identical events.
 VOLATILE_KEYS = frozenset({"timestamp", "suppressed"})
 
@@ -69,6 +73,11 @@ def redact_value(value: Any) -> Any:
     return value
 
 
+def printable_path(path: bytes) -> str:
+    """Return a file name as text, newlines, control characters and invalid UTF-8 escaped."""
+    return repr(os.fsdecode(path))[1:-1]
+
+
 def redact_secrets(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
     """Replace secret values and raw bytes in an event, nested values included."""
     for name in list(event_dict):
@@ -76,6 +85,8 @@ def redact_secrets(_logger: WrappedLogger, _method: str, event_dict: EventDict) 
             continue
         if is_secret_key(name):
             event_dict[name] = REDACTED
+        elif name in PATH_KEYS and isinstance(event_dict[name], bytes):
+            event_dict[name] = printable_path(event_dict[name])
         else:
             event_dict[name] = redact_value(event_dict[name])
     return event_dict

@@ -11,7 +11,6 @@ busy, 5 key error. A daemon that cannot be reached is a request error.
 import argparse
 import importlib
 import logging
-import os
 import sys
 from collections.abc import Sequence
 
@@ -20,7 +19,8 @@ import structlog
 from raidd import __version__
 from raidd.control.client import ControlClient
 from raidd.ctl.common import Context, socket_path
-from raidd.errors import RaiddError
+from raidd.errors import EXIT_USAGE
+from raidd.toplevel import run_command
 
 SUBCOMMAND_MODULES = (
     "raidd.ctl.status",
@@ -60,8 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
-        parser.print_help()
-        return 0
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
     # raidctl prints its results and warnings itself, so library events that would
     # repeat them (a restore's conflicts) are dropped. Errors go to stderr, because
     # stdout carries the --json output.
@@ -70,20 +70,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR),
     )
     client = ControlClient(socket_path(args))
-    try:
+
+    def run() -> int:
         with client:
             return int(args.run(Context(args, client)))
-    except RaiddError as error:
-        print(f"raidctl {args.command}: {error}", file=sys.stderr)
-        return error.exit_code
-    except BrokenPipeError:
-        # The reader of our output went away (`raidctl status | head`): not an error.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return 0
-    except KeyboardInterrupt:
-        print(f"raidctl {args.command}: interrupted", file=sys.stderr)
-        return 130
+
+    name = " ".join(part for part in (args.command, getattr(args, "key_action", None)) if part)
+    return run_command(
+        f"raidctl {name}",
+        bool(getattr(args, "json", False)),
+        run,
+        reply_source=lambda: str(client.path) if client.replied else None,
+    )
 
 
 if __name__ == "__main__":

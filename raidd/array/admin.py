@@ -70,14 +70,47 @@ def _check_tolerance_after(array: Array, role: int, force: bool, action: str) ->
         )
 
 
-def fail_member(array: Array, name: str, *, force: bool = False) -> Slot:
-    """Mark a member failed: it is no longer read or written."""
+def fail_member(array: Array, name: str, *, force: bool = False, vanished: bool = False) -> Slot:
+    """Mark a member failed: it is no longer read or written.
+
+    A failure that would leave more roles unusable than the level tolerates
+    is refused before anything is written, with or without `force`: the
+    array could not be read or assembled afterwards. `force` is needed to
+    fail an in-sync member of an array that is already degraded (one more
+    fault then loses data, RAID6 and three-way mirrors). `vanished` records
+    a member whose device is gone: it is failed whatever the tolerance,
+    since it can no longer serve.
+
+    Raises:
+        ArrayError: beyond the tolerance, or degraded without `force`.
+    """
     with array.lock:
         slot = find_slot(array, name)
-        _check_tolerance_after(array, slot.role, force, "failing")
-        array._member_failed(slot, "failed by the operator")
+        if not vanished:
+            _check_fail_allowed(array, slot, force)
+        array._member_failed(slot, "device vanished" if vanished else "failed by the operator")
         array.commit_state()
         return slot
+
+
+def _check_fail_allowed(array: Array, slot: Slot, force: bool) -> None:
+    if slot.state is not MemberState.ACTIVE:
+        return  # failing a rebuilding, failed or absent member loses no redundancy
+    others = [s.role for s in array.slots if s.state is not MemberState.ACTIVE]
+    unusable = sorted({*others, slot.role})
+    name = array.name or array.uuid
+    if not array.geometry.survives(unusable):
+        raise ArrayError(
+            f"failing role {slot.role} ({slot.path}) would leave roles {unusable} of array "
+            f"{name} unusable, beyond the array's tolerance of {array.geometry.tolerance}: it "
+            "could no longer be read or assembled, so nothing was changed (--force does not "
+            "override this); replace or rebuild the other members first"
+        )
+    if others and not force:
+        raise ArrayError(
+            f"array {name} is already degraded (roles {others} not in sync); failing role "
+            f"{slot.role} ({slot.path}) leaves it with less redundancy; pass --force to fail it"
+        )
 
 
 def remove_member(array: Array, name: str, *, force: bool = False) -> None:

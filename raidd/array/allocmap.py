@@ -226,6 +226,12 @@ class AllocationMap:
         flags = self.entries["flags"]
         return np.flatnonzero((flags & (FLAG_DATA | FLAG_MAP)) != 0)
 
+    def lost_stripes(self) -> np.ndarray:
+        """Return the allocated stripes with strips recorded as lost (by a rebuild or scrub)."""
+        flags = self.entries["flags"]
+        allocated = (flags & (FLAG_DATA | FLAG_MAP)) != 0
+        return np.flatnonzero(allocated & (self.entries["lost"] != 0))
+
     # -- pending metadata stripes and orphans -------------------------------------
 
     def apply_pending(self, pending: Iterable[PendingStripe]) -> None:

@@ -68,6 +68,10 @@ class AssemblyReport:
     stale: list[dict[str, str]] = field(default_factory=list)
     rejected: list[dict[str, str]] = field(default_factory=list)
     rolled_forward: list[str] = field(default_factory=list)
+    # Members marked failed that a forced assembly took back.
+    forced: list[str] = field(default_factory=list)
+    # Invalid superblock copies by member UUID: {copy slot: why}, until a commit rewrites them.
+    invalid_copies: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 class Array(MapWriter):
@@ -173,6 +177,8 @@ class Array(MapWriter):
         self._owner_rows: dict[int, np.void] = {}
         self._job_map_changed = False
         self._state_changed = False
+        # Error counts as the superblocks last recorded them (they are written with each commit).
+        self._counters_written = [slot.counters.as_tuple() for slot in slots]
         self._cursor = 0
         self._free_cache: np.ndarray | None = None
         self._free_position = 0
@@ -461,6 +467,21 @@ class Array(MapWriter):
                 kept["lost"] = roles_mask
             self._job_map_changed = True
 
+    def record_checksum(self, stripe: int, role: int, checksum: int) -> None:
+        """Correct one strip's checksum in the map, as the engine's own change.
+
+        Like a lost mark, `commit_job_changes` or the owner's next commit
+        records it. Recovery calls this after rewriting a strip from a
+        reconstruction that the store authenticated.
+        """
+        with self._lock:
+            self.map.entries["checksums"][stripe, role] = checksum
+            self.map.dirty.add(self.map.leaf_of(stripe))
+            kept = self._owner_rows.get(stripe)
+            if kept is not None and int(kept["flags"]) & (FLAG_DATA | FLAG_MAP):
+                kept["checksums"][role] = checksum
+            self._job_map_changed = True
+
     def commit_job_changes(self) -> int:
         """Commit the engine's own changes only; return the event counter.
 
@@ -491,6 +512,13 @@ class Array(MapWriter):
             log.info("commit_job_changes", array=str(self.uuid), event_counter=self.event)
             return self.event
 
+    def _counters(self) -> list[tuple[int, int, int]]:
+        return [slot.counters.as_tuple() for slot in self.slots]
+
+    def counters_changed(self) -> bool:
+        """Tell whether error counts changed since the superblocks were last written."""
+        return self._counters() != self._counters_written
+
     def commit_state(self) -> int:
         """Write superblocks only (member states, checkpoint, keyslots); return the event."""
         with self._lock:
@@ -509,6 +537,7 @@ class Array(MapWriter):
             entry.role = slot.role
             entry.state = slot.state
             entry.path = slot.path
+            entry.errors = slot.counters.as_tuple()
             if slot.state is MemberState.ACTIVE and slot.member is not None:
                 entry.in_sync_event = event
         known = {entry.member_uuid for entry in self._table}
@@ -516,7 +545,14 @@ class Array(MapWriter):
             if slot.member_uuid not in known and slot.member_uuid.int != 0:
                 in_sync = event if slot.state is MemberState.ACTIVE else 0
                 self._table.append(
-                    MemberEntry(slot.member_uuid, slot.role, slot.state, in_sync, slot.path)
+                    MemberEntry(
+                        slot.member_uuid,
+                        slot.role,
+                        slot.state,
+                        in_sync,
+                        slot.path,
+                        slot.counters.as_tuple(),
+                    )
                 )
         return [copy.copy(entry) for entry in self._table]
 
@@ -545,12 +581,18 @@ class Array(MapWriter):
                 except MemberError as error:
                     slot.counters.write += 1
                     self._member_failed(slot, f"superblock write failed: {error}")
+                    continue
+                invalid = self.report.invalid_copies.get(str(slot.member_uuid))
+                if invalid:
+                    invalid.pop(str(event % 2), None)
+                    invalid.pop("end", None)
             self.io.sync()
             self._stop_if_beyond_tolerance("commit")
             self.event = event
             self._free_cache = None
             self._template = base
             self._state_changed = False
+            self._counters_written = self._counters()
             if sum(1 for slot in self.slots if not slot.writable) == failed_before:
                 return
             # A member failed while the superblocks went out; record it in a further commit.
@@ -621,6 +663,22 @@ class Array(MapWriter):
             start = offset - first * self.codec.strip_size
             return data[start : start + length]
 
+    def recover_range(
+        self, stripe: int, offset: int, length: int, accept: Callable[[bytes], bool]
+    ) -> bytes | None:
+        """Return a reading of the range that `accept` approves, ignoring checksums; or None.
+
+        For bytes that passed their strip checksums but fail a check above
+        the engine (object authentication): every reading within the fault
+        tolerance is offered to `accept`, and the stripe is repaired from
+        the one accepted (see `raidd.array.recover`).
+        """
+        from raidd.array.recover import recover_range  # builds on Array, so import late
+
+        if self._closed:
+            raise ArrayError(f"array {self.uuid} is closed")
+        return recover_range(self, stripe, offset, length, accept)
+
     def _check_lost(self, stripe: int, lost: int, indices: list[int]) -> None:
         if not lost:
             return
@@ -635,7 +693,7 @@ class Array(MapWriter):
                 start = index * self.codec.strip_size
                 raise IntegrityError(
                     f"stripe {stripe} bytes {start}..{start + self.codec.strip_size - 1} "
-                    f"were recorded as lost during a rebuild (members {names})"
+                    f"were recorded as lost by a rebuild or scrub (members {names})"
                 )
 
     def scrub(self, *, repair: bool = True) -> Any:
@@ -662,6 +720,7 @@ class Array(MapWriter):
                 "allocated_stripes": allocated,
                 "free_stripes": self.free_stripe_count(),
                 "reserve_stripes": self.reserve_stripes,
+                "lost_stripes": [int(s) for s in self.map.lost_stripes()],
                 "members": [
                     {
                         "role": slot.role,

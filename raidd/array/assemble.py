@@ -28,7 +28,7 @@ from raidd.array.member import (
     identify,
     open_member,
 )
-from raidd.array.stripeio import Slot
+from raidd.array.stripeio import ErrorCounters, Slot
 from raidd.array.superblock import (
     CheckpointKind,
     MemberState,
@@ -251,8 +251,16 @@ def assemble(
     lock_dir: str | os.PathLike[str] | None = None,
     opener: MemberOpener | None = None,
     search_recorded_paths: bool = True,
+    force: bool = False,
 ) -> Array:
     """Find the members of one array among `paths` and open it.
+
+    With `force`, an array that is beyond its tolerance only because present
+    members are marked failed (or absent) in the newest member table takes
+    them back, as `mdadm --assemble --force` does: each one whose strips of
+    every stripe written since its own last commit match their checksums
+    serves its role again (`report.forced` lists them). A member that does
+    not match stays out, and the assembly fails as without `force`.
 
     Args:
         paths: where to look (configured member paths); order does not matter.
@@ -261,6 +269,7 @@ def assemble(
         lock_dir: directory of the array lock file (default $RAIDD_LOCK_DIR or /run/raidd).
         opener: opens a member for use (tests pass a fault-injecting one).
         search_recorded_paths: also look at the paths recorded in the member table.
+        force: take back members marked failed when the array needs them (see above).
 
     Returns:
         The open Array; `array.report` lists degraded roles and unused members.
@@ -303,8 +312,47 @@ def assemble(
     newest = max((c.sb for c in active if c.sb is not None), key=lambda sb: sb.event_counter)
     _check_split_brain(active, newest)
     kinds = {c.path: _classify(c, newest, report) for c in members}
+    for candidate in members:
+        assert candidate.sb is not None and candidate.superblocks is not None
+        invalid = {
+            copy.slot: copy.error or "invalid"
+            for copy in candidate.superblocks.copies
+            if copy.superblock is None
+        }
+        if invalid:
+            report.invalid_copies[str(candidate.sb.member_uuid)] = invalid
+    if force:
+        _choose_forced(newest, members, kinds, report)
     directory = Path(lock_dir) if lock_dir is not None else default_lock_dir()
     return _open(newest, members, kinds, report, read_only, directory, opener or default_opener)
+
+
+def _choose_forced(
+    newest: Superblock, members: list[Candidate], kinds: dict[str, str], report: AssemblyReport
+) -> None:
+    """Mark as "forced" the members marked failed or absent that the array needs to start."""
+    usable = {c.sb.member_uuid for c in members if c.sb is not None and kinds[c.path] != "unused"}
+    served = {
+        e.role
+        for e in newest.members
+        if e.state in (MemberState.ACTIVE, MemberState.REBUILDING) and e.member_uuid in usable
+    }
+    unusable = [role for role in range(newest.member_count) if role not in served]
+    if _survives(newest, unusable):
+        return  # the normal assembly works; a returning member is resynced instead
+    for candidate in sorted(members, key=lambda c: -(c.sb.event_counter if c.sb else 0)):
+        sb = candidate.sb
+        entry = newest.entry(sb.member_uuid) if sb is not None else None
+        if (
+            entry is None
+            or kinds[candidate.path] != "unused"
+            or entry.state not in (MemberState.FAILED, MemberState.ABSENT)
+            or entry.role in served
+        ):
+            continue
+        kinds[candidate.path] = "forced"
+        served.add(entry.role)
+        report.stale = [item for item in report.stale if item["path"] != candidate.path]
 
 
 def _open(
@@ -338,10 +386,11 @@ def _open(
         missing = [slot.role for slot in slots if slot.member is None]
         unusable = missing + [s.role for s in slots if s.state is MemberState.REBUILDING]
         if not _survives(newest, unusable):
-            raise ArrayError(_beyond_tolerance_message(newest, slots, missing))
+            raise ArrayError(_beyond_tolerance_message(newest, slots, missing, report))
         array = Array(newest, slots, spares, lock=lock, read_only=read_only, report=report)
         array.io.shadows.extend(shadows)
         array.load_map()
+        _check_forced(array, newest, by_member, kinds, report)
         _roll_forward(array, behind, report)
         _finish(array, newest, report, read_only)
         return array
@@ -384,7 +433,23 @@ def _build_slots(
                 for e in newest.members
                 if e.role == role and e.state in (MemberState.FAILED, MemberState.ABSENT)
             ]
-            if gone:
+            forced = [e for e in gone if kinds.get(_path_of(by_member, e.member_uuid)) == "forced"]
+            if forced:
+                # Taken back by a forced assembly: it serves its role, checked after the map loads.
+                candidate = by_member[forced[0].member_uuid]
+                member = opener(candidate.path, not read_only)
+                opened.append(member)
+                slots.append(
+                    Slot(
+                        role,
+                        forced[0].member_uuid,
+                        MemberState.ACTIVE,
+                        forced[0].in_sync_event,
+                        os.path.abspath(candidate.path),
+                        member,
+                    )
+                )
+            elif gone:
                 last = gone[-1]
                 slots.append(
                     Slot(role, last.member_uuid, last.state, last.in_sync_event, last.path, None)
@@ -424,6 +489,7 @@ def _build_slots(
             )
             _restore_progress(shadow, newest)
             shadows.append(shadow)
+    _restore_counters(newest, [*slots, *shadows])
     spares = []
     for entry in newest.members:
         candidate = by_member.get(entry.member_uuid)
@@ -432,6 +498,77 @@ def _build_slots(
             opened.append(member)
             spares.append(Spare(entry.member_uuid, os.path.abspath(candidate.path), member))
     return slots, behind, spares, shadows
+
+
+def _restore_counters(newest: Superblock, slots: list[Slot]) -> None:
+    """Give each slot the error counts its member table entry kept across restarts."""
+    for slot in slots:
+        entry = newest.entry(slot.member_uuid) if slot.member_uuid.int else None
+        if entry is not None:
+            slot.counters = ErrorCounters(*entry.errors)
+
+
+def _path_of(by_member: dict[uuid.UUID, Candidate], member_uuid: uuid.UUID) -> str:
+    candidate = by_member.get(member_uuid)
+    return candidate.path if candidate is not None else ""
+
+
+def _check_forced(
+    array: Array,
+    newest: Superblock,
+    by_member: dict[uuid.UUID, Candidate],
+    kinds: dict[str, str],
+    report: AssemblyReport,
+) -> None:
+    """Keep a forced member only if it holds every stripe written since its own last commit.
+
+    A member marked failed missed the commits after its own superblock's
+    event; its strips of the stripes those commits wrote must match the
+    map's checksums, or its data is not the newest commit's.
+
+    Raises:
+        ArrayError: a forced member does not match, and the array is beyond its tolerance.
+    """
+    forced = [
+        slot
+        for slot in array.slots
+        if slot.member is not None and kinds.get(_path_of(by_member, slot.member_uuid)) == "forced"
+    ]
+    for slot in forced:
+        candidate = by_member[slot.member_uuid]
+        assert candidate.sb is not None and slot.member is not None
+        own_event = candidate.sb.event_counter
+        bad = []
+        for stripe in array.map.allocated_stripes():
+            written_at = int(array.map.entries[stripe]["written_at"])
+            if written_at <= own_event:
+                continue
+            strip = array.io.read_strip(slot, int(stripe), written_at)
+            expected = int(array.map.entries[stripe]["checksums"][slot.role])
+            if strip is None or strip_checksum(strip) != expected:
+                bad.append(int(stripe))
+        if not bad:
+            report.forced.append(slot.path)
+            log.warning(
+                "member_forced_back",
+                member=slot.path,
+                role=slot.role,
+                member_event=own_event,
+                event_counter=newest.event_counter,
+            )
+            continue
+        _reject(
+            report,
+            candidate,
+            f"marked failed, and not taken back by force: its strips of {len(bad)} stripes "
+            f"written after its event {own_event} do not match (first: stripe {bad[0]})",
+            stale=True,
+        )
+        slot.member.close()
+        slot.member = None
+        slot.state = MemberState.FAILED
+    if forced:
+        array.io.check_tolerance(f"array {array.name or array.uuid} (forced assembly)")
 
 
 def _restore_progress(slot: Slot, newest: Superblock) -> None:
@@ -451,18 +588,43 @@ def _restore_progress(slot: Slot, newest: Superblock) -> None:
         slot.rebuild_since = cp.since_event
 
 
-def _beyond_tolerance_message(newest: Superblock, slots: list[Slot], missing: list[int]) -> str:
+def _beyond_tolerance_message(
+    newest: Superblock, slots: list[Slot], missing: list[int], report: AssemblyReport
+) -> str:
+    """Name each unusable role: marked failed (its device present or not) or missing."""
+    found = {item["member_uuid"]: item["path"] for item in report.stale}
     names = []
+    marked = False
     for role in missing:
-        entry = next(
-            (e for e in newest.members if e.role == role and e.state is not MemberState.SPARE),
-            None,
+        entries = [
+            e for e in newest.members if e.role == role and e.state is not MemberState.SPARE
+        ]
+        entry = entries[-1] if entries else None
+        if entry is None:
+            names.append(f"role {role} (no member)")
+            continue
+        present = found.get(str(entry.member_uuid))
+        state = entry.state.name.lower()
+        if entry.state in (MemberState.FAILED, MemberState.REMOVED) or present:
+            where = f"present at {present}" if present else f"no device at {entry.path}"
+            names.append(
+                f"role {role} (member {entry.member_uuid}, {where}): marked {state} by "
+                f"commit {newest.event_counter}, last in sync at event {entry.in_sync_event}"
+            )
+            marked = marked or bool(present)
+        else:
+            names.append(
+                f"role {role} (member {entry.member_uuid}): missing, no device at {entry.path}"
+            )
+    advice = "find the missing members and add their paths"
+    if marked:
+        advice = (
+            "members marked failed can be taken back with `raidd assemble --force` when their "
+            "data matches the newest commit (see docs/OPERATIONS.md)"
         )
-        last = f"member {entry.member_uuid}, last seen at {entry.path}" if entry else "no member"
-        names.append(f"role {role} ({last})")
     return (
-        f"array {newest.array_name or newest.array_uuid} cannot start: {', '.join(names)} "
-        "missing, more than its level tolerates; find the missing members and add their paths"
+        f"array {newest.array_name or newest.array_uuid} cannot start: {'; '.join(names)}; "
+        f"more roles unusable than its level tolerates; {advice}"
     )
 
 
@@ -512,7 +674,7 @@ def _finish(array: Array, newest: Superblock, report: AssemblyReport, read_only:
         log.warning("array_degraded", array=str(array.uuid), missing_roles=missing)
     if read_only:
         return
-    if missing or report.rolled_forward:
+    if missing or report.rolled_forward or report.forced:
         array.commit_state()
     log.info(
         "array_assembled",

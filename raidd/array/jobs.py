@@ -11,12 +11,16 @@ superblocks (a superblock-only commit), and a restart resumes there.
 Rate limits follow md's `sync_speed_min` / `sync_speed_max`: the job runs at
 up to the maximum rate, and slows to the minimum while foreground reads or
 writes happened within the last second. Both can be changed while it runs.
+A rate counts per member, as md's does: the strips of one member that the
+job got through per second (a stripe counts once, one strip size, whatever
+the number of members). The progress rate is measured the same way.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
@@ -44,6 +48,63 @@ RUN_BYTES = 8 * MiB
 # four members).
 READ_AHEAD_RUNS = 2
 FOREGROUND_WINDOW = 1.0
+# The maximum single wait of a throttled job, so that a cancel or a new limit acts soon.
+THROTTLE_SLICE = 0.5
+# Seconds of unused rate a throttled job may catch up on at once (after a pause).
+BURST_SECONDS = 1.0
+
+
+class RateLimiter:
+    """Paces work at up to `rate` MiB/s, counted from the last change of the rate.
+
+    Args:
+        clock: the monotonic clock in seconds (tests pass their own).
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.rate = 0.0
+        self._since = clock()
+        self._done = 0
+
+    def set_rate(self, rate: float) -> None:
+        """Use `rate` MiB/s from now on (0: unlimited).
+
+        Work the old rate had not yet paid for by waiting is carried over, so
+        a switch between the minimum and the maximum never skips a wait;
+        work done while unlimited is not owed.
+        """
+        if rate == self.rate:
+            return
+        now = self.clock()
+        owed = 0.0
+        if self.rate:
+            self._forget_idle_time()
+            owed = max(0.0, self._done - (now - self._since) * self.rate * MiB)
+        self.rate = rate
+        self._since = now
+        self._done = int(owed)
+
+    def add(self, size: int) -> None:
+        """Count `size` bytes of work done."""
+        self._forget_idle_time()
+        self._done += size
+
+    def delay(self) -> float:
+        """Return the seconds to wait before more work keeps the rate (0: go on)."""
+        if not self.rate:
+            return 0.0
+        self._forget_idle_time()
+        return max(0.0, self._done / (self.rate * MiB) - (self.clock() - self._since))
+
+    def _forget_idle_time(self) -> None:
+        """Keep at most BURST_SECONDS of unused rate: a pause is not saved up for a burst."""
+        if not self.rate:
+            return
+        due = self._done / (self.rate * MiB)
+        elapsed = self.clock() - self._since
+        if elapsed - due > BURST_SECONDS:
+            self._since += elapsed - due - BURST_SECONDS
 
 
 @dataclass(frozen=True)
@@ -56,12 +117,31 @@ class Progress:
     eta_seconds: float | None
 
 
+# What a StripeError's kind means, for the lines people read.
+ERROR_KINDS = {
+    "checksum": "checksum mismatch",
+    "read": "read error",
+    "parity": "parity mismatch",
+    "missing": "no member",
+}
+
+
 @dataclass
 class StripeError:
+    """One bad strip: its stripe, role (-1: not known), member path and kind of fault."""
+
     stripe: int
     role: int
     path: str
     kind: str
+
+    def describe(self) -> str:
+        """Return one line for people: stripe, member and what is wrong."""
+        where = f"role {self.role} ({self.path or 'no member'})" if self.role >= 0 else "parity"
+        return f"stripe {self.stripe}: {where}: {ERROR_KINDS.get(self.kind, self.kind)}"
+
+    def to_json(self) -> dict[str, object]:
+        return {"stripe": self.stripe, "role": self.role, "path": self.path, "kind": self.kind}
 
 
 @dataclass
@@ -72,6 +152,32 @@ class JobResult:
     repaired: int = 0
     lost_stripes: list[int] = field(default_factory=list)
     details: list[StripeError] = field(default_factory=list)
+
+    def lost_report(self) -> list[dict[str, object]]:
+        """Return each lost stripe with the bad strips found in it, for JSON results."""
+        return [
+            {
+                "stripe": int(stripe),
+                "members": [d.to_json() for d in self.details if d.stripe == stripe],
+            }
+            for stripe in self.lost_stripes
+        ]
+
+    def describe_lost(self) -> list[str]:
+        """Return one line per lost stripe naming the members whose strips are bad."""
+        lines = []
+        for stripe in self.lost_stripes:
+            bad = [d for d in self.details if d.stripe == stripe and d.role >= 0]
+            names = ", ".join(
+                f"role {d.role} ({d.path or 'no member'}: {ERROR_KINDS.get(d.kind, d.kind)})"
+                for d in bad
+            )
+            lines.append(
+                f"stripe {stripe} is lost: {names or 'too many strips bad'}; more strips are "
+                "bad than the level can reconstruct, so the data stored in this stripe cannot "
+                "be read (raidd restore reports the files it held as lost)"
+            )
+        return lines
 
 
 def _xor_runs(
@@ -120,8 +226,10 @@ class Job:
         min_rate: float = DEFAULT_MIN_RATE,
         max_rate: float = DEFAULT_MAX_RATE,
         checkpoint_interval: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.array = array
+        self.clock = clock
         self.min_rate = min_rate
         self.max_rate = max_rate
         self.checkpoint_interval = checkpoint_interval
@@ -139,10 +247,13 @@ class Job:
         # Scratch for a run's parity XOR, reused so that no run allocates one.
         self._scratch = np.empty(run_bytes // 8, dtype=np.uint64)
         self._fetched: dict[int, bytes | memoryview | MemberError] | None = None
+        # Bytes per member got through: one strip size per stripe (the rates' measure).
         self._bytes = 0
-        self._started = time.monotonic()
+        self._started = clock()
         self._last_checkpoint = self._started
         self.stop_event = threading.Event()
+        self._limiter = RateLimiter(clock)
+        self._limiter.set_rate(self.current_rate())
 
     def set_rates(self, min_rate: float, max_rate: float) -> None:
         """Change the rate limits in MiB/s (0 as maximum means unlimited)."""
@@ -151,7 +262,7 @@ class Job:
         self.min_rate, self.max_rate = min_rate, max_rate
 
     def progress(self) -> Progress:
-        elapsed = max(time.monotonic() - self._started, 1e-9)
+        elapsed = max(self.clock() - self._started, 1e-9)
         rate = self._bytes / MiB / elapsed
         done, total = self.index, len(self.stripes)
         per_stripe = elapsed / done if done else None
@@ -183,17 +294,20 @@ class Job:
             self._fill_read_ahead()
             live = [stripe for stripe in run if self.array.map.is_allocated(stripe)]
             if live == run:
-                self._bytes += self.process_run(run)
+                self.process_run(run)
             else:
                 # A stripe was freed since the job started: the fetched run no longer fits.
                 self._fetched = None
                 for group in _consecutive(live):
-                    self._bytes += self.process_run(group)
+                    self.process_run(group)
+            done = len(run) * self.array.io.strip_size
+            self._bytes += done
+            self._limiter.add(done)
             self._fetched = None
             self.index += len(run)
             self._after_stripe(run[-1])
         self._throttle()
-        if time.monotonic() - self._last_checkpoint >= self.checkpoint_interval:
+        if self.clock() - self._last_checkpoint >= self.checkpoint_interval:
             self.write_checkpoint()
         return not self.finished
 
@@ -244,14 +358,20 @@ class Job:
             self.write_checkpoint()
         return self.result
 
-    def _throttle(self) -> None:
+    def current_rate(self) -> float:
+        """Return the limit in force now: the minimum during foreground I/O, else the maximum."""
+        # NOTE: the array stamps foreground I/O with time.monotonic, not the job's clock.
         foreground = time.monotonic() - self.array.last_foreground_io < FOREGROUND_WINDOW
-        rate = self.min_rate if foreground and self.min_rate else self.max_rate
-        if not rate:
-            return
-        ahead = self._bytes / (rate * MiB) - (time.monotonic() - self._started)
-        if ahead > 0:
-            self.stop_event.wait(min(ahead, 1.0))
+        return self.min_rate if foreground and self.min_rate else self.max_rate
+
+    def _throttle(self) -> None:
+        """Wait until the work done so far keeps the rate limit, in slices that see changes."""
+        while not self.stop_event.is_set():
+            self._limiter.set_rate(self.current_rate())
+            delay = self._limiter.delay()
+            if delay <= 0:
+                return
+            self.stop_event.wait(min(delay, THROTTLE_SLICE))
 
     def _close(self) -> None:
         """Stop the job's threads once the walk ends (or fails)."""
@@ -262,7 +382,7 @@ class Job:
 
     def write_checkpoint(self) -> None:
         """Record the first unfinished stripe in the superblocks."""
-        self._last_checkpoint = time.monotonic()
+        self._last_checkpoint = self.clock()
         checkpoint = self.checkpoint()
         if checkpoint is None or self.array.read_only:
             return
@@ -508,6 +628,8 @@ class Rebuild(Job):
             strip = self.array.io.read_strip(slot, stripe, written_at)
             if strip is None or strip_checksum(strip) != checksums[slot.role]:
                 mask |= 1 << slot.role
+                kind = "missing" if slot.member is None else "checksum" if strip else "read"
+                self.result.details.append(StripeError(stripe, slot.role, slot.path, kind))
         self.array.mark_lost(stripe, mask)
         self.result.lost_stripes.append(stripe)
         self.result.errors += 1

@@ -30,6 +30,8 @@ class Scrub(Job):
     def __init__(self, array: Array, *, repair: bool = True, **kwargs: object) -> None:
         super().__init__(array, **kwargs)  # type: ignore[arg-type]
         self.repair = repair and not array.read_only
+        # Whether a lost mark was set, which the end of the scrub commits.
+        self._marked_lost = False
 
     def checkpoint(self) -> Checkpoint | None:
         if not self.repair:
@@ -114,7 +116,7 @@ class Scrub(Job):
                     )
                     self.result.repaired += len(bad) if self.repair else 0
                 except IntegrityError as error:
-                    log.error("scrub_unrecoverable", stripe=stripe, error=str(error))
+                    self._record_lost(stripe, known, lost, str(error))
             elif len(known) == len(self.array.slots):
                 checks.append((stripe, [known[role] for role in range(len(self.array.slots))]))
         checks = self._drop_consistent(run, checks, buffers)
@@ -165,17 +167,51 @@ class Scrub(Job):
         self.result.details.append(StripeError(stripe, role, path, "parity"))
         log.error("scrub_parity_mismatch", stripe=stripe, role=role)
 
+    def _record_lost(
+        self, stripe: int, known: dict[int, bytes | None], lost: int, error: str
+    ) -> None:
+        """Report a stripe beyond the tolerance, and (when repairing) mark its bad strips lost.
+
+        Only strips read from a present member and found wrong are marked: a
+        member that is merely away may still hold its strip, and the mark
+        would keep its return from helping.
+        """
+        mask = lost
+        for role, strip in known.items():
+            if strip is None and self.array.slots[role].member is not None:
+                mask |= 1 << role
+        if stripe not in self.result.lost_stripes:
+            self.result.lost_stripes.append(stripe)
+        if self.repair and mask != lost:
+            self.array.mark_lost(stripe, mask)
+            self._marked_lost = True
+        log.error("scrub_stripe_lost", stripe=stripe, roles_mask=mask, error=error)
+
     def _report(self, stripe: int, role: int, path: str, kind: str) -> None:
         self.result.errors += 1
         self.result.details.append(StripeError(stripe, role, path, kind))
         log.warning("scrub_error", stripe=stripe, role=role, member=path, kind=kind)
 
-    def finish(self) -> None:
-        if self.repair and self.array.checkpoint.kind is CheckpointKind.SCRUB:
+    def write_checkpoint(self) -> None:
+        if self._marked_lost and not self.array.read_only:
             with self.array.lock:
+                self.array.commit_job_changes()
+            self._marked_lost = False
+        super().write_checkpoint()
+
+    def finish(self) -> None:
+        with self.array.lock:
+            if self.repair and self.array.checkpoint.kind is CheckpointKind.SCRUB:
                 self.array.checkpoint = Checkpoint()
-                self.array.commit_state()
-        log.info("scrub_finished", errors=self.result.errors, repaired=self.result.repaired)
+                self.array.commit_job_changes()
+            elif self._marked_lost:
+                self.array.commit_job_changes()
+        log.info(
+            "scrub_finished",
+            errors=self.result.errors,
+            repaired=self.result.repaired,
+            lost=len(self.result.lost_stripes),
+        )
 
 
 def scrub(array: Array, *, repair: bool = True) -> JobResult:

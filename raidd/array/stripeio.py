@@ -35,6 +35,10 @@ class ErrorCounters:
     write: int = 0
     checksum: int = 0
 
+    def as_tuple(self) -> tuple[int, int, int]:
+        """Return (read, write, checksum), as the superblock's member table stores them."""
+        return (self.read, self.write, self.checksum)
+
 
 @dataclass(frozen=True)
 class StripeFault:

@@ -107,9 +107,21 @@ PENDING_FIELDS: tuple[tuple[str, str, str], ...] = (
 PENDING_FORMAT = "<QQII" + f"{MAX_MEMBERS}Q"
 PENDING_SIZE = struct.calcsize(PENDING_FORMAT)
 
+# Error counters, one entry per member table entry (same index), in bytes that
+# every earlier version-2 copy left zero: zeros read as no errors.
+ERROR_COUNTERS_OFFSET = PENDING_OFFSET + MAX_PENDING * PENDING_SIZE
+ERROR_COUNTER_FIELDS: tuple[tuple[str, str, str], ...] = (
+    ("read_errors", "I", "read errors counted against the member (saturates at 2^32-1)"),
+    ("write_errors", "I", "write errors counted against the member"),
+    ("checksum_errors", "I", "strips of the member that failed their checksum"),
+)
+ERROR_COUNTER_FORMAT = "<" + "".join(code for _, code, _ in ERROR_COUNTER_FIELDS)
+ERROR_COUNTER_SIZE = struct.calcsize(ERROR_COUNTER_FORMAT)
+COUNTER_MAX = 2**32 - 1
+
 assert HEADER_SIZE <= MEMBER_TABLE_OFFSET
 assert MEMBER_TABLE_OFFSET + MAX_MEMBERS * MEMBER_ENTRY_SIZE <= PENDING_OFFSET
-assert PENDING_OFFSET + MAX_PENDING * PENDING_SIZE <= KEYSLOT_OFFSET
+assert ERROR_COUNTERS_OFFSET + MAX_MEMBERS * ERROR_COUNTER_SIZE <= KEYSLOT_OFFSET
 assert KEYSLOT_OFFSET + KEYSLOT_RESERVED <= CHECKSUM_OFFSET
 
 
@@ -159,6 +171,8 @@ class MemberEntry:
     state: MemberState
     in_sync_event: int
     path: str
+    # Read, write and checksum errors, kept across restarts as md and ZFS keep them.
+    errors: tuple[int, int, int] = (0, 0, 0)
 
 
 @dataclass
@@ -298,6 +312,12 @@ def pack_superblock(sb: Superblock) -> bytes:
             0,
             path,
         )
+        struct.pack_into(
+            ERROR_COUNTER_FORMAT,
+            buffer,
+            ERROR_COUNTERS_OFFSET + index * ERROR_COUNTER_SIZE,
+            *(min(count, COUNTER_MAX) for count in entry.errors),
+        )
     for index, pending in enumerate(sb.pending):
         checksums = list(pending.checksums) + [0] * (MAX_MEMBERS - len(pending.checksums))
         struct.pack_into(
@@ -386,6 +406,9 @@ def unpack_superblock(data: bytes) -> Superblock:
                 state=MemberState(fields[2]),
                 in_sync_event=fields[3],
                 path=fields[6][: fields[4]].decode("utf-8", errors="replace"),
+                errors=struct.unpack_from(
+                    ERROR_COUNTER_FORMAT, data, ERROR_COUNTERS_OFFSET + index * ERROR_COUNTER_SIZE
+                ),
             )
         )
     pending = []

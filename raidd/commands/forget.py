@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from raidd.commands.output import describe_forget
 from raidd.commands.storeopen import add_parser, emit, open_store, warn_degraded
 from raidd.errors import EXIT_OK
 from raidd.store.maintenance import forget
@@ -27,13 +28,6 @@ def run(args: argparse.Namespace) -> int:
         warn_degraded("forget", store)
         result = forget(store, dry_run=args.dry_run)
 
-    def text() -> None:
-        for root, decision in result.roots.items():
-            kept = ", ".join(f"{k} ({'/'.join(v)})" for k, v in decision["keep"].items())
-            print(f"{root}: keep {kept or 'none'}")
-            print(f"{root}: forget {', '.join(map(str, decision['forget'])) or 'none'}")
-        if result.sequence is not None:
-            print(f"Recorded as commit {result.sequence}.")
-
-    emit(args, result.to_json(), text)
+    document = result.to_json()
+    emit(args, document, lambda: print(describe_forget(document, args.dry_run)))
     return EXIT_OK

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from raidd.commands.output import describe_gc
 from raidd.commands.storeopen import add_parser, emit, open_store, warn_degraded
 from raidd.errors import EXIT_OK
 from raidd.store.maintenance import gc
@@ -27,12 +28,6 @@ def run(args: argparse.Namespace) -> int:
         warn_degraded("gc", store)
         result = gc(store, dry_run=args.dry_run)
 
-    def text() -> None:
-        verb = "would free" if args.dry_run else "freed"
-        print(
-            f"{verb} {len(result.freed_stripes)} of {result.stripes_before} stripes; "
-            f"{result.dead_chunks} unreferenced chunks, {result.moved_objects} objects moved"
-        )
-
-    emit(args, result.to_json(), text)
+    document = result.to_json()
+    emit(args, document, lambda: print(describe_gc(document)))
     return EXIT_OK

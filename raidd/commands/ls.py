@@ -23,6 +23,17 @@ from raidd.store.scan import EntryType
 _KIND_CHARACTER = {EntryType.FILE: "-", EntryType.DIRECTORY: "d", EntryType.SYMLINK: "l"}
 
 
+def listing_line(
+    kind: EntryType, mode: int, size: int, mtime_ns: int, path: bytes, link_target: bytes | None
+) -> str:
+    """Render one entry as `ls -l` does, with newlines and odd bytes in names escaped."""
+    mode_text = _KIND_CHARACTER[kind] + stat.filemode(mode)[1:]
+    name = repr(os.fsdecode(path))[1:-1]
+    if link_target:
+        name += " -> " + repr(os.fsdecode(link_target))[1:-1]
+    return f"{mode_text} {size:>12} {format_time(mtime_ns)} {name}"
+
+
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     parser = add_parser(
         subparsers,
@@ -65,11 +76,16 @@ def run(args: argparse.Namespace) -> int:
 
     def text() -> None:
         for path, version in rows:
-            mode = _KIND_CHARACTER[version.type] + stat.filemode(version.mode)[1:]
-            name = repr(os.fsdecode(path))[1:-1]
-            if version.link_target:
-                name += " -> " + repr(os.fsdecode(version.link_target))[1:-1]
-            print(f"{mode} {version.size:>12} {format_time(version.mtime_ns)} {name}")
+            print(
+                listing_line(
+                    version.type,
+                    version.mode,
+                    version.size,
+                    version.mtime_ns,
+                    path,
+                    version.link_target,
+                )
+            )
 
     emit(args, document, text)
     return EXIT_OK

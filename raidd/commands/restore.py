@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 from raidd.commands.storeopen import (
@@ -15,8 +16,14 @@ from raidd.commands.storeopen import (
     warn,
     warn_degraded,
 )
-from raidd.errors import EXIT_INTEGRITY, EXIT_OK, EXIT_WARNINGS, UsageError
-from raidd.store.restore import RestoreResult, restore, select
+from raidd.errors import EXIT_INTEGRITY, EXIT_OK, EXIT_USAGE, EXIT_WARNINGS, UsageError
+from raidd.store.restore import (
+    RestoreResult,
+    drop_missing,
+    not_found_message,
+    restore,
+    select,
+)
 
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -70,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
         warn_degraded("restore", store)
         commit = store.resolve_commit(time_ns(args.at), args.commit)
         selections = select(store, [os.fsencode(p) for p in args.paths])
+        selections, missing = drop_missing(store, args.paths, selections, commit.sequence)
+        missing_paths = [args.paths[index] for index in missing]
         result = restore(
             store,
             args.to,
@@ -84,7 +93,17 @@ def run(args: argparse.Namespace) -> int:
         warn("restore", f"{os.fsdecode(path)!r}: {error}")
     for path, error in result.lost:
         warn("restore", f"{os.fsdecode(path)!r} is lost: {error}")
-    emit(args, result.to_json(), lambda: _print_text(result, args.dry_run))
+    document = result.to_json()
+    if missing_paths:
+        document["missing"] = missing_paths
+    emit(args, document, lambda: _print_text(result, args.dry_run))
+    if missing_paths:
+        # The paths that exist are restored; the missing ones are an error all the same.
+        print(
+            f"raidd restore: {not_found_message(missing_paths, result.sequence)}", file=sys.stderr
+        )
     if result.lost:
         return EXIT_INTEGRITY
+    if missing_paths:
+        return EXIT_USAGE
     return EXIT_OK if result.report.ok else EXIT_WARNINGS

@@ -28,12 +28,15 @@ def run(args: argparse.Namespace) -> int:
         "errors": result.errors,
         "repaired": result.repaired,
         "lost_stripes": list(result.lost_stripes),
-        "details": [str(detail) for detail in result.details],
+        "lost": result.lost_report(),
+        "details": [detail.to_json() for detail in result.details],
     }
 
     def text() -> None:
-        for detail in document["details"]:
-            print(detail)
+        for detail in result.details:
+            print(detail.describe())
+        for line in result.describe_lost():
+            print(line)
         print(
             f"{result.errors} bad strips, {result.repaired} repaired, "
             f"{len(result.lost_stripes)} stripes lost"

@@ -6,6 +6,7 @@ import itertools
 import json
 import os
 import socket
+import stat
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -69,17 +70,20 @@ class ControlClient:
     def __init__(self, path: Path | str | None = None, *, timeout: float | None = 30.0) -> None:
         self.path = Path(path) if path is not None else default_socket_path()
         self._sock: socket.socket | None = None
-        self.timeout = timeout
+        self._timeout = timeout
         self._buffer = bytearray()
         self._ids = itertools.count(1)
+        # Set once a response arrives, so that a malformed reply can be reported as such.
+        self.replied = False
 
     @property
     def timeout(self) -> float | None:
-        """Seconds to wait for each piece of a reply, None for no limit; applies at once."""
+        """Seconds to wait for each piece of a reply; None waits forever."""
         return self._timeout
 
     @timeout.setter
     def timeout(self, seconds: float | None) -> None:
+        # Applied to an open connection too: raidctl connects before a subcommand sets it.
         self._timeout = seconds
         if self._sock is not None:
             self._sock.settimeout(seconds)
@@ -97,8 +101,8 @@ class ControlClient:
         except OSError as error:
             sock.close()
             raise ControlConnectionError(
-                f"cannot connect to the raidd control socket {self.path}: {error.strerror}; "
-                "is raidd running? (set --socket or RAIDD_SOCKET for another socket)"
+                f"cannot connect to the raidd control socket {self.path}: "
+                f"{_connect_problem(self.path, error)}"
             ) from None
         self._sock = sock
         return self
@@ -213,7 +217,8 @@ class ControlClient:
                 chunk = sock.recv(64 * 1024)
             except TimeoutError:
                 raise ControlConnectionError(
-                    f"no reply from {self.path} within {self.timeout} s"
+                    f"no reply from {self.path} within {sock.gettimeout():g} s; the daemon "
+                    "may still finish the request: check its log or `raidctl status`"
                 ) from None
             except OSError as error:
                 raise ControlConnectionError(f"reading from {self.path} failed: {error}") from None
@@ -226,6 +231,28 @@ class ControlClient:
             self.connect()
         assert self._sock is not None
         return self._sock
+
+
+def _connect_problem(path: Path, error: OSError) -> str:
+    """Explain a failed connect(2) by what is at `path`, with the fix."""
+    other_socket = "set --socket or RAIDD_SOCKET to the [control] socket of its configuration"
+    if isinstance(error, FileNotFoundError):
+        return f"no such file; is raidd running? ({other_socket})"
+    if isinstance(error, PermissionError):
+        return (
+            "permission denied; the socket serves root and the members of its "
+            "[control] group: run as root or as a member of that group"
+        )
+    try:
+        info = path.stat()
+    except OSError:
+        info = None
+    if info is not None and not stat.S_ISSOCK(info.st_mode):
+        kind = "a directory" if stat.S_ISDIR(info.st_mode) else "not a socket"
+        return f"it is {kind}; {other_socket}"
+    if isinstance(error, ConnectionRefusedError):
+        return "no process listens on it; start raidd (a socket left by a stopped raidd)"
+    return f"{error.strerror}; is raidd running? ({other_socket})"
 
 
 def _remote_error(error: dict[str, Any]) -> RemoteError:
@@ -261,9 +288,16 @@ class StreamedReply:
                 if frame.request == self.request_id:
                     return frame
                 continue
-            if "id" not in reply or reply["id"] not in (self.request_id, None):
+            if "id" not in reply:
+                # A notification other than a stream frame: nothing waits for it.
                 continue
+            if reply["id"] not in (self.request_id, None):
+                raise ControlConnectionError(
+                    f"unexpected reply from {self._client.path}: id {reply['id']!r}, "
+                    f"but the request had id {self.request_id}"
+                )
             self.done = True
+            self._client.replied = True
             if "error" in reply:
                 raise _remote_error(reply["error"] if isinstance(reply["error"], dict) else {})
             self.result = reply.get("result")

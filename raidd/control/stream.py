@@ -26,6 +26,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -54,7 +55,7 @@ class FileLostError(IntegrityError):
     """
 
     def __init__(self, path: bytes, reason: str) -> None:
-        super().__init__(f"file {path!r} is lost: {reason}")
+        super().__init__(f"file {_show(path)} is lost: {reason}")
         self.path = path
         self.reason = reason
 
@@ -142,6 +143,11 @@ def bytes_from_fields(params: dict[str, Any], key: str) -> bytes:
     if not isinstance(text, str):
         raise StreamError(f"stream frame has no {key}: {params!r}")
     return text.encode("utf-8")
+
+
+def _show(path: bytes) -> str:
+    # Quoted text with newlines and invalid UTF-8 escaped, never a bytes repr.
+    return repr(os.fsdecode(path))
 
 
 def path_fields(path: bytes) -> dict[str, str]:
@@ -285,7 +291,7 @@ class FileContent:
             frame = self._reader.next_frame()
             if frame is None:
                 self.finished = True
-                raise StreamError(f"stream ended inside file {self.path!r}")
+                raise StreamError(f"stream ended inside file {_show(self.path)}")
             if frame.kind == "data":
                 return self._take_data(frame)
             if frame.kind == "hole":
@@ -301,7 +307,7 @@ class FileContent:
             else:
                 self.finished = True
                 raise StreamError(
-                    f"stream frame {frame.seq}: {frame.kind} inside file {self.path!r}"
+                    f"stream frame {frame.seq}: {frame.kind} inside file {_show(self.path)}"
                 )
         raise StopIteration
 
@@ -318,14 +324,14 @@ class FileContent:
         if self.position > self.size:
             self.finished = True
             raise StreamError(
-                f"stream frame {frame.seq}: file {self.path!r} runs past its size {self.size}"
+                f"stream frame {frame.seq}: file {_show(self.path)} runs past its size {self.size}"
             )
 
     def _check_end(self, frame: Frame) -> None:
         size, digest = frame.params.get("size"), frame.params.get("sha256")
         if size != self.position or size != self.size or digest != self._hash.hexdigest():
             raise StreamError(
-                f"file {self.path!r}: received {self.position} bytes with SHA-256 "
+                f"file {_show(self.path)}: received {self.position} bytes with SHA-256 "
                 f"{self._hash.hexdigest()}, expected {size} bytes with {digest}"
             )
 

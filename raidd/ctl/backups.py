@@ -6,12 +6,17 @@
 from __future__ import annotations
 
 import argparse
+import base64
+import os
 import sys
 from typing import Any
 
+from raidd.commands.ls import listing_line
+from raidd.commands.output import describe_forget, describe_gc
 from raidd.commands.storeopen import time_ns
 from raidd.ctl.common import Context
 from raidd.errors import EXIT_OK, EXIT_WARNINGS
+from raidd.store.scan import EntryType
 
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -104,16 +109,22 @@ def run_sync(context: Context) -> int:
             file=sys.stderr,
         )
     result = context.call("sync", {"roots": roots} if roots else None)
-    context.emit(
-        result,
-        lambda r: (
-            f"commit {r['commit']} at {r['time']}" + ("" if r["changed"] else " (nothing changed)")
-        ),
-    )
+    context.emit(result, describe_sync)
     failed = result.get("failed") or []
     for item in failed:
         print(f"raidctl sync: not committed: {item['error']}", file=sys.stderr)
     return EXIT_WARNINGS if failed else EXIT_OK
+
+
+def describe_sync(result: dict[str, Any]) -> str:
+    """Render a sync result; an unchanged one points to the commit that holds the changes."""
+    if result["changed"]:
+        return f"commit {result['commit']} at {result['time']}"
+    # The watcher commits on its own, often before a sync that follows a change arrives.
+    return (
+        f"nothing changed since commit {result['commit']} at {result['time']}; "
+        "changes made before then are in it or in an earlier commit"
+    )
 
 
 def run_snapshots(context: Context) -> int:
@@ -138,8 +149,14 @@ def run_ls(context: Context) -> int:
 
     def human(listing: dict[str, Any]) -> str:
         lines = [
-            f"{entry['type']:<7} {entry['mode'] & 0o7777:04o} {entry['size']:>12}  "
-            f"{_display_path(entry['path'])}"
+            listing_line(
+                EntryType(entry["type"]),
+                entry["mode"],
+                entry["size"],
+                entry["mtime_ns"],
+                _under_root(args.root, path_bytes(entry["path"])),
+                path_bytes(entry["link_target"]) if entry.get("link_target") else None,
+            )
             for entry in listing["entries"]
         ]
         if listing["truncated"]:
@@ -150,15 +167,26 @@ def run_ls(context: Context) -> int:
     return EXIT_OK
 
 
-def _display_path(path: str | dict[str, str]) -> str:
-    # A name that is not UTF-8 arrives as {"base64": ...}.
-    return path if isinstance(path, str) else f"(base64 name) {path['base64']}"
+def _under_root(root: str, path: bytes) -> bytes:
+    # As `raidd ls` prints them: the root's name, then the path under it.
+    return os.fsencode(root) + (b"/" + path if path else b"")
+
+
+def path_bytes(name: str | dict[str, str]) -> bytes:
+    """Turn a JSON name back into bytes: text, or {"base64": ...} for a name that is not UTF-8."""
+    if isinstance(name, str):
+        return name.encode("utf-8", "surrogateescape")
+    return base64.b64decode(name["base64"])
 
 
 def run_maintenance(context: Context) -> int:
     wait_for_store(context)
-    result = context.call(context.args.method, {"dry_run": context.args.dry_run})
-    context.emit(result, lambda r: f"{context.args.method}: {r}")
+    dry_run = context.args.dry_run
+    result = context.call(context.args.method, {"dry_run": dry_run})
+    if context.args.method == "gc":
+        context.emit(result, describe_gc)
+    else:
+        context.emit(result, lambda r: describe_forget(r, dry_run))
     return EXIT_OK
 
 

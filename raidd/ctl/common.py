@@ -12,7 +12,7 @@ from typing import Any, TextIO
 
 from raidd.control.client import ControlClient, default_socket_path
 from raidd.control.stream import Frame
-from raidd.errors import EXIT_OK, EXIT_WARNINGS
+from raidd.errors import EXIT_INTEGRITY, EXIT_OK, EXIT_WARNINGS
 
 BAR_WIDTH = 30
 
@@ -75,8 +75,9 @@ def follow_job(context: Context, job_id: int) -> int:
     """Follow a job to its end, with a progress bar on a terminal; return the exit code.
 
     The exit code is 0 when the job ended `done` without errors, 1 when it
-    ended `done` with errors found (a scrub's), and 2 when it failed or
-    was cancelled.
+    ended `done` with errors found (a scrub's) and all data readable, 3
+    when it found stripes lost beyond the fault tolerance, and 2 when it
+    failed or was cancelled.
     """
     terminal = context.out.isatty() and not context.json
     drawn_width = 0
@@ -102,7 +103,11 @@ def follow_job(context: Context, job_id: int) -> int:
     if final["state"] != "done":
         return 2
     result = final.get("result") or {}
-    return EXIT_WARNINGS if isinstance(result, dict) and result.get("errors") else EXIT_OK
+    if not isinstance(result, dict):
+        return EXIT_OK
+    if result.get("lost_stripes"):
+        return EXIT_INTEGRITY
+    return EXIT_WARNINGS if result.get("errors") else EXIT_OK
 
 
 def describe_job(job: dict[str, Any]) -> str:
@@ -112,4 +117,12 @@ def describe_job(job: dict[str, Any]) -> str:
     result = job.get("result")
     if isinstance(result, dict) and "errors" in result:
         line += f"; {result['errors']} errors, {result.get('repaired', 0)} repaired"
+    for lost in result.get("lost") or [] if isinstance(result, dict) else []:
+        members = ", ".join(
+            f"role {m['role']} ({m['path'] or 'no member'}: {m['kind']})" for m in lost["members"]
+        )
+        line += (
+            f"\nstripe {lost['stripe']} is lost: {members or 'too many strips bad'}; "
+            "its data cannot be reconstructed"
+        )
     return line

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from typing import Any
 
 from raidd.ctl.common import Context, describe_job, follow_job
@@ -35,11 +36,48 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     limits = subparsers.add_parser(
         "limits", parents=[common], help="show or set the rebuild and scrub rate bounds"
     )
-    limits.add_argument("--min", type=float, metavar="MIB_S", help="minimum rate in MiB/s")
     limits.add_argument(
-        "--max", type=float, metavar="MIB_S", help="maximum rate in MiB/s (0: unlimited)"
+        "--min", type=minimum_rate, metavar="MIB_S", help="minimum rate in MiB/s (more than 0)"
+    )
+    limits.add_argument(
+        "--max", type=maximum_rate, metavar="MIB_S", help="maximum rate in MiB/s (0: unlimited)"
     )
     limits.set_defaults(run=run_limits)
+
+
+def _rate(text: str) -> float:
+    try:
+        rate = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid rate {text!r}: expected MiB/s") from None
+    if not math.isfinite(rate) or rate < 0:
+        raise argparse.ArgumentTypeError(
+            f"invalid rate {text!r}: expected a finite number of MiB/s, 0 or more"
+        )
+    return rate
+
+
+def minimum_rate(text: str) -> float:
+    """Parse --min: MiB/s, more than 0, as `limits.rebuild_min_mib_s` in the configuration."""
+    rate = _rate(text)
+    if rate == 0:
+        raise argparse.ArgumentTypeError(
+            "invalid minimum rate 0: it must be more than 0 MiB/s, as "
+            "limits.rebuild_min_mib_s in the configuration"
+        )
+    return rate
+
+
+def maximum_rate(text: str) -> float:
+    """Parse --max: MiB/s, 0 or more, where 0 means unlimited."""
+    return _rate(text)
+
+
+def describe_limits(limits: dict[str, Any]) -> str:
+    """Render the rate limits with their unit, and 0 as maximum as unlimited."""
+    maximum = limits["max_mib_s"]
+    shown = "unlimited" if not maximum else f"{maximum:g} MiB/s"
+    return f"rate limits: minimum {limits['min_mib_s']:g} MiB/s, maximum {shown}"
 
 
 def _wait(parser: argparse.ArgumentParser) -> None:
@@ -95,7 +133,5 @@ def run_limits(context: Context) -> int:
             "max_mib_s": current["max_mib_s"] if args.max is None else args.max,
         }
         result = context.call("limits.set", params)
-    context.emit(
-        result, lambda r: f"rate limits: minimum {r['min_mib_s']} MiB/s, maximum {r['max_mib_s']}"
-    )
+    context.emit(result, describe_limits)
     return EXIT_OK

@@ -6,6 +6,7 @@ import argparse
 import base64
 import getpass
 from pathlib import Path
+from typing import Any
 
 import crypto
 from raidd.ctl.common import Context
@@ -29,6 +30,11 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     add.set_defaults(run=run_add)
     remove = actions.add_parser("remove", parents=[common], help="remove a keyslot")
     remove.add_argument("slot", type=int, help="slot number, as key list shows it")
+    remove.add_argument(
+        "--force",
+        action="store_true",
+        help="remove it even if it is the last slot the daemon's own key file opens",
+    )
     remove.set_defaults(run=run_remove)
 
 
@@ -49,6 +55,12 @@ def run_add(context: Context) -> int:
     if args.new_keyfile is not None:
         if args.new_keyfile.exists():
             raise UsageError(f"key file {args.new_keyfile} already exists; choose a new path")
+        directory = args.new_keyfile.absolute().parent
+        if not directory.is_dir():
+            raise UsageError(
+                f"cannot create key file {args.new_keyfile}: directory {directory} does not "
+                "exist; create it (mode 0700) or choose another path"
+            )
         # raidctl writes the key file itself, with the caller's permissions.
         crypto.write_new_keyfile(args.new_keyfile)
         secret = crypto.read_keyfile(args.new_keyfile)
@@ -73,6 +85,9 @@ def run_add(context: Context) -> int:
 
 
 def run_remove(context: Context) -> int:
-    result = context.call("key.remove", {"slot": context.args.slot})
+    params: dict[str, Any] = {"slot": context.args.slot}
+    if context.args.force:
+        params["force"] = True
+    result = context.call("key.remove", params)
     context.emit(result, lambda r: f"removed keyslot {r['removed']}")
     return EXIT_OK

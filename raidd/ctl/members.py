@@ -7,13 +7,16 @@ import os
 from typing import Any
 
 from raidd.ctl.common import Context, follow_job
-from raidd.errors import EXIT_OK
+from raidd.errors import EXIT_OK, UsageError
 
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     fail = subparsers.add_parser("fail", parents=[common], help="mark a member faulty")
     fail.add_argument("member", help="member path or UUID")
-    _force(fail, "fail it even beyond the array's fault tolerance")
+    _force(
+        fail,
+        "fail it although the array is already degraded (never beyond the fault tolerance)",
+    )
     fail.set_defaults(run=run_fail)
     remove = subparsers.add_parser(
         "remove", parents=[common], help="remove a faulty or missing member, or a spare"
@@ -62,6 +65,7 @@ def run_remove(context: Context) -> int:
 
 def run_add(context: Context) -> int:
     args = context.args
+    _require_new_device(context, _absolute(args.path), None)
     result = context.call("add", {"path": _absolute(args.path), "force": args.force})
 
     def human(record: dict[str, Any]) -> str:
@@ -74,8 +78,27 @@ def run_add(context: Context) -> int:
     return EXIT_OK
 
 
+def _require_new_device(context: Context, new: str, old: str | None) -> None:
+    """Reject a NEW device or image file that does not exist, naming the size it needs."""
+    if os.path.exists(new):
+        return
+    sizes = []
+    for member in context.call("status")["array"]["members"]:
+        path = member.get("path")
+        if path and os.path.exists(path) and member.get("uuid") != old and path != old:
+            sizes.append((os.stat(path).st_size, path))
+    old_size = [(os.stat(old).st_size, old)] if old and os.path.isfile(old) else []
+    reference = (old_size or sorted(sizes, reverse=True) or [None])[0]
+    need = f" of at least {reference[0]} bytes, the size of {reference[1]}" if reference else ""
+    raise UsageError(
+        f"{new} does not exist; create it first: a block device or an image file{need} "
+        f"(truncate -s SIZE {new})"
+    )
+
+
 def run_replace(context: Context) -> int:
     args = context.args
+    _require_new_device(context, _absolute(args.new), _absolute(args.old))
     params = {"old": _absolute(args.old), "new": _absolute(args.new), "force": args.force}
     result = context.call("replace", params)
     if args.wait:

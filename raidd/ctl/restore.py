@@ -17,10 +17,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from raidd.control.client import RemoteError
 from raidd.control.stream import (
     EntryReader,
     FileLostError,
@@ -32,9 +34,10 @@ from raidd.control.stream import (
 )
 from raidd.ctl.backups import selection_options, selection_params
 from raidd.ctl.common import Context
-from raidd.errors import EXIT_INTEGRITY, EXIT_OK, EXIT_WARNINGS, UsageError
+from raidd.errors import EXIT_INTEGRITY, EXIT_OK, EXIT_USAGE, EXIT_WARNINGS, UsageError
 from raidd.store.catalog_format import json_name
-from raidd.store.restore_writer import RestoreEntry, RestoreWriter
+from raidd.store.restore import not_found_message
+from raidd.store.restore_writer import RestoreEntry, RestoreReport, RestoreWriter, show_path
 from raidd.store.scan import EntryType
 
 _ENTRY_TYPES = {
@@ -121,11 +124,25 @@ def write_entry(writer: RestoreWriter, item: ReceivedEntry, received: Received) 
         received.bytes += item.content.received
 
 
-def _open_writer(target: Path, args: argparse.Namespace) -> RestoreWriter:
+def _check_target(target: Path, dry_run: bool) -> None:
+    """Reject a DIR that is no directory or that the caller may not write, creating nothing."""
     if target.exists() and not target.is_dir():
         raise UsageError(f"--to {target} is not a directory")
-    if target.exists() and not os.access(target, os.W_OK | os.X_OK) and not args.dry_run:
-        raise UsageError(f"--to {target}: you may not write there; choose another directory")
+    if dry_run:
+        return
+    existing = target
+    while not existing.exists():
+        existing = existing.absolute().parent
+    if not os.access(existing, os.W_OK | os.X_OK):
+        if existing == target:
+            raise UsageError(f"--to {target}: you may not write there; choose another directory")
+        raise UsageError(
+            f"--to {target}: cannot create it, because you may not write to {existing}; "
+            "choose another directory"
+        )
+
+
+def _open_writer(target: Path, args: argparse.Namespace) -> RestoreWriter:
     try:
         return RestoreWriter(target, overwrite=args.overwrite, dry_run=args.dry_run)
     except OSError as error:
@@ -134,17 +151,58 @@ def _open_writer(target: Path, args: argparse.Namespace) -> RestoreWriter:
         ) from None
 
 
+def _receive(context: Context, target: Path, received: Received) -> tuple[Any, RestoreReport]:
+    """Send the request, write the entries it streams back; return the reply and the report.
+
+    The target directory is created only once the daemon has accepted the
+    request, so a restore rejected for its arguments leaves nothing behind.
+    """
+    args = context.args
+    params = {"paths": args.paths, **selection_params(args)}
+    reply = context.client.stream("restore", params)
+    writer: RestoreWriter | None = None
+    try:
+        for item in _named_errors(EntryReader(reply), args.paths):
+            if writer is None:
+                writer = _open_writer(target, args)
+            write_entry(writer, item, received)
+        if writer is None:
+            writer = _open_writer(target, args)
+        return reply, writer.finish()
+    finally:
+        if writer is not None:
+            writer.close()
+
+
+def _named_errors(entries: Iterator[ReceivedEntry], paths: list[str]) -> Iterator[ReceivedEntry]:
+    """Pass the entries on, turning the daemon's error for missing PATHs into one naming them."""
+    try:
+        yield from entries
+    except RemoteError as error:
+        if not (isinstance(error.data, dict) and error.data.get("error") == "PathsNotFoundError"):
+            raise
+        names = _missing_paths(error.data.get("missing"), paths)
+        raise UsageError(not_found_message(names, error.data.get("commit"))) from None
+
+
+def _missing_paths(indexes: Any, paths: list[str]) -> list[str]:
+    """Map the daemon's positions of missing PATHs back to the arguments."""
+    if not isinstance(indexes, list) or not all(
+        type(index) is int and 0 <= index < len(paths) for index in indexes
+    ):
+        raise UsageError(f"unexpected list of missing paths from the daemon: {indexes!r}")
+    return [paths[index] for index in indexes]
+
+
 def run_restore(context: Context) -> int:
     args = context.args
     target: Path = args.to
-    params = {"paths": args.paths, **selection_params(args)}
+    _check_target(target, args.dry_run)
     received = Received()
     context.client.timeout = None
-    with _open_writer(target, args) as writer:
-        reply = context.client.stream("restore", params)
-        for item in EntryReader(reply):
-            write_entry(writer, item, received)
-        report = writer.finish()
+    reply, report = _receive(context, target, received)
+
+    missing = _missing_paths(reply.result.get("missing") or [], args.paths)
     result = {
         "commit": reply.result["commit"],
         "target": str(target),
@@ -159,11 +217,19 @@ def run_restore(context: Context) -> int:
         "conflicts": [{"path": json_name(p), "reason": r} for p, r in report.conflicts],
         "errors": [{"path": json_name(p), "error": e} for p, e in report.errors],
         "lost": [{"path": json_name(p), "error": e} for p, e in received.lost],
+        "missing": missing,
     }
     _warn(report.conflicts, report.errors, received.lost)
     context.emit(result, _summary)
+
+    if missing:
+        # The paths that exist are restored; the missing ones are an error all the same.
+        message = not_found_message(missing, result["commit"])
+        print(f"raidctl restore: {message}", file=sys.stderr)
     if received.lost:
         return EXIT_INTEGRITY
+    if missing:
+        return EXIT_USAGE
     return EXIT_OK if report.ok else EXIT_WARNINGS
 
 
@@ -173,11 +239,11 @@ def _warn(
     lost: list[tuple[bytes, str]],
 ) -> None:
     for path, reason in conflicts:
-        _warning(f"{os.fsdecode(path)!r} left alone: {reason} (use --overwrite)")
+        _warning(f"{show_path(path)} left alone: {reason} (use --overwrite)")
     for path, error in errors:
-        _warning(f"{os.fsdecode(path)!r}: {error}")
+        _warning(f"{show_path(path)}: {error}")
     for path, error in lost:
-        _warning(f"{os.fsdecode(path)!r} is lost: {error}")
+        _warning(f"{show_path(path)} is lost: {error}")
 
 
 def _warning(message: str) -> None:

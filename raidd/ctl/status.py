@@ -20,15 +20,16 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     parser.add_argument(
         "--test",
         action="store_true",
-        help="exit 1 when degraded or backups are behind, 3 when failed (as mdadm --test)",
+        help="exit 1 when degraded or backups are behind, 3 when failed or stripes are lost "
+        "(as mdadm --test)",
     )
     parser.set_defaults(run=run)
 
 
 def health_exit_code(status: dict[str, Any]) -> int:
-    """Return the `status --test` exit code: 3 failed, 1 degraded or behind, else 0."""
+    """Return the `status --test` exit code: 3 failed or lost data, 1 degraded or behind."""
     state = status["array"]["state"]
-    if state == "failed":
+    if state == "failed" or status["array"].get("lost_stripe_count"):
         return EXIT_INTEGRITY
     backups = status.get("backups") or {}
     if state in ("degraded", "rebuilding") or backups.get("behind"):
@@ -44,10 +45,11 @@ def run(context: Context) -> int:
 
 def render(status: dict[str, Any]) -> str:
     array = status["array"]
+    title = f"{array['name']} ({array['uuid']})" if array["name"] else array["uuid"]
     lines = [
-        f"array {array['name'] or array['uuid']} ({array['uuid']}): raid{array['level']}, "
-        f"{array['state']}, event {array['event']}",
+        f"array {title}: raid{array['level']}, {array['state']}, event {array['event']}",
         _space_line(array),
+        *_lost_lines(array),
         f"  {'role':>4}  {'state':<10}  {'read':>5} {'write':>5} {'cksum':>5}  path (uuid)",
     ]
     for member in array["members"]:
@@ -57,6 +59,8 @@ def render(status: dict[str, Any]) -> str:
             f"  {role:>4}  {member['state']:<10}  {errors['read']:>5} {errors['write']:>5} "
             f"{errors['checksum']:>5}  {member['path'] or '(none)'} ({member['uuid'] or '-'})"
         )
+        for note in member.get("notes") or []:
+            lines.append(f"        note: {note}")
     for job in status.get("jobs", []):
         lines.append(f"  job {job['id']}: " + progress_line({"detail": job, **job}))
     commit = status.get("last_commit")
@@ -82,6 +86,22 @@ def render(status: dict[str, Any]) -> str:
     if pending:
         lines.append(f"restart needed for changes to: {', '.join(pending)}")
     return "\n".join(lines)
+
+
+def _lost_lines(array: dict[str, Any]) -> list[str]:
+    count = array.get("lost_stripe_count") or 0
+    if not count:
+        return []
+    listed = ", ".join(str(stripe) for stripe in array.get("lost_stripes", []))
+    more = (
+        f" and {count - len(array['lost_stripes'])} more"
+        if count > len(array["lost_stripes"])
+        else ""
+    )
+    return [
+        f"  DATA LOST: {count} stripe{'s' if count != 1 else ''} beyond the fault tolerance "
+        f"(stripe {listed}{more}); raidctl restore reports the files they held as lost"
+    ]
 
 
 def _space_line(array: dict[str, Any]) -> str:

@@ -42,6 +42,8 @@ from raidd.events import EventHook
 log = structlog.get_logger(__name__)
 
 PROGRESS_POLL = 0.2
+# The lost stripes `status` lists by number; the count covers all of them.
+LOST_LISTED = 100
 MEMBER_STATES = {
     MemberState.ACTIVE: "in_sync",
     MemberState.REBUILDING: "rebuilding",
@@ -133,6 +135,8 @@ class ArrayService:
                 "used_bytes": engine["allocated_stripes"] * stripe_bytes,
                 "size_bytes": engine["stripes"] * stripe_bytes,
                 "used_fraction": _fraction(engine["allocated_stripes"], engine["stripes"]),
+                "lost_stripe_count": len(engine["lost_stripes"]),
+                "lost_stripes": engine["lost_stripes"][:LOST_LISTED],
                 "members": members,
             }
 
@@ -167,8 +171,7 @@ class ArrayService:
         self._nearly_full = full
         return full
 
-    @staticmethod
-    def _member_json(slot: Slot, stale: dict[str, dict[str, str]]) -> dict[str, Any]:
+    def _member_json(self, slot: Slot, stale: dict[str, dict[str, str]]) -> dict[str, Any]:
         state = MEMBER_STATES[slot.state]
         path = slot.path
         if slot.member is None and str(slot.member_uuid) in stale:
@@ -185,6 +188,11 @@ class ArrayService:
                 "checksum": slot.counters.checksum,
             },
         }
+        invalid = self.array.report.invalid_copies.get(str(slot.member_uuid), {})
+        record["notes"] = [
+            f"superblock copy {copy} is invalid ({error}); a commit rewrites it"
+            for copy, error in sorted(invalid.items())
+        ]
         return record
 
     # -- administration --------------------------------------------------------------
@@ -357,7 +365,7 @@ class ArrayService:
                     member_uuid=str(slot.member_uuid),
                     error=str(error),
                 )
-                fail_member(self.array, str(slot.member_uuid), force=True)
+                fail_member(self.array, str(slot.member_uuid), vanished=True)
                 vanished.append(slot.path)
         return vanished
 
@@ -384,14 +392,27 @@ class ArrayService:
         log.info("keyslot_added", array=str(self.array.uuid), keyslot=number)
         return number
 
-    def key_remove(self, slot: int) -> None:
+    def key_remove(self, slot: int, *, force: bool = False) -> None:
+        """Remove a keyslot; the last one the daemon's own key file opens only with `force`.
+
+        Raises:
+            UsageError: no such slot, the last slot, or the key file's last slot without force.
+        """
         area = crypto.KeyslotArea.from_bytes(self.array.keyslot_area)
+        own = self.unlocked.keyslots
+        if slot in own and not own - {slot} and not force:
+            raise UsageError(
+                f"keyslot {slot} is the one the daemon's key file {self.unlocked.key_file} "
+                "opens: without it the next start fails (exit 5) until array.keyfile names "
+                "another key file; point array.keyfile at the new key first, or pass --force"
+            )
         try:
             area.remove(slot)
         except crypto.CryptoError as error:
             raise UsageError(str(error)) from error
         self._store_keyslots(area)
-        log.info("keyslot_removed", array=str(self.array.uuid), keyslot=slot)
+        self.unlocked.keyslots = own - {slot}
+        log.info("keyslot_removed", array=str(self.array.uuid), keyslot=slot, forced=force)
 
     def _store_keyslots(self, area: crypto.KeyslotArea) -> None:
         with self.array.lock:
@@ -463,7 +484,16 @@ class ArrayService:
             "errors": result.errors,
             "repaired": result.repaired,
             "lost_stripes": [int(s) for s in result.lost_stripes],
+            "lost": result.lost_report(),
         }
+        if result.lost_stripes:
+            log.error(
+                "stripes_lost",
+                array=str(self.array.uuid),
+                job=job.id,
+                kind=job.kind,
+                stripes=summary["lost_stripes"],
+            )
         self.audit(
             f"{job.kind}_finished",
             {
@@ -474,7 +504,7 @@ class ArrayService:
             },
         )
         if isinstance(array_job, Scrub):
-            if result.errors:
+            if result.errors or result.lost_stripes:
                 self.events.emit("scrub_errors", array=str(self.array.uuid), **summary)
         else:
             self.events.emit("rebuild_finished", array=str(self.array.uuid), job=job.id, **summary)
@@ -564,8 +594,19 @@ class ArrayService:
     def stop(self) -> None:
         """Stop the running job, close the array and wipe the key."""
         self.stop_jobs()
+        self._write_counters()
         self.array.close()
         self.unlocked.wipe()
+
+    def _write_counters(self) -> None:
+        """Commit the error counts changed since the last commit, so that a restart keeps them."""
+        array = self.array
+        if array.read_only or array._broken is not None or not array.counters_changed():
+            return
+        try:
+            array.commit_state()
+        except RaiddError as error:
+            log.error("error_counters_not_written", array=str(array.uuid), error=str(error))
 
 
 def _fraction(part: int, whole: int) -> float:

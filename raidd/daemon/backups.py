@@ -33,6 +33,7 @@ from typing import Any, TypeVar
 
 import structlog
 
+from raidd.config import Config
 from raidd.errors import ArrayFullError, BackupError, RaiddError
 from raidd.events import EventHook
 from raidd.store.maintenance import check, forget, gc
@@ -121,6 +122,10 @@ class BackupService:
             raise
         self.array_uuid = str(self.store.array.uuid)
         self._last_commit = self.locked(_last_commit_of)
+
+    def use_config(self, config: Config) -> None:
+        """Give the store a reloaded configuration; the store operations queued after use it."""
+        self._executor.submit(setattr, self.store, "config", config)
 
     def locked(self, work: Callable[[Store], T]) -> T:
         """Run `work(store)` on the store thread and return its result."""

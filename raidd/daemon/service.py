@@ -347,6 +347,16 @@ class Daemon:
             self.events.close(timeout=1.0)
             self.events = EventHook(new.events.program, timeout=new.events.timeout)
             self.service.events = self.events
+            if self.backups is not None:
+                self.backups.events = self.events
+        if self.backups is not None:
+            # The store reads the watched roots (exclude, retention, pre_backup and
+            # post_backup) from its own copy: the next backup, forget and gc use these.
+            self.backups.use_config(new)
+        if new.schedule != self.config.schedule:
+            now = time.monotonic()
+            self._next_retention = min(self._next_retention, now + new.schedule.retention_interval)
+            self._next_gc = min(self._next_gc, now + new.schedule.gc_interval)
         self.config = new
         log.info("configuration_reloaded", roots=len(new.watches), added_roots=added)
 

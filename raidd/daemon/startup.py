@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import glob
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import structlog
 
@@ -41,6 +41,8 @@ class Unlocked:
     master: crypto.MasterKey
     keys: crypto.Subkeys
     key_file: str
+    # The keyslots the key file opens, so that removing the last of them can be refused.
+    keyslots: frozenset[int] = field(default_factory=frozenset)
 
     def wipe(self) -> None:
         self.master.wipe()
@@ -89,15 +91,39 @@ def unlock(keyslot_area: bytes, config: Config, environ: Mapping[str, str]) -> U
     try:
         area = crypto.KeyslotArea.from_bytes(keyslot_area)
         master = area.unlock_keyfile(secret)
+        opened = slots_opened_by(keyslot_area, secret)
     except crypto.CryptoError as error:
+        detail = str(error).removeprefix("no keyslot opens with this key file").lstrip(": ")
         raise KeyUnlockError(
-            f"no keyslot opens with the key file {path}: {error}; check array.keyfile "
-            "or the LoadCredential= of the unit"
+            f"no keyslot opens with the key file {path}{': ' + detail if detail else ''}; "
+            "check array.keyfile or the LoadCredential= of the unit"
         ) from error
     finally:
         secret[:] = bytes(len(secret))
-    log.info("array_unlocked", key_file=str(path))
-    return Unlocked(master, crypto.derive_subkeys(master), str(path))
+    log.info("array_unlocked", key_file=str(path), keyslots=sorted(opened))
+    return Unlocked(master, crypto.derive_subkeys(master), str(path), opened)
+
+
+def slots_opened_by(keyslot_area: bytes, secret: bytearray | bytes) -> frozenset[int]:
+    """Return the numbers of the keyfile slots that open with `secret`.
+
+    Each slot is tried alone, in a copy of the area with the other slots
+    removed, so that the first slot that opens does not hide the others.
+    """
+    listed = crypto.KeyslotArea.from_bytes(keyslot_area).slots()
+    keyfile_slots = [info.number for info in listed if info.kind == "keyfile"]
+    opened = set()
+    for number in keyfile_slots:
+        alone = crypto.KeyslotArea.from_bytes(keyslot_area)
+        try:
+            for info in listed:
+                if info.number != number:
+                    alone.remove(info.number)
+            alone.unlock_keyfile(secret).wipe()
+        except crypto.CryptoError:
+            continue
+        opened.add(number)
+    return frozenset(opened)
 
 
 def assemble_array(paths: list[str], config: Config, newest: Superblock) -> Array:

@@ -63,7 +63,7 @@ class DeviceFollower:
                     member_uuid=str(slot.member_uuid),
                     device=event.node,
                 )
-                fail_member(array, str(slot.member_uuid), force=True)
+                fail_member(array, str(slot.member_uuid), vanished=True)
 
     def _added(self, event: BlockEvent) -> None:
         array = self.service.array

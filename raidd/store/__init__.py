@@ -12,8 +12,12 @@ Nouns:
 - catalog delta: one commit's versions and deletions in their byte form.
 - object: a chunk or a metadata record, sealed, packed into stripes.
 - object index: chunk id -> pieces (stripe, offset, length) on the array.
-- manifest: the list of every catalog delta, live index segment and audit
-  object; the metadata root in the superblock points at the newest one.
+- history: every live metadata object (catalog deltas, index segments,
+  audit objects) in commit order.
+- manifest: the top of the history, written by each commit; the metadata
+  root in the superblock points at the newest one.
+- manifest page: an immutable object holding a run of older history
+  references (or of lower pages), so the top stays small.
 - audit record: one audited request or automatic action; records are
   hash-chained, sealed in audit objects, and the chain head is part of the
   metadata root (raidd.store.audit).
@@ -23,8 +27,8 @@ Nouns:
 
 Modules, bottom up: chunker, compress, scan, reader (with sqlite_copy and
 commands), retention, restore_writer, catalog_format, catalog, snapshot,
-objects, audit_format, packing, audit, object_index, store, changes, pipeline,
-restore and maintenance.
+objects, manifest, audit_format, packing, audit, object_index, store,
+recovery, changes, pipeline, restore and maintenance.
 """
 
 import importlib

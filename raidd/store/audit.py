@@ -155,7 +155,7 @@ class AuditLog:
         """Return the next record number: the end of the newest audit object that opens."""
         if self._next_number is None:
             self._next_number = 0
-            for ref in reversed(store.manifest.audit):
+            for ref in reversed(store.audit_refs()):
                 try:
                     found = _open(store, ref)
                 except IntegrityError as error:
@@ -235,7 +235,7 @@ def _committed_records(
     An object that does not open, or holds a record that does not decode,
     raises, or is skipped and its id appended to `unreadable` when given.
     """
-    for ref in reversed(store.manifest.audit):
+    for ref in reversed(store.audit_refs()):
         where = f"audit object {ref.object_id.hex()[:16]}"
         try:
             found = _open(store, ref)
@@ -334,7 +334,7 @@ def verify_chain(store: Store) -> ChainReport:
     report = ChainReport(root_head=root_head.hex(), pending=len(store.audit.pending()))
     head = ZERO_LINK
     expected = 0
-    for position, ref in enumerate(store.manifest.audit):
+    for position, ref in enumerate(store.audit_refs()):
         object_name = ref.object_id.hex()
         try:
             found = _open(store, ref)

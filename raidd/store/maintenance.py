@@ -7,20 +7,23 @@ the array forgets the same commits.
 gc frees space in one copy-on-write commit:
 
 1. A chunk object is live when a version in the catalog references it;
-   metadata objects are live when the current manifest lists them.
+   metadata objects are live when the current manifest or one of its pages
+   lists them. The segments a base segment replaces are dropped.
 2. A live object with a piece in a sparse stripe (live bytes under half the
    stripe) is copied, already sealed, to a new stripe.
 3. One commit then records a base index segment with every live chunk's
-   location, a manifest with the moved deltas and audit objects, and frees every allocated
-   stripe left with no live byte. Until that commit is durable nothing
-   refers to the copies, and freed stripes are written again only two
-   commits later, so a crash at any step leaves the previous commit intact.
+   location and a manifest of the kept objects (moved ones at their new
+   place: deltas, audit objects, any listed kind) with every page sealed
+   anew, and frees every allocated stripe left with no live byte. Until
+   that commit is durable nothing refers to the copies, and freed stripes
+   are written again only two commits later, so a crash at any step leaves
+   the previous commit intact.
 
 gc may use the stripes the engine keeps in reserve, so it runs on a full array.
 
 check compares catalog, object index and allocation map, opens every
-metadata object, verifies the audit chain, and with `read_data` every
-chunk object. It reports and never repairs.
+metadata object (manifest pages included), verifies the audit chain, and
+with `read_data` every chunk object. It reports and never repairs.
 """
 
 from collections.abc import Iterable
@@ -34,8 +37,13 @@ from raidd.array.allocmap import FLAG_DATA
 from raidd.errors import IntegrityError
 from raidd.store.catalog_format import Forget, decode_delta
 from raidd.store.compress import decode_chunk
+from raidd.store.manifest import expand, fold
 from raidd.store.objects import (
     KIND_CHUNK,
+    KIND_DELTA,
+    KIND_MANIFEST,
+    KIND_PAGE,
+    KIND_SEGMENT,
     OBJECT_HEADER,
     IndexEntry,
     Location,
@@ -43,7 +51,8 @@ from raidd.store.objects import (
     decode_segment,
     parse_header,
 )
-from raidd.store.packing import Packer, read_location
+from raidd.store.packing import Packer, PendingLocation, read_location
+from raidd.store.recovery import recover_object
 from raidd.store.retention import CommitPoint, apply_policy
 from raidd.store.store import Store
 
@@ -119,11 +128,69 @@ def data_stripes(store: Store) -> set[int]:
     return {int(s) for s in np.flatnonzero((flags & FLAG_DATA) != 0)}
 
 
-def _metadata_refs(store: Store) -> list[MetadataRef]:
-    refs = [*store.manifest.deltas, *store.manifest.segments, *store.manifest.audit]
+def _metadata_refs(
+    store: Store, contents: dict[MetadataRef, tuple[MetadataRef, ...]] | None = None
+) -> list[MetadataRef]:
+    """Return every metadata object the root reaches: pages, listed objects, the top.
+
+    With `contents`, also record what each page lists.
+    """
+
+    def read(page: MetadataRef) -> tuple[MetadataRef, ...]:
+        refs = store.read_page(page)
+        if contents is not None:
+            contents[page] = refs
+        return refs
+
+    found = list(expand(store.manifest.refs, read))
     if store.root is not None:
-        refs.append(store.root.manifest)
-    return refs
+        found.append(store.root.manifest)
+    return found
+
+
+PageReuse = dict[tuple[MetadataRef, ...], MetadataRef]
+
+
+def _reusable_pages(
+    store: Store,
+    kept_refs: list[MetadataRef],
+    moving: set[int],
+    contents: dict[MetadataRef, tuple[MetadataRef, ...]],
+    sparse: set[int],
+) -> PageReuse:
+    """Return the current pages that the gc commit's fold will list again, by contents.
+
+    The fold runs here on the new history, with stand-ins for the objects
+    that move and for the base segment, because their locations are not
+    known yet. So a page is kept exactly when the commit's own fold
+    produces the same group. A page in a sparse stripe is written anew, so that its stripe
+    can be freed.
+    """
+    candidates = {
+        refs: page
+        for page, refs in contents.items()
+        if not any(p.stripe in sparse for c in page.copies for p in c)
+    }
+    stand_ins = [
+        MetadataRef(ref.kind, ref.object_id, ref.length, ()) if i in moving else ref
+        for i, ref in enumerate(kept_refs)
+    ]
+    stand_ins.append(MetadataRef(KIND_SEGMENT, bytes(32), 0, ()))
+    reused: PageReuse = {}
+
+    def seal(groups: list[tuple[int, list[MetadataRef]]]) -> list[MetadataRef]:
+        pages = []
+        for height, group in groups:
+            page = candidates.get(tuple(group))
+            if page is None:
+                page = MetadataRef(KIND_PAGE, len(reused).to_bytes(32, "little"), 0, (), height)
+            else:
+                reused[tuple(group)] = page
+            pages.append(page)
+        return pages
+
+    fold(stand_ins, store.manifest_page_refs, seal)
+    return reused
 
 
 def _live_bytes(pieces: Iterable[Location]) -> dict[int, int]:
@@ -144,65 +211,89 @@ def gc(store: Store, *, dry_run: bool = False) -> GcResult:
             live.append(entry)
         else:
             dead += 1
-    deltas = list(store.manifest.deltas)
-    audit = list(store.manifest.audit)
+    contents: dict[MetadataRef, tuple[MetadataRef, ...]] = {}
+    metadata = _metadata_refs(store, contents)
+    # Segments and the top manifest are written anew by the gc commit, pages
+    # too unless they list the same objects again; every other listed object
+    # (deltas, and any further kind) is kept.
+    rewritten = (KIND_SEGMENT, KIND_PAGE, KIND_MANIFEST)
+    kept_refs = [ref for ref in metadata if ref.kind not in rewritten]
     allocated = data_stripes(store)
     result = GcResult(dead_chunks=dead, stripes_before=len(allocated), dry_run=dry_run)
-    metadata_locations = [copy for ref in _metadata_refs(store) for copy in ref.copies]
+    metadata_locations = [copy for ref in metadata for copy in ref.copies]
     totals = _live_bytes([e.pieces for e in live] + metadata_locations)
     limit = store.array.stripe_data_size * SPARSE_FRACTION
     sparse = {s for s in allocated if 0 < totals.get(s, 0) < limit}
     moving_chunks = [e for e in live if any(p.stripe in sparse for p in e.pieces)]
-    moving_deltas = _in_stripes(deltas, sparse)
-    moving_audit = _in_stripes(audit, sparse)
-    # The segments and the manifest are written anew by the gc commit itself.
+    moving_refs = {
+        i
+        for i, ref in enumerate(kept_refs)
+        if any(p.stripe in sparse for c in ref.copies for p in c)
+    }
+    reuse = _reusable_pages(store, kept_refs, moving_refs, contents, sparse)
     moving_ids = {e.object_id for e in moving_chunks}
     staying = [e.pieces for e in live if e.object_id not in moving_ids]
-    staying += [c for i, ref in enumerate(deltas) if i not in moving_deltas for c in ref.copies]
-    staying += [c for i, ref in enumerate(audit) if i not in moving_audit for c in ref.copies]
+    staying += [c for i, ref in enumerate(kept_refs) if i not in moving_refs for c in ref.copies]
+    staying += [c for page in reuse.values() for c in page.copies]
     kept = _live_bytes(staying)
     freed = sorted(s for s in allocated if kept.get(s, 0) == 0)
-    result.moved_objects = len(moving_chunks) + len(moving_deltas) + len(moving_audit)
+    result.moved_objects = len(moving_chunks) + len(moving_refs)
     result.freed_stripes = freed
     if dry_run or (not freed and not dead):
         return result
     packer = Packer(store.array, use_reserve=True)
     moved: dict[bytes, Any] = {}
     for entry in moving_chunks:
-        stored = read_location(store.array, entry.pieces)
-        store.open_stored(KIND_CHUNK, entry.object_id, stored)
-        moved[entry.object_id] = packer.add(stored)
-    for index in moving_deltas:
-        deltas[index] = _move_metadata(store, deltas[index])
-    for index in moving_audit:
-        audit[index] = _move_metadata(store, audit[index])
-    packer.flush()
+        moved[entry.object_id] = packer.add(_read_sealed(store, KIND_CHUNK, entry))
+    # Moved metadata is packed together (first copies with the chunks), so
+    # that it lands in dense stripes and stays put at the next gc.
+    packers = store.metadata_packers(packer, use_reserve=True)
+    placed = {index: _move_metadata(store, kept_refs[index], packers) for index in moving_refs}
+    for each in packers:
+        each.flush()
+    for index, locations in placed.items():
+        ref = kept_refs[index]
+        kept_refs[index] = MetadataRef(
+            ref.kind, ref.object_id, ref.length, tuple(p.resolve() for p in locations), ref.height
+        )
     entries = [
         IndexEntry(e.object_id, e.length, moved[e.object_id].resolve())
         if e.object_id in moved
         else e
         for e in live
     ]
-    store.commit(None, packer, entries, base=True, freed=freed, deltas=deltas, audit=audit)
+    store.commit(
+        None, packer, entries, base=True, freed=freed, history=kept_refs, reuse_pages=reuse
+    )
     log.info("gc_done", freed=len(freed), moved=result.moved_objects, dead_chunks=dead)
     return result
 
 
-def _in_stripes(refs: list[MetadataRef], stripes: set[int]) -> list[int]:
-    """Return the indexes of the refs with a piece in one of `stripes`."""
-    return [
-        i for i, ref in enumerate(refs) if any(p.stripe in stripes for c in ref.copies for p in c)
-    ]
+def _read_sealed(store: Store, kind: int, entry: IndexEntry) -> bytes:
+    """Return an object's stored bytes, authenticated; repaired first when they fail.
+
+    gc copies objects still sealed, so it needs the stored bytes, not the
+    plaintext that recover_object returns. recover_object rewrites the bad
+    strips (gc runs on a writable array), so a second read gives them.
+    """
+    stored = read_location(store.array, entry.pieces)
+    try:
+        store.open_stored(kind, entry.object_id, stored)
+        return stored
+    except IntegrityError as error:
+        log.warning("gc_object_bad", object_id=entry.object_id.hex()[:16], error=str(error))
+    recover_object(store, kind, entry.object_id, entry.pieces)
+    stored = read_location(store.array, entry.pieces)
+    store.open_stored(kind, entry.object_id, stored)
+    return stored
 
 
-def _move_metadata(store: Store, ref: MetadataRef) -> MetadataRef:
-    """Copy a sealed metadata object (every copy, never sharing a stripe) to new stripes."""
+def _move_metadata(store: Store, ref: MetadataRef, packers: list[Packer]) -> list[PendingLocation]:
+    """Add a sealed metadata object to the packers, one per copy (never sharing a stripe)."""
     stored = None
     for copy in ref.copies:
         try:
-            candidate = read_location(store.array, copy)
-            store.open_stored(ref.kind, ref.object_id, candidate)
-            stored = candidate
+            stored = _read_sealed(store, ref.kind, IndexEntry(ref.object_id, ref.length, copy))
             break
         except IntegrityError as error:
             log.warning(
@@ -210,11 +301,7 @@ def _move_metadata(store: Store, ref: MetadataRef) -> MetadataRef:
             )
     if stored is None:
         raise IntegrityError(f"metadata object {ref.object_id.hex()[:16]} is lost in every copy")
-    packers = [Packer(store.array, use_reserve=True) for _ in ref.copies]
-    locations = [packer.add(stored) for packer in packers]
-    for packer in packers:
-        packer.flush()
-    return MetadataRef(ref.kind, ref.object_id, ref.length, tuple(p.resolve() for p in locations))
+    return [packer.add(stored) for packer in packers[: len(ref.copies)]]
 
 
 @dataclass
@@ -240,9 +327,17 @@ def check(store: Store, *, read_data: bool = False) -> CheckResult:
     """Verify that catalog, object index and allocation agree; report, never repair."""
     result = CheckResult()
     allocated = data_stripes(store)
-    _check_metadata(store, result)
+    try:
+        metadata = _metadata_refs(store)
+    except IntegrityError as error:
+        # A lost page hides what it lists; nothing below can be compared.
+        result.errors.append(f"the manifest cannot be walked: {error}")
+        return result
+    _check_metadata(metadata, store, result)
     on_array: dict[bytes, IndexEntry] = {}
-    for ref in store.manifest.segments:
+    for ref in metadata:
+        if ref.kind != KIND_SEGMENT:
+            continue
         try:
             _, base, segment = decode_segment(bytes(store.read_metadata(ref)))
         except IntegrityError as error:
@@ -272,7 +367,7 @@ def check(store: Store, *, read_data: bool = False) -> CheckResult:
                     f"chunk {entry.object_id.hex()[:16]} lies in stripe {piece.stripe}, which "
                     "the allocation map does not mark as data"
                 )
-    for ref in _metadata_refs(store):
+    for ref in metadata:
         for copy in ref.copies:
             used.update(piece.stripe for piece in copy)
     orphans = allocated - used
@@ -291,8 +386,8 @@ def check(store: Store, *, read_data: bool = False) -> CheckResult:
     return result
 
 
-def _check_metadata(store: Store, result: CheckResult) -> None:
-    for ref in _metadata_refs(store):
+def _check_metadata(metadata: list[MetadataRef], store: Store, result: CheckResult) -> None:
+    for ref in metadata:
         for number, copy in enumerate(ref.copies, start=1):
             try:
                 plain = store.read_object(ref.kind, ref.object_id, copy)
@@ -300,7 +395,7 @@ def _check_metadata(store: Store, result: CheckResult) -> None:
             except IntegrityError as error:
                 result.errors.append(f"copy {number} of {error}")
                 continue
-            if ref in store.manifest.deltas:
+            if ref.kind == KIND_DELTA:
                 try:
                     decode_delta(bytes(plain))
                 except IntegrityError as error:
@@ -319,4 +414,22 @@ def _read_every_chunk(store: Store, entries: Iterable[IndexEntry], result: Check
             decode_chunk(bytes(store.open_stored(KIND_CHUNK, entry.object_id, stored)))
             result.objects_read += 1
         except IntegrityError as error:
-            result.errors.append(str(error))
+            _recover_chunk(store, entry, error, result)
+
+
+def _recover_chunk(
+    store: Store, entry: IndexEntry, error: IntegrityError, result: CheckResult
+) -> None:
+    """Try the other readings of a chunk that failed; one that authenticates makes a note."""
+    name = f"chunk {entry.object_id.hex()[:16]}"
+    try:
+        decode_chunk(bytes(recover_object(store, KIND_CHUNK, entry.object_id, entry.pieces)))
+    except IntegrityError as lost:
+        log.warning("check_chunk_lost", object_id=entry.object_id.hex()[:16], error=str(lost))
+        result.errors.append(str(error))
+        return
+    result.objects_read += 1
+    result.notes.append(
+        f"{name} fails as read ({error}), but a reconstruction from the other members "
+        "authenticates; a read on a writable open (the daemon's) rewrites the bad strips"
+    )

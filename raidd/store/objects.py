@@ -1,12 +1,12 @@
-"""Object, index segment, manifest and metadata root layouts (docs/FORMAT.md, "Objects").
+"""Object, index segment, manifest, page and metadata root layouts (docs/FORMAT.md, "Objects").
 
 An object is a 40-byte plain header followed by one sealed block
 (crypto.seal). Chunk objects are sealed under the chunk subkey, metadata
-objects (catalog deltas, index segments, manifests) under the metadata
-subkey, and audit objects (raidd.store.audit) under the audit subkey. The
-associated data is the array UUID, the kind byte and the object id, so an
-object moved from another array, or relabelled as another kind or id,
-fails authentication.
+objects (catalog deltas, index segments, manifests, manifest pages) under
+the metadata subkey, and audit objects (raidd.store.audit) under the audit
+subkey. The associated data is the array UUID, the kind byte and the object
+id, so an object moved from another array, or relabelled as another kind or
+id, fails authentication.
 
 An object may cross stripe boundaries: its location is a list of pieces
 (stripe, offset, length) whose bytes, joined in order, are the header and
@@ -27,7 +27,9 @@ __all__ = [
     "KIND_CHUNK",
     "KIND_DELTA",
     "KIND_MANIFEST",
+    "KIND_PAGE",
     "KIND_SEGMENT",
+    "LISTED_KINDS",
     "OBJECT_HEADER",
     "ROOT_SIZE",
     "IndexEntry",
@@ -37,9 +39,11 @@ __all__ = [
     "MetadataRoot",
     "Piece",
     "decode_manifest",
+    "decode_page",
     "decode_root",
     "decode_segment",
     "encode_manifest",
+    "encode_page",
     "encode_root",
     "encode_segment",
     "object_header",
@@ -54,13 +58,18 @@ KIND_DELTA = 2
 KIND_SEGMENT = 3
 KIND_MANIFEST = 4
 KIND_AUDIT = 5
+KIND_PAGE = 6
 KIND_NAMES = {
     KIND_CHUNK: "chunk",
     KIND_DELTA: "catalog delta",
     KIND_SEGMENT: "index segment",
     KIND_MANIFEST: "manifest",
     KIND_AUDIT: "audit object",
+    KIND_PAGE: "manifest page",
 }
+# The kinds a manifest or a manifest page may list. A new kind of metadata
+# object joins this set; paging, gc and check carry it like the others.
+LISTED_KINDS = frozenset({KIND_DELTA, KIND_SEGMENT, KIND_AUDIT, KIND_PAGE})
 ID_SIZE = 32
 
 # magic, version, kind, sealed length, object id
@@ -77,13 +86,18 @@ SEGMENT_HEADER = struct.Struct("<4sHHQI")
 SEGMENT_ENTRY = struct.Struct(f"<{ID_SIZE}sIHH")
 
 MANIFEST_MAGIC = b"RDMF"
-# Version 2 adds references of kind 5 (audit objects); version 1 manifests still open.
 MANIFEST_VERSION = 2
-MANIFEST_VERSIONS = (1, 2)
+# Version 1 manifests (no pages; deltas, then segments) still load.
+MANIFEST_VERSION_UNPAGED = 1
 # magic, version, flags, commit sequence, reference count
 MANIFEST_HEADER = struct.Struct("<4sHHQI")
-# kind, copy count, reserved, object id, stored length
+# kind, copy count, height (pages only, 0 for others), object id, stored length
 REF_HEAD = struct.Struct(f"<BBH{ID_SIZE}sI")
+
+PAGE_MAGIC = b"RDMP"
+PAGE_VERSION = 1
+# magic, version, height, reserved, commit sequence, reference count
+PAGE_HEADER = struct.Struct("<4sHBBQI")
 U16 = struct.Struct("<H")
 
 ROOT_MAGIC = b"RDMR"
@@ -118,22 +132,33 @@ class IndexEntry:
 
 @dataclass(frozen=True, slots=True)
 class MetadataRef:
-    """A metadata object by kind and id, with one location per copy (two on RAID0)."""
+    """A metadata object by kind and id, with one location per copy (two on RAID0).
+
+    `height` is 0 except for a manifest page: 1 for a page that lists other
+    objects, h + 1 for a page that lists pages of height h.
+    """
 
     kind: int
     object_id: bytes
     length: int
     copies: tuple[Location, ...]
+    height: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class Manifest:
-    """Everything a commit's state needs: catalog deltas, live index segments, audit objects."""
+    """The top of a commit's metadata: its references in commit order, oldest first.
+
+    Older references sit in manifest pages (kind KIND_PAGE), listed here in
+    place of what they contain; raidd.store.manifest expands and folds them.
+    """
 
     sequence: int
-    deltas: tuple[MetadataRef, ...]
-    segments: tuple[MetadataRef, ...]
-    audit: tuple[MetadataRef, ...] = ()
+    refs: tuple[MetadataRef, ...]
+
+    def of_kind(self, kind: int) -> tuple[MetadataRef, ...]:
+        """Return the references of one kind listed in the top itself (not in pages)."""
+        return tuple(ref for ref in self.refs if ref.kind == kind)
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,24 +304,41 @@ def decode_segment(data: bytes) -> tuple[int, bool, list[IndexEntry]]:
 
 
 def _encode_ref(out: list[bytes], ref: MetadataRef) -> None:
-    out.append(REF_HEAD.pack(ref.kind, len(ref.copies), 0, ref.object_id, ref.length))
+    out.append(REF_HEAD.pack(ref.kind, len(ref.copies), ref.height, ref.object_id, ref.length))
     for copy in ref.copies:
         out.append(U16.pack(len(copy)))
         _pack_pieces(out, copy)
 
 
-def _decode_ref(cursor: _Cursor) -> MetadataRef:
-    kind, copy_count, _reserved, object_id, length = cursor.unpack(REF_HEAD)
+def _decode_ref(cursor: _Cursor, kinds: frozenset[int]) -> MetadataRef:
+    at = cursor.offset
+    kind, copy_count, height, object_id, length = cursor.unpack(REF_HEAD)
+    if kind not in kinds:
+        raise IntegrityError(
+            f"{cursor.what} lists an object of unknown kind {kind} at offset {at}"
+        )
+    if (kind == KIND_PAGE) != (height > 0):
+        raise IntegrityError(
+            f"{cursor.what} lists a {KIND_NAMES[kind]} of height {height} at offset {at}"
+        )
+    if not 1 <= copy_count <= 2:
+        raise IntegrityError(f"{cursor.what} lists {copy_count} copies at offset {at}")
     copies = []
     for _ in range(int(copy_count)):
         (count,) = cursor.unpack(U16)
         copies.append(_read_pieces(cursor, int(count)))
-    return MetadataRef(int(kind), bytes(object_id), int(length), tuple(copies))
+    return MetadataRef(int(kind), bytes(object_id), int(length), tuple(copies), int(height))
+
+
+def _decode_refs(cursor: _Cursor, count: int, kinds: frozenset[int]) -> tuple[MetadataRef, ...]:
+    refs = tuple(_decode_ref(cursor, kinds) for _ in range(count))
+    cursor.finish()
+    return refs
 
 
 def encode_manifest(manifest: Manifest) -> bytes:
-    """Return a manifest's byte form: header, catalog deltas, index segments, audit objects."""
-    refs = [*manifest.deltas, *manifest.segments, *manifest.audit]
+    """Return the byte form of a manifest (version 2): header, then its references in order."""
+    refs = manifest.refs
     out = [MANIFEST_HEADER.pack(MANIFEST_MAGIC, MANIFEST_VERSION, 0, manifest.sequence, len(refs))]
     for ref in refs:
         _encode_ref(out, ref)
@@ -304,28 +346,53 @@ def encode_manifest(manifest: Manifest) -> bytes:
 
 
 def decode_manifest(data: bytes) -> Manifest:
-    """Decode a manifest.
+    """Decode a manifest of version 2, or of version 1 (deltas and segments, no pages).
 
     Raises:
         IntegrityError: wrong magic or version, an unknown kind, truncated or padded.
     """
     cursor = _Cursor(data, "manifest")
     magic, version, _flags, sequence, count = cursor.unpack(MANIFEST_HEADER)
-    known = version if version in MANIFEST_VERSIONS else MANIFEST_VERSION
-    _check_magic(magic, version, MANIFEST_MAGIC, known, "manifest")
-    deltas, segments, audit = [], [], []
-    for _ in range(int(count)):
-        ref = _decode_ref(cursor)
-        if ref.kind == KIND_DELTA:
-            deltas.append(ref)
-        elif ref.kind == KIND_SEGMENT:
-            segments.append(ref)
-        elif ref.kind == KIND_AUDIT and version >= 2:
-            audit.append(ref)
-        else:
-            raise IntegrityError(f"manifest lists an object of unknown kind {ref.kind}")
-    cursor.finish()
-    return Manifest(int(sequence), tuple(deltas), tuple(segments), tuple(audit))
+    if version == MANIFEST_VERSION_UNPAGED:
+        kinds = frozenset({KIND_DELTA, KIND_SEGMENT})
+        version = MANIFEST_VERSION
+    else:
+        kinds = LISTED_KINDS
+    _check_magic(magic, version, MANIFEST_MAGIC, MANIFEST_VERSION, "manifest")
+    return Manifest(int(sequence), _decode_refs(cursor, int(count), kinds))
+
+
+def encode_page(sequence: int, height: int, refs: Sequence[MetadataRef]) -> bytes:
+    """Return a manifest page: `refs` (each of height `height - 1`) sealed by commit `sequence`.
+
+    Raises:
+        ValueError: a reference of another height, or an empty page.
+    """
+    if not refs or any(ref.height != height - 1 for ref in refs):
+        raise ValueError(f"a page of height {height} lists references of height {height - 1}")
+    out = [PAGE_HEADER.pack(PAGE_MAGIC, PAGE_VERSION, height, 0, sequence, len(refs))]
+    for ref in refs:
+        _encode_ref(out, ref)
+    return b"".join(out)
+
+
+def decode_page(data: bytes) -> tuple[int, int, tuple[MetadataRef, ...]]:
+    """Decode a manifest page into (commit sequence, height, references).
+
+    Raises:
+        IntegrityError: wrong magic or version, an empty page, a reference of
+            the wrong height or kind, truncated or padded.
+    """
+    cursor = _Cursor(data, "manifest page")
+    magic, version, height, _reserved, sequence, count = cursor.unpack(PAGE_HEADER)
+    _check_magic(magic, version, PAGE_MAGIC, PAGE_VERSION, "manifest page")
+    refs = _decode_refs(cursor, int(count), LISTED_KINDS)
+    if not refs or height < 1 or any(ref.height != height - 1 for ref in refs):
+        raise IntegrityError(
+            f"manifest page of height {height} lists {len(refs)} references of heights "
+            f"{sorted({ref.height for ref in refs})}"
+        )
+    return int(sequence), int(height), refs
 
 
 def encode_root(root: MetadataRoot) -> bytes:

@@ -298,11 +298,14 @@ def _backup_root(
             entries, previous = subset.entries, subset.previous
     except OSError as error:
         return fail_root("root_unreadable", f"cannot open the root: {error.strerror}")
-    for problem in scan_problems:
-        report(problem.path, problem.kind, problem.message)
     root_bytes = os.fsencode(watch.path)
     files = [e.path for e in entries if e.type is EntryType.FILE]
-    sidecars = find_sqlite_sidecars(files, root_bytes, is_file=files)
+    vanished = [p.path for p in scan_problems if p.kind == "vanished"]
+    sidecars = find_sqlite_sidecars([*files, *vanished], root_bytes, is_file=files)
+    for problem in scan_problems:
+        # A database's -journal comes and goes with each transaction; it is never stored.
+        if problem.path not in sidecars:
+            report(problem.path, problem.kind, problem.message)
     entries = with_wal_ctimes(entries, root_bytes, sidecars, complete=changed is None)
     groups = HardLinkGroups(sequence)
     records: list[Record] = []

@@ -23,7 +23,17 @@ from raidd.store.scan import EntryType
 from raidd.store.snapshot import is_under, locate_path, restore_entries
 from raidd.store.store import Store
 
-__all__ = ["RestoreResult", "Selection", "restore", "select", "stream_entries"]
+__all__ = [
+    "PathsNotFoundError",
+    "RestoreResult",
+    "Selection",
+    "drop_missing",
+    "missing_selections",
+    "not_found_message",
+    "restore",
+    "select",
+    "stream_entries",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -85,6 +95,75 @@ def select(store: Store, paths: Sequence[bytes]) -> list[Selection]:
         if selection.root not in known:
             raise UsageError(f"root {selection.root!r} has no commit in the catalog")
     return chosen
+
+
+def missing_selections(
+    store: Store, selections: Sequence[Selection], sequence: int
+) -> list[Selection]:
+    """Return the selections that match no entry of commit `sequence`, in their order.
+
+    A whole root (an empty prefix) is never missing: select() has checked
+    that the catalog knows it.
+    """
+    wanted: dict[str, set[bytes]] = {}
+    for selection in selections:
+        if selection.prefix:
+            wanted.setdefault(selection.root, set()).add(selection.prefix)
+    found: set[tuple[str, bytes]] = set()
+    for root, prefixes in wanted.items():
+        unseen = set(prefixes)
+        for version in store.catalog.state(root, sequence):
+            seen = {prefix for prefix in unseen if is_under(version.path, prefix)}
+            unseen -= seen
+            found.update((root, prefix) for prefix in seen)
+            if not unseen:
+                break
+    return [s for s in selections if s.prefix and (s.root, s.prefix) not in found]
+
+
+class PathsNotFoundError(UsageError):
+    """No restore PATH matches anything in the commit.
+
+    Attributes:
+        indexes: the positions of the missing PATHs among the arguments.
+        sequence: the commit.
+    """
+
+    def __init__(self, paths: Sequence[str], indexes: list[int], sequence: int) -> None:
+        super().__init__(not_found_message([paths[i] for i in indexes], sequence))
+        self.indexes = indexes
+        self.sequence = sequence
+
+
+def drop_missing(
+    store: Store, paths: Sequence[str], selections: Sequence[Selection], sequence: int
+) -> tuple[list[Selection], list[int]]:
+    """Split the selections of restore PATH arguments into those found and those missing.
+
+    Args:
+        paths: the PATH arguments, in the order select() got them (empty for every root).
+        selections: what select() returned for them.
+
+    Returns:
+        The selections that match entries of commit `sequence`, and the
+        positions in `paths` of the arguments that match none.
+
+    Raises:
+        PathsNotFoundError: no PATH matches anything, so there is nothing to restore.
+    """
+    missing = missing_selections(store, selections, sequence)
+    if not missing:
+        return list(selections), []
+    indexes = [index for index, selection in enumerate(selections) if selection in missing]
+    if len(indexes) == len(selections):
+        raise PathsNotFoundError(paths, indexes, sequence)
+    return [s for s in selections if s not in missing], indexes
+
+
+def not_found_message(paths: Sequence[str], sequence: int) -> str:
+    """Return the error for restore PATH arguments that match nothing in a commit."""
+    names = ", ".join(repr(path) for path in paths)
+    return f"{names} not found in commit {sequence}; check the path with `ls`"
 
 
 def chunk_source(store: Store, version: Version) -> DataSource:

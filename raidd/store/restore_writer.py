@@ -10,6 +10,8 @@ Safety rules, each enforced here:
   with O_CREAT | O_EXCL | O_NOFOLLOW under a temporary name in their
   directory, then renamed over the final name; rename replaces a symlink
   itself, never what it points to.
+- The first time the writer enters a directory, it removes the temporary
+  files a killed restore left there (raidd.store.restore_temp).
 - An existing entry that differs from the version is left alone and reported
   as a conflict unless `overwrite` is set. One that matches (same type, mode,
   size, mtime and content, or the same link target) is left as it is, so
@@ -25,7 +27,6 @@ that creating children does not move a directory's restored mtime.
 import ctypes
 import errno
 import os
-import secrets
 import stat
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -35,12 +36,14 @@ import structlog
 
 from raidd.errors import UsageError
 from raidd.store.restore_source import StreamSource
+from raidd.store.restore_temp import remove_stale_temporaries, temporary_name
 from raidd.store.scan import EntryType
 
 __all__ = [
     "RestoreEntry",
     "RestoreReport",
     "RestoreWriter",
+    "show_path",
     "split_catalog_path",
 ]
 
@@ -48,7 +51,6 @@ log = structlog.get_logger(__name__)
 
 DataSource = Callable[[], Iterable[tuple[int, bytes]]]
 _DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_TEMP_PREFIX = b".raidd-restore-"
 _COMPARE_BLOCK = 1 << 20
 
 
@@ -90,6 +92,11 @@ class RestoreReport:
         return not self.conflicts and not self.errors
 
 
+def show_path(path: bytes) -> str:
+    """Return a catalog path for messages: quoted, with newlines and odd bytes escaped."""
+    return repr(os.fsdecode(path))
+
+
 def split_catalog_path(path: bytes) -> list[bytes]:
     """Split a catalog path into components, rejecting any that could leave the target.
 
@@ -97,12 +104,13 @@ def split_catalog_path(path: bytes) -> list[bytes]:
         UsageError: an absolute path, or an empty, `.`, `..` or NUL component.
     """
     if path.startswith(b"/"):
-        raise UsageError(f"unsafe path {path!r} in the catalog: it is absolute")
+        raise UsageError(f"unsafe path {show_path(path)} in the catalog: it is absolute")
     parts = path.split(b"/")
     for part in parts:
         if part in (b"", b".", b"..") or b"\0" in part:
             raise UsageError(
-                f"unsafe path {path!r} in the catalog: component {part!r} is not allowed"
+                f"unsafe path {show_path(path)} in the catalog: component {show_path(part)} "
+                "is not allowed"
             )
     return parts
 
@@ -177,6 +185,9 @@ class RestoreWriter:
         self._directories: dict[bytes, RestoreEntry] = {}
         self._restored_files: set[bytes] = set()
         self._devices: dict[int, int] = {}
+        self._cleaned: set[bytes] = set()
+        if self._root_fd >= 0:
+            self._remove_stale_temporaries(b"", self._root_fd)
 
     def __enter__(self) -> "RestoreWriter":
         return self
@@ -250,8 +261,13 @@ class RestoreWriter:
         """
         assert entry.hard_link_to is not None
         if entry.hard_link_to not in self._restored_files:
+            source = show_path(entry.hard_link_to)
+            if any(path == entry.hard_link_to for path, _ in self.report.conflicts):
+                return self._record_conflict(
+                    entry.path, f"its hard-link source {source} was left alone"
+                )
             return self._record_error(
-                entry.path, f"its hard-link source {entry.hard_link_to!r} was not restored"
+                entry.path, f"its hard-link source {source} was not restored"
             )
         try:
             parts = split_catalog_path(entry.path)
@@ -322,14 +338,21 @@ class RestoreWriter:
                     raise
                 where = b"/".join(parts[: index + 1])
                 raise _Unsafe(
-                    f"{where!r} is a symlink or not a directory; it is not followed"
+                    f"{show_path(where)} is a symlink or not a directory; it is not followed"
                 ) from None
             if fd != self._root_fd:
                 os.close(fd)
             fd = child
+            if fd >= 0:
+                self._remove_stale_temporaries(b"/".join(parts[: index + 1]), fd)
             if fd < 0:
                 break
         return fd
+
+    def _remove_stale_temporaries(self, where: bytes, fd: int) -> None:
+        if not self.dry_run and where not in self._cleaned:
+            self._cleaned.add(where)
+            remove_stale_temporaries(fd, where)
 
     def _make_directory(self, parent: int, name: bytes) -> int:
         if self.dry_run or parent < 0:
@@ -426,7 +449,7 @@ class RestoreWriter:
             os.close(fd)
 
     def _temp_name(self) -> bytes:
-        return _TEMP_PREFIX + secrets.token_hex(8).encode()
+        return temporary_name()
 
     def _write_file(
         self, parent: int, name: bytes, entry: RestoreEntry, data: DataSource | None
@@ -536,6 +559,9 @@ class RestoreWriter:
         return self.report
 
     def _finish_directory(self, entry: RestoreEntry) -> None:
+        if any(path == entry.path for path, _ in self.report.conflicts):
+            # Left alone: what is there is not the restored directory.
+            return
         try:
             parts = split_catalog_path(entry.path)
             parent = self._open_parent(parts[:-1])

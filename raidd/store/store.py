@@ -4,8 +4,9 @@ import secrets
 import shutil
 import tempfile
 import threading
+import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,13 +23,15 @@ from raidd.store.catalog import CatalogIndex, CommitInfo
 from raidd.store.catalog_format import CommitDelta, Version, decode_delta, encode_delta
 from raidd.store.chunker import Chunker
 from raidd.store.compress import Compressor
+from raidd.store.manifest import DEFAULT_PAGE_REFS, expand, write_top
 from raidd.store.object_index import ObjectIndex
 from raidd.store.objects import (
     KIND_AUDIT,
     KIND_CHUNK,
     KIND_DELTA,
-    KIND_MANIFEST,
+    KIND_PAGE,
     KIND_SEGMENT,
+    LISTED_KINDS,
     IndexEntry,
     Location,
     Manifest,
@@ -36,9 +39,9 @@ from raidd.store.objects import (
     MetadataRoot,
     associated_data,
     decode_manifest,
+    decode_page,
     decode_root,
     decode_segment,
-    encode_manifest,
     encode_root,
     encode_segment,
     object_header,
@@ -87,12 +90,15 @@ class Store:
 
     On the array: chunk objects (compressed chunk, sealed under the chunk
     subkey, named by the keyed chunk id) and metadata objects (catalog
-    deltas, index segments, manifests; sealed under the metadata subkey,
-    random ids), packed into stripes. Each commit writes its catalog delta,
-    an index segment with the new chunk locations and a manifest listing
-    every delta and live segment; the superblock's metadata root points at
-    the manifest. On RAID0 each metadata object is written twice, in
-    different stripes. The members and a key therefore restore everything.
+    deltas, index segments, manifests and manifest pages; sealed under the
+    metadata subkey, random ids), packed into stripes. Each commit writes
+    its catalog delta, an index segment with the new chunk locations and a
+    top manifest; the superblock's metadata root points at the top. The top
+    lists the newest references and sealed manifest pages holding the older
+    ones (raidd.store.manifest), so a commit writes O(log n) bytes of
+    manifest however long the history. On RAID0 each metadata object is
+    written twice, in different stripes. The members and a key therefore
+    restore everything.
 
     In the state directory: the catalog index and the object index (SQLite),
     a cache rebuilt from the array when missing or not at the superblock's
@@ -113,16 +119,23 @@ class Store:
       and returns restore.RestoreResult (lost files listed, not raised).
     - `forget(dry_run=)`, `gc(dry_run=)`, `check(read_data=)` return the
       result classes of raidd.store.maintenance.
-    - `commit(delta, packer, entries)`: the one way anything is committed;
-      it takes the pending audit records along. `audit.append(record)`
+    - `commit(delta, packer, entries, refs=...)`: the one way anything is
+      committed; it takes the pending audit records along, and `refs` adds
+      metadata objects of further listed kinds. `audit.append(record)`
       queues a record (any thread); `commit_audit()` commits pending
       records alone; `audit_records(...)` and `verify_audit()` read them
       (raidd.store.audit).
+    - `history()` yields every listed metadata object in commit order
+      (reading the manifest pages); `manifest_refs()` the pages as well;
+      `audit_refs()` the audit objects alone.
     - `close()`; also a context manager.
 
     Not thread-safe as a whole: one operation at a time. backup() runs its
     own worker threads.
     """
+
+    # References per manifest page; tests set it small to fold often.
+    manifest_page_refs = DEFAULT_PAGE_REFS
 
     def __init__(
         self,
@@ -146,7 +159,7 @@ class Store:
         self.catalog_path = state_directory / f"catalog-{stem}.db"
         self.objects_path = state_directory / f"objects-{stem}.db"
         self.root: MetadataRoot | None = decode_root(array.metadata_root)
-        self.manifest = Manifest(0, (), ())
+        self.manifest = Manifest(0, ())
         if self.root is not None:
             self.manifest = self._read_manifest(self.root.manifest)
         self.audit = AuditLog(self.keys.audit_path, self.keys.audit_chain)
@@ -291,16 +304,45 @@ class Store:
                 Path(str(path) + suffix).unlink(missing_ok=True)
 
     def _rebuild(self, catalog: CatalogIndex, objects: ObjectIndex) -> None:
-        """Fill empty indexes from the deltas and segments the manifest lists."""
-        for ref in self.manifest.deltas:
-            catalog.apply(decode_delta(bytes(self.read_metadata(ref))))
+        """Fill empty indexes from the deltas and segments of the history, in order."""
         entries: dict[bytes, IndexEntry] = {}
-        for ref in self.manifest.segments:
-            _, base, segment = decode_segment(bytes(self.read_metadata(ref)))
-            if base:
-                entries.clear()
-            entries.update((entry.object_id, entry) for entry in segment)
+        for ref in self.history():
+            if ref.kind == KIND_DELTA:
+                catalog.apply(decode_delta(bytes(self.read_metadata(ref))))
+            elif ref.kind == KIND_SEGMENT:
+                _, base, segment = decode_segment(bytes(self.read_metadata(ref)))
+                if base:
+                    entries.clear()
+                entries.update((entry.object_id, entry) for entry in segment)
         objects.record(entries.values(), self.array.metadata_root, replace_all=True)
+
+    # -- manifest ----------------------------------------------------------------------
+
+    def read_page(self, ref: MetadataRef) -> tuple[MetadataRef, ...]:
+        """Read a manifest page and return its references.
+
+        Raises:
+            IntegrityError: the page is lost, malformed, or of another height.
+        """
+        _, height, refs = decode_page(bytes(self.read_metadata(ref)))
+        if height != ref.height:
+            raise IntegrityError(
+                f"manifest page {ref.object_id.hex()[:16]} has height {height}; its reference "
+                f"says {ref.height}"
+            )
+        return refs
+
+    def manifest_refs(self) -> Iterator[MetadataRef]:
+        """Yield every reference under the top manifest in commit order, pages included."""
+        return expand(self.manifest.refs, self.read_page)
+
+    def history(self) -> Iterator[MetadataRef]:
+        """Yield every listed metadata object (no pages) in commit order."""
+        return (ref for ref in self.manifest_refs() if ref.kind != KIND_PAGE)
+
+    def audit_refs(self) -> tuple[MetadataRef, ...]:
+        """Return the audit objects of the history, oldest first."""
+        return tuple(ref for ref in self.history() if ref.kind == KIND_AUDIT)
 
     # -- objects -----------------------------------------------------------------------
 
@@ -331,29 +373,24 @@ class Store:
             ) from error
 
     def read_object(self, kind: int, object_id: bytes, pieces: Location) -> bytearray:
-        """Read, authenticate and open an object; read once more on failure.
+        """Read, authenticate and open an object; reconstruct it when that fails.
 
         The engine checks every strip against its checksum and rebuilds a
-        bad one from parity before it returns, so an object that fails
-        authentication here was read through reconstruction already. A
-        rebuilt strip must match the same checksum, so no other
-        reconstruction can give other bytes. The object is read once more
-        (a transient read error heals), then reported lost.
+        bad one from parity before it returns. An object that fails
+        authentication anyway was read from strips whose checksums matched,
+        so the other readings within the fault tolerance are tried
+        (raidd.store.recovery.recover_object) before it is reported lost.
 
         Raises:
             IntegrityError: the object is lost; the message names it.
         """
-        error: IntegrityError | None = None
-        for _attempt in range(2):
-            try:
-                return self.open_stored(kind, object_id, read_location(self.array, pieces))
-            except IntegrityError as failure:
-                error = failure
-                log.warning(
-                    "object_read_failed", object_id=object_id.hex()[:16], error=str(failure)
-                )
-        assert error is not None
-        raise error
+        try:
+            return self.open_stored(kind, object_id, read_location(self.array, pieces))
+        except IntegrityError as failure:
+            log.warning("object_read_failed", object_id=object_id.hex()[:16], error=str(failure))
+        from raidd.store.recovery import recover_object
+
+        return recover_object(self, kind, object_id, pieces)
 
     def read_metadata(self, ref: MetadataRef) -> bytearray:
         """Read a metadata object from the first copy that authenticates."""
@@ -397,8 +434,9 @@ class Store:
         *,
         base: bool = False,
         freed: Iterable[int] = (),
-        deltas: Sequence[MetadataRef] | None = None,
-        audit: Sequence[MetadataRef] | None = None,
+        refs: Sequence[MetadataRef] = (),
+        history: Sequence[MetadataRef] | None = None,
+        reuse_pages: Mapping[tuple[MetadataRef, ...], MetadataRef] | None = None,
     ) -> MetadataRoot:
         """Write a commit's delta, index segment and manifest, then commit the array.
 
@@ -410,17 +448,23 @@ class Store:
                 consumed after the packer was flushed.
             base: the segment replaces every earlier segment (after gc).
             freed: stripes released by this commit.
-            deltas: the manifest's delta list to start from, when gc moved deltas.
-            audit: the manifest's audit object list to start from, when gc moved some.
+            refs: further metadata objects of this commit (a kind in
+                objects.LISTED_KINDS), already written and flushed; listed
+                after the delta and the segment.
+            history: the objects to list before this commit's, in commit
+                order, replacing the current history (gc, which drops the
+                segments a base segment replaces and moves objects; audit
+                objects are part of it); every page is then sealed anew,
+                except those in `reuse_pages` (existing pages by what they
+                list; gc keeps their stripes). None appends to the current top.
         """
         packer.flush()
         entries = list(new_entries)
         packers = self.metadata_packers(packer, use_reserve=packer.use_reserve)
-        delta_refs = list(self.manifest.deltas if deltas is None else deltas)
-        audit_refs = list(self.manifest.audit if audit is None else audit)
+        new_refs: list[MetadataRef] = []
         batch = self.audit.prepare(self)
         if batch is not None:
-            audit_refs.append(write_batch(self, batch, packer.use_reserve))
+            new_refs.append(write_batch(self, batch, packer.use_reserve))
         if delta is not None:
             delta_id, delta_length, delta_at = self.write_metadata(
                 packers, KIND_DELTA, encode_delta(delta)
@@ -436,25 +480,27 @@ class Store:
         for each in packers:
             each.flush()
         if delta is not None:
-            delta_refs.append(
+            new_refs.append(
                 MetadataRef(
                     KIND_DELTA, delta_id, delta_length, tuple(p.resolve() for p in delta_at)
                 )
             )
-        segments = self.manifest.segments
         if with_segment:
-            segment_ref = MetadataRef(
-                KIND_SEGMENT, segment_id, segment_length, tuple(p.resolve() for p in segment_at)
+            new_refs.append(
+                MetadataRef(
+                    KIND_SEGMENT,
+                    segment_id,
+                    segment_length,
+                    tuple(p.resolve() for p in segment_at),
+                )
             )
-            segments = (segment_ref,) if base else (*segments, segment_ref)
-        manifest = Manifest(sequence, tuple(delta_refs), segments, tuple(audit_refs))
-        manifest_id, manifest_length, manifest_at = self.write_metadata(
-            packers, KIND_MANIFEST, encode_manifest(manifest), start_fresh=True
-        )
-        for each in packers:
-            each.flush()
-        manifest_ref = MetadataRef(
-            KIND_MANIFEST, manifest_id, manifest_length, tuple(p.resolve() for p in manifest_at)
+        unlisted = [ref.kind for ref in refs if ref.kind not in LISTED_KINDS]
+        if unlisted:
+            raise ValueError(f"a manifest cannot list objects of kinds {unlisted}")
+        new_refs.extend(refs)
+        earlier = self.manifest.refs if history is None else history
+        manifest, manifest_ref = write_top(
+            self, packers, sequence, [*earlier, *new_refs], reuse_pages or {}
         )
         if delta is not None:
             time_ns = delta.time_ns
@@ -508,14 +554,27 @@ class Store:
         if sequence is not None:
             found = self.catalog.commit(sequence)
             if found is None:
-                raise UsageError(f"commit {sequence} not found; `raidd snapshots` lists them")
+                raise UsageError(f"commit {sequence} not found; {self._commit_range()}")
             return found
         found = self.catalog.commit_at(at_ns) if at_ns is not None else self.catalog.last_commit()
         if found is None:
-            raise UsageError(
-                "no commit at or before that time" if at_ns is not None else "no commit yet"
-            )
+            if at_ns is None:
+                raise UsageError("no commit yet")
+            moment = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at_ns // 1_000_000_000))
+            raise UsageError(f"no commit at or before {moment}; {self._commit_range()}")
         return found
+
+    def _commit_range(self) -> str:
+        """Describe the oldest and newest commits, for a message on a commit not found."""
+        commits = self.catalog.commits()
+        if not commits:
+            return "there is no commit yet"
+        newest, oldest = commits[0], commits[-1]
+        when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(oldest.time_ns // 1_000_000_000))
+        return (
+            f"the oldest commit is {oldest.sequence} at {when} and the newest "
+            f"{newest.sequence}; the `snapshots` command lists them"
+        )
 
     def root_names(self) -> list[str]:
         """Return every root name the catalog has seen, sorted."""

@@ -106,6 +106,42 @@ def test_lock_file_names_holder_pid(tmp_path: Path) -> None:
     again.release()
 
 
+def test_lock_file_removed_on_release(tmp_path: Path) -> None:
+    array_uuid = uuid.uuid4()
+    lock = ArrayLock.acquire(tmp_path, array_uuid)
+    path = tmp_path / f"array-{array_uuid}.lock"
+    assert path.read_text() == f"{os.getpid()}\n"
+    lock.release()
+    assert not path.exists()
+
+
+def test_lock_on_unlinked_file_retried(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An open that races with the holder's unlink locks the file the path names now."""
+    import raidd.array.lock as lock_module
+
+    array_uuid = uuid.uuid4()
+    path = tmp_path / f"array-{array_uuid}.lock"
+    real_open = ArrayLock._open
+    opened: list[int] = []
+
+    def open_then_lose_race(lock_path: Path) -> int:
+        fd = real_open(lock_path)
+        if not opened:
+            # The holder releases between this open and the flock: its file goes away.
+            os.unlink(lock_path)
+        opened.append(fd)
+        return fd
+
+    monkeypatch.setattr(lock_module.ArrayLock, "_open", staticmethod(open_then_lose_race))
+    lock = ArrayLock.acquire(tmp_path, array_uuid)
+    assert len(opened) == 2
+    assert os.stat(path).st_ino == os.fstat(opened[1]).st_ino
+    with pytest.raises(ArrayBusyError):
+        ArrayLock.acquire(tmp_path, array_uuid)
+    lock.release()
+    assert not path.exists()
+
+
 def test_lock_same_process_refused(tmp_path: Path) -> None:
     array_uuid = uuid.uuid4()
     lock = ArrayLock.acquire(tmp_path, array_uuid)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from raidd.array import Array
+from raidd.errors import IntegrityError
 from tests.array.conftest import ImageArray, write_random
 
 
@@ -139,3 +140,57 @@ def test_scrub_checks_parity_itself(make_array: Callable[..., ImageArray], level
         (detail,) = result.details
         assert (detail.stripe, detail.kind) == (stripe, "parity")
         assert detail.role == (role if level == 6 else -1)
+
+
+@pytest.mark.parametrize(("level", "members"), [(5, 3), (1, 2)])
+def test_scrub_records_a_stripe_beyond_the_tolerance_as_lost(
+    make_array: Callable[..., ImageArray], level: int, members: int
+) -> None:
+    """The same strip wrong on two members: scrub lists the stripe lost and keeps the mark."""
+    image = make_array(level, members=members)
+    with image.open() as array:
+        written = write_random(array, random.Random(40 + level), 6)
+        array.commit(b"r")
+        stripe = sorted(written)[1]
+        for role in (0, 1):
+            corrupt_strip(array, stripe, role, 50 + role)
+        check_only = array.scrub(repair=False)
+        assert check_only.lost_stripes == [stripe]
+        assert array.map.entries[stripe]["lost"] == 0
+        result = array.scrub()
+        assert result.lost_stripes == [stripe]
+        assert result.repaired == 0
+        assert {(d.stripe, d.role, d.kind) for d in result.details} == {
+            (stripe, 0, "checksum"),
+            (stripe, 1, "checksum"),
+        }
+        (lost,) = result.describe_lost()
+        assert lost.startswith(f"stripe {stripe} is lost: role 0 ({image.paths[0]}: checksum")
+        assert f"role 1 ({image.paths[1]}: checksum mismatch)" in lost
+        assert [r["stripe"] for r in result.lost_report()] == [stripe]
+        others = sorted(written)[0]
+        assert array.read(others) == written[others]
+    with image.open() as array:
+        assert array.map.entries[stripe]["lost"] == 0b11
+        assert array.status()["lost_stripes"] == [stripe]
+        with pytest.raises(IntegrityError, match="recorded as lost by a rebuild or scrub"):
+            array.read(stripe)
+        assert array.scrub().lost_stripes == [stripe]
+
+
+def test_error_counters_survive_a_restart(make_array: Callable[..., ImageArray]) -> None:
+    image = make_array(5)
+    with image.open() as array:
+        written = write_random(array, random.Random(60), 4)
+        array.commit(b"r")
+        stripe = sorted(written)[0]
+        role = array.codec.data_roles(stripe)[0][0]
+        corrupt_strip(array, stripe, role, 61)
+        assert array.read(stripe) == written[stripe]
+        assert array.slots[role].counters.checksum == 1
+        array.commit(b"s")
+    with image.open() as array:
+        counts = [(s.counters.read, s.counters.checksum) for s in array.slots]
+        assert counts[role] == (0, 1)
+        assert sum(checksum for _, checksum in counts) == 1
+        assert array.status()["members"][role]["checksum_errors"] == 1

@@ -52,6 +52,7 @@ def test_layout_pinned() -> None:
     assert sbm.MEMBER_ENTRY_SIZE == 296
     assert sbm.PENDING_SIZE == 280
     assert (sbm.MEMBER_TABLE_OFFSET, sbm.PENDING_OFFSET) == (1024, 10496)
+    assert (sbm.ERROR_COUNTERS_OFFSET, sbm.ERROR_COUNTER_SIZE) == (19456, 12)
     assert (sbm.KEYSLOT_OFFSET, sbm.KEYSLOT_RESERVED, sbm.CHECKSUM_OFFSET) == (20480, 40960, 65504)
     offsets = field_offsets(sbm.HEADER_FIELDS)
     assert offsets["event_counter"] == (88, 8)
@@ -74,6 +75,7 @@ def test_layout_pinned() -> None:
         ("Superblock header", sbm.HEADER_FIELDS),
         ("Member table entry", sbm.MEMBER_ENTRY_FIELDS),
         ("Pending metadata stripe", sbm.PENDING_FIELDS),
+        ("Member error counters", sbm.ERROR_COUNTER_FIELDS),
     ],
 )
 def test_docs_table_matches(heading: str, fields: tuple[tuple[str, str, str], ...]) -> None:
@@ -108,7 +110,10 @@ def sample(event: int = 7) -> Superblock:
         map_root=MapPointer(9, 4096, 2000, b"\x07" * 16),
         checkpoint=Checkpoint(CheckpointKind.REBUILD, 3, uuid.uuid4(), 77, 6),
         members=[
-            MemberEntry(uuid.uuid4(), i, MemberState.ACTIVE, event, f"/dev/x{i}") for i in range(5)
+            MemberEntry(
+                uuid.uuid4(), i, MemberState.ACTIVE, event, f"/dev/x{i}", (i, 2 * i, 2**32 - 1)
+            )
+            for i in range(5)
         ],
         pending=[PendingStripe(9, 6, 2, (1, 2, 3, 4, 5))],
         metadata_root=b"root",

@@ -258,6 +258,45 @@ def test_read_only_without_state_directory(raidd: Run, setup: Setup, tmp_path: P
     assert raidd("backup", "--config", setup.config_path).code == 2
 
 
+def test_restore_path_not_in_commit(raidd: Run, setup: Setup, tmp_path: Path) -> None:
+    assert raidd("backup", "--config", setup.config_path).code == 0
+    target = tmp_path / "out"
+    missing = raidd("restore", "--config", setup.config_path, "--to", str(target), "data/nosuch")
+    assert missing.code == 2
+    assert "'data/nosuch' not found in commit 1" in missing.err
+    assert not target.exists()
+    wrong = raidd("restore", "--config", setup.config_path, "--to", str(target), "--commit", "9")
+    assert wrong.code == 2
+    assert "commit 9 not found; the oldest commit is 1" in wrong.err
+    assert not target.exists()
+    early = raidd(
+        "restore", "--config", setup.config_path, "--to", str(target), "--at", "2000-01-01T00:00Z"
+    )
+    assert early.code == 2
+    assert "no commit at or before 2000-01-01T00:00:00Z; the oldest commit is 1 at" in early.err
+    both = raidd(
+        "restore",
+        "--json",
+        "--config",
+        setup.config_path,
+        "--to",
+        str(target),
+        "data/nosuch",
+        "data/notes.txt",
+    )
+    assert both.code == 2
+    assert both.json()["missing"] == ["data/nosuch"]
+    assert (target / "data" / "notes.txt").read_text() == "first version\n"
+
+
+def test_json_error_on_stdout(raidd: Run, tmp_path: Path) -> None:
+    result = raidd("snapshots", "--json", "--config", str(tmp_path / "none.toml"))
+    assert result.code == 2
+    assert result.json()["error"]["exit_code"] == 2
+    assert str(tmp_path / "none.toml") in result.json()["error"]["message"]
+    assert result.err.startswith("raidd snapshots: ")
+
+
 def test_backup_of_failed_roots_exit_codes(raidd: Run, tmp_path: Path, lock_dir: Path) -> None:
     """Exit 2 when no root could be backed up, 1 when another root was committed."""
     other = tmp_path / "other"

@@ -91,7 +91,7 @@ def test_hard_link_to_restored_file(tmp_path: Path) -> None:
     frames.append({"kind": "hardlink", "path": "crm/c", "link_to": "crm/missing"})
     report, received = restore(tmp_path, frames)
     assert (tmp_path / "crm" / "a").stat().st_ino == (tmp_path / "crm" / "b").stat().st_ino
-    assert report.errors == [(b"crm/c", "its hard-link source b'crm/missing' was not restored")]
+    assert report.errors == [(b"crm/c", "its hard-link source 'crm/missing' was not restored")]
     assert received.kinds["hardlink"] == 2
     again, _ = restore(tmp_path, frames[:-1])
     assert again.unchanged == [b"crm/a", b"crm/b"]

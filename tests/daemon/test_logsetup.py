@@ -171,6 +171,18 @@ def test_redaction_in_output() -> None:
     assert record["key_file"] == "/etc/raidd/raidd.key"
 
 
+def test_bytes_path_logged_as_text() -> None:
+    """A file name is no secret: it is logged escaped, while file content stays hidden."""
+    stream = io.StringIO()
+    configure(json=True, stream=stream)
+    structlog.get_logger("raidd.test").warning(
+        "backup_problem", path=b"exports/new\nline\xff.csv", data=b"customer row"
+    )
+    [record] = json_lines(stream)
+    assert record["path"] == "exports/new\\nline\\udcff.csv"
+    assert record["data"] == "[12 bytes]"
+
+
 def test_redaction_of_bound_context() -> None:
     stream = io.StringIO()
     configure(json=True, stream=stream)

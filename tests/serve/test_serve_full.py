@@ -46,7 +46,9 @@ def test_nearly_full_event_once_per_crossing(make_daemon, tmp_path: Path) -> Non
     [record] = wait_for(nearly_full_records, what="the array_nearly_full event")
     assert record["threshold"] == 0.1
     assert record["used_fraction"] >= 0.1
-    assert record["used_bytes"] >= 6 * MiB
+    # The check may run while the commit is under way, so the count can be
+    # short of the whole file: it is only sure to have crossed the threshold.
+    assert record["used_bytes"] >= 0.1 * size
     assert record["size_bytes"] == size
     assert "--from-raidd array_nearly_full" in Path(f"{hook_output}.argv").read_text().splitlines()
     status = daemon.raidctl("status")

@@ -51,7 +51,7 @@ def test_spare_for_every_degraded_role(make_daemon, tmp_path: Path) -> None:
     daemon = make_daemon(level=6, members=5)
     daemon.start()
     assert daemon.raidctl("fail", str(daemon.members[1])).returncode == 0
-    assert daemon.raidctl("fail", str(daemon.members[3])).returncode == 0
+    assert daemon.raidctl("fail", "--force", str(daemon.members[3])).returncode == 0
     assert daemon.call("status")["array"]["state"] == "degraded"
     # A slow first rebuild, so the second spare arrives while it runs and must wait.
     assert daemon.raidctl("limits", "--min", "0.01", "--max", "0.01").returncode == 0

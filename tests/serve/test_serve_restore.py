@@ -204,9 +204,13 @@ def test_non_root_restore(make_daemon, tmp_path: Path) -> None:
                 raidctl(daemon, "data", "--to", "/var")[::2],
                 raidctl(daemon, "data", "--to", str(rootdir))[::2],
                 raidctl(daemon, "data", "--to", str(mine))[::2],
+                raidctl(daemon, "data", "--to", "/var/raidd-no-such/restore")[::2],
             ]
 
-        denied, blocked, written = run_as(NOBODY, NOBODY, [], child)
+        denied, blocked, written, uncreatable = run_as(NOBODY, NOBODY, [], child)
+        assert uncreatable[0] == 2
+        assert "cannot create it, because you may not write to /var" in uncreatable[1]
+        assert not Path("/var/raidd-no-such").exists()
         assert denied[0] == 2
         assert "you may not write there" in denied[1]
         assert blocked[0] == 1

@@ -2,9 +2,12 @@
 
 import json
 import os
+import shutil
 import struct
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -35,13 +38,19 @@ def posix_acl(named_user: int, permissions: int = 4) -> bytes:
 
 
 @pytest.fixture
-def shared_tmp(tmp_path: Path) -> Path:
-    """A directory that an unprivileged user can reach (pytest's tmp_path is 0700)."""
-    for parent in [tmp_path, *tmp_path.parents]:
-        if parent == Path("/"):
-            break
-        os.chmod(parent, os.stat(parent).st_mode | 0o055)
-    return tmp_path
+def shared_tmp() -> Iterator[Path]:
+    """A directory of mode 0755 under /tmp that an unprivileged user can reach.
+
+    pytest's tmp_path is not usable: every pytest session that starts
+    resets /tmp/pytest-of-<user> to mode 0700, so opening it up for one
+    test is undone by any other session running on the host.
+    """
+    path = Path(tempfile.mkdtemp(prefix="raidd-shared-", dir="/tmp"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def run_as_nobody(imports: str, code: str) -> object:
@@ -62,8 +71,12 @@ def run_as_nobody(imports: str, code: str) -> object:
         [sys.executable, "-c", "import json\n" + imports + "\n" + drop + code],
         capture_output=True,
         text=True,
-        check=True,
         cwd="/",
         timeout=60,
     )
+    if result.returncode != 0:
+        raise AssertionError(
+            f"the child running as uid {NOBODY} exited {result.returncode}\n"
+            f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+        )
     return json.loads(result.stdout.strip().splitlines()[-1])

@@ -20,7 +20,14 @@ from raidd.store.audit_format import (
     encode_record,
 )
 from raidd.store.maintenance import check, gc
-from raidd.store.objects import KIND_AUDIT, KIND_DELTA, Manifest, MetadataRef, Piece
+from raidd.store.objects import (
+    KIND_AUDIT,
+    KIND_DELTA,
+    KIND_SEGMENT,
+    Manifest,
+    MetadataRef,
+    Piece,
+)
 from raidd.store.packing import Packer
 from raidd.store.pipeline import run_backup
 from raidd.store.store import Store, UnlockKey
@@ -110,7 +117,7 @@ def test_records_commit_with_backup(setup: Setup) -> None:
         result = run_backup(store)
         assert result.sequence == 1
         assert store.audit.pending() == []
-        assert len(store.manifest.audit) == 1
+        assert len(store.audit_refs()) == 1
         assert store.root is not None
         head = store.root.audit_head
         assert head != bytes(32)
@@ -129,17 +136,17 @@ def test_commit_audit_alone_adds_no_segment(setup: Setup) -> None:
     (setup.data / "file").write_text("one")
     with Store.open(setup.config()) as store:
         run_backup(store)
-        segments = store.manifest.segments
+        segments = segment_refs(store)
         sequence = store.manifest.sequence
         assert store.commit_audit() is None
         store.audit.append(record("fail", params={"member": "/dev/loop9"}))
         root = store.commit_audit()
         assert root is not None
-        assert store.manifest.segments == segments
+        assert segment_refs(store) == segments
         assert store.manifest.sequence == sequence
         store.audit.append(record("scrub"))
         store.commit_audit()
-        assert len(store.manifest.audit) == 2
+        assert len(store.audit_refs()) == 2
         numbers = [r["number"] for r in store.audit_records()]
         assert numbers == [1, 0]
     with Store.open(setup.config()) as store:
@@ -172,7 +179,12 @@ def commit_three(store: Store) -> None:
 
 def rewrite_audit_list(store: Store, refs: list[MetadataRef]) -> None:
     """Commit a manifest with another audit list and the same chain head, as a tamperer would."""
-    store.commit(None, Packer(store.array, use_reserve=True), [], audit=refs)
+    others = [ref for ref in store.history() if ref.kind != KIND_AUDIT]
+    store.commit(None, Packer(store.array, use_reserve=True), [], history=[*others, *refs])
+
+
+def segment_refs(store: Store) -> list[MetadataRef]:
+    return [ref for ref in store.history() if ref.kind == KIND_SEGMENT]
 
 
 @pytest.mark.parametrize(
@@ -189,7 +201,7 @@ def test_tampered_list_detected(
 ) -> None:
     with Store.open(setup.config()) as store:
         commit_three(store)
-        refs = list(store.manifest.audit)
+        refs = list(store.audit_refs())
         changed = {
             "remove_middle": [refs[0], refs[2]],
             "remove_first": refs[1:],
@@ -227,9 +239,9 @@ def test_audit_object_of_other_kind_rejected(setup: Setup) -> None:
     with Store.open(setup.config()) as store:
         run_backup(store)
         commit_three(store)
-        delta = store.manifest.deltas[0]
+        delta = next(r for r in store.history() if r.kind == KIND_DELTA)
         relabelled = MetadataRef(KIND_AUDIT, delta.object_id, delta.length, delta.copies)
-        rewrite_audit_list(store, [*store.manifest.audit[:1], relabelled])
+        rewrite_audit_list(store, [*store.audit_refs()[:1], relabelled])
         report = store.verify_audit()
         assert report.broken is not None
         assert report.broken["position"] == 1
@@ -243,10 +255,10 @@ def test_gc_moves_audit_objects(setup: Setup) -> None:
         commit_three(store)
         (setup.data / "file").unlink()
         run_backup(store)
-        before = {ref.object_id: ref.copies for ref in store.manifest.audit}
+        before = {ref.object_id: ref.copies for ref in store.audit_refs()}
         result = gc(store)
         assert result.moved_objects >= 3
-        after = {ref.object_id: ref.copies for ref in store.manifest.audit}
+        after = {ref.object_id: ref.copies for ref in store.audit_refs()}
         assert after.keys() == before.keys()
         assert after != before
         assert store.verify_audit().ok
@@ -268,15 +280,14 @@ def test_commit_audit_uses_reserve_when_full(setup: Setup) -> None:
         assert store.verify_audit().ok
 
 
-def test_manifest_version_1_still_opens() -> None:
+def test_manifest_version_1_lists_no_audit_objects() -> None:
     delta = MetadataRef(KIND_DELTA, b"d" * 32, 300, ((Piece(1, 0, 300),),))
-    data = bytearray(objects.encode_manifest(Manifest(4, (delta,), ())))
-    data[4:6] = bytes((1, 0))
-    assert objects.decode_manifest(bytes(data)) == Manifest(4, (delta,), ())
     audit = MetadataRef(KIND_AUDIT, b"a" * 32, 90, ((Piece(2, 0, 90),),))
-    old = bytearray(objects.encode_manifest(Manifest(4, (), (), (audit,))))
+    current = objects.encode_manifest(Manifest(4, (delta, audit)))
+    assert objects.decode_manifest(current) == Manifest(4, (delta, audit))
+    old = bytearray(current)
     old[4:6] = bytes((1, 0))
-    with pytest.raises(IntegrityError, match="unknown kind 5"):
+    with pytest.raises(IntegrityError, match="kind 5"):
         objects.decode_manifest(bytes(old))
 
 
@@ -305,7 +316,7 @@ def test_batch_size_bounded(setup: Setup, monkeypatch: pytest.MonkeyPatch) -> No
         assert [r.action for r in store.audit.pending()] == ["snapshots"]
         store.commit_audit()
         assert store.audit.pending() == []
-        assert len(store.manifest.audit) == 2
+        assert len(store.audit_refs()) == 2
         assert [r["number"] for r in store.audit_records()] == [2, 1, 0]
         assert store.verify_audit().ok
 

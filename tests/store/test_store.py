@@ -138,25 +138,38 @@ def test_wrong_key_and_busy_array(setup: Setup, tmp_path: Path) -> None:
         Store.open(setup.config())
 
 
-def test_file_growing_while_read(setup: Setup) -> None:
+class _GrowingOnFstat:
+    """Stands in for the reader's `os` module: each fstat of one file appends to it first.
+
+    The file so changes between the fstat before and the fstat after every
+    read attempt, whatever the scheduling, which a writer thread cannot
+    promise on a loaded machine.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.inode = path.stat().st_ino
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(os, name)
+
+    def fstat(self, fd: int) -> os.stat_result:
+        info = os.fstat(fd)
+        if info.st_ino == self.inode:
+            with open(self.path, "ab") as handle:
+                handle.write(b"line\n" * 100)
+        return info
+
+
+def test_file_growing_while_read(setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
+    import raidd.store.reader as reader
+
     growing = setup.data / "growing.log"
     growing.write_bytes(b"start\n")
-    stop = threading.Event()
-
-    def append() -> None:
-        with open(growing, "ab") as handle:
-            while not stop.is_set():
-                handle.write(b"line\n" * 100)
-                handle.flush()
-
-    writer = threading.Thread(target=append)
-    writer.start()
-    try:
-        with Store.open(setup.config()) as store:
-            result = run_backup(store)
-    finally:
-        stop.set()
-        writer.join()
+    monkeypatch.setattr(reader, "os", _GrowingOnFstat(growing))
+    with Store.open(setup.config()) as store:
+        result = run_backup(store)
+    monkeypatch.undo()
     kinds = {(p.path, p.kind) for p in result.problems}
     assert (b"growing.log", "changed_during_read") in kinds
     with Store.open(setup.config(), read_only=True) as store:
@@ -165,26 +178,30 @@ def test_file_growing_while_read(setup: Setup) -> None:
         assert version.size > 0
 
 
-def test_unreadable_file_is_reported(setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Root reads every file, so the open that fails is simulated at the OS boundary."""
-    import raidd.store.reader as reader
+def test_vanished_journal_not_reported(setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A -journal removed between the listing and its stat belongs to a database: no problem."""
+    import raidd.store.scan as scan
 
-    (setup.data / "secret").write_text("no access")
-    (setup.data / "plain").write_text("fine")
-    real_open = reader._open_for_reading
+    database = sqlite3.connect(setup.data / "crm.db")
+    database.execute("CREATE TABLE t (x)")
+    database.commit()
+    database.close()
+    (setup.data / "crm.db-journal").write_bytes(b"")
+    (setup.data / "notes.txt").write_text("gone")
 
-    def denying_open(path: bytes) -> int:
-        if path.endswith(b"/secret"):
-            raise PermissionError(13, "Permission denied", os.fsdecode(path))
-        return real_open(path)
+    class VanishingStat:
+        def __getattr__(self, name: str) -> object:
+            return getattr(os, name)
 
-    monkeypatch.setattr(reader, "_open_for_reading", denying_open)
+        def stat(self, name: object, *args: object, **kwargs: object) -> os.stat_result:
+            if name in (b"crm.db-journal", b"notes.txt"):
+                raise FileNotFoundError(2, "No such file or directory")
+            return os.stat(name, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(scan, "os", VanishingStat())
     with Store.open(setup.config()) as store:
         result = run_backup(store)
-        paths = {v.path for v in store.ls("data", 1)}
-    assert [(p.path, p.kind) for p in result.problems] == [(b"secret", "unreadable")]
-    assert b"plain" in paths
-    assert b"secret" not in paths
+    assert [(p.path, p.kind) for p in result.problems] == [(b"notes.txt", "vanished")]
 
 
 @pytest.mark.parametrize("journal_mode", ["delete", "truncate", "persist", "wal"])
@@ -195,15 +212,24 @@ def test_live_sqlite_database(setup: Setup, tmp_path: Path, journal_mode: str) -
     connection.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)")
     connection.executemany("INSERT INTO notes (body) VALUES (?)", [("x" * 100,)] * 500)
     stop = threading.Event()
+    writing = threading.Event()
+    errors: list[BaseException] = []
 
     def write() -> None:
-        while not stop.is_set():
-            connection.execute("INSERT INTO notes (body) VALUES ('during backup')")
-            # A pause between writes, as a CRM makes, so the copy gets the lock.
-            time.sleep(0.01)
+        try:
+            while not stop.is_set():
+                connection.execute("INSERT INTO notes (body) VALUES ('during backup')")
+                writing.set()
+                # A pause between writes, as a CRM makes, so the copy gets the lock.
+                time.sleep(0.01)
+        except BaseException as error:
+            errors.append(error)
+            writing.set()
 
     writer = threading.Thread(target=write)
     writer.start()
+    # The backup starts once the writer is busy, not after some guessed delay.
+    assert writing.wait(timeout=30)
     try:
         with Store.open(setup.config()) as store:
             result = run_backup(store)
@@ -211,6 +237,7 @@ def test_live_sqlite_database(setup: Setup, tmp_path: Path, journal_mode: str) -
         stop.set()
         writer.join()
         connection.close()
+    assert errors == []
     assert result.problems == []
     with Store.open(setup.config(), read_only=True) as store:
         stored = {v.path for v in store.ls("data", 1)}
@@ -284,7 +311,7 @@ def test_raid0_metadata_has_two_copies(tmp_path: Path, monkeypatch: pytest.Monke
     with Store.open(setup.config()) as store:
         run_backup(store)
         assert store.root is not None
-        refs = [store.root.manifest, *store.manifest.deltas, *store.manifest.segments]
+        refs = [store.root.manifest, *store.manifest_refs()]
         first_copies = {piece.stripe for ref in refs for piece in ref.copies[0]}
         second_copies = {piece.stripe for ref in refs for piece in ref.copies[1]}
         assert all(len(ref.copies) == 2 for ref in refs)

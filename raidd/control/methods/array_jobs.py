@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 from raidd.control.peer import Access
+from raidd.control.protocol import INVALID_PARAMS, RpcError
 from raidd.control.registry import Registry
 
 if TYPE_CHECKING:
@@ -29,7 +31,15 @@ def register(registry: Registry, service: ArrayService) -> None:
 
     def set_limits(call: Call, *, min_mib_s: float, max_mib_s: float) -> dict[str, float]:
         """Set the rebuild and scrub rate bounds in MiB/s, for the running job too."""
-        return service.set_rates(float(min_mib_s), float(max_mib_s))
+        minimum, maximum = float(min_mib_s), float(max_mib_s)
+        if not (math.isfinite(minimum) and math.isfinite(maximum)) or minimum <= 0:
+            raise RpcError(
+                INVALID_PARAMS,
+                f"invalid rate limits: minimum {min_mib_s}, maximum {max_mib_s} MiB/s; the "
+                "minimum must be a finite number more than 0 (as limits.rebuild_min_mib_s) "
+                "and the maximum a finite number, 0 for unlimited",
+            )
+        return service.set_rates(minimum, maximum)
 
     registry.add("rebuild", rebuild, Access.ADMIN)
     registry.add("scrub", scrub, Access.ADMIN)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from raidd.control.methods import restore
 from raidd.control.peer import Access
+from raidd.control.protocol import INVALID_PARAMS, RpcError
 from raidd.control.registry import Registry
 from raidd.store.catalog_format import json_name
 
@@ -34,6 +35,8 @@ def register(
 
     def snapshots(call: Call, *, limit: int | None = None) -> list[dict[str, Any]]:
         """List the commits, newest first."""
+        if limit is not None and limit < 0:
+            raise RpcError(INVALID_PARAMS, f"snapshots: limit must be 0 or more, not {limit}")
         return backups.snapshots(limit)
 
     def ls(
@@ -46,6 +49,8 @@ def register(
         limit: int = LS_LIMIT,
     ) -> dict[str, Any]:
         """List the entries of a root as of a commit (the newest by default)."""
+        if limit < 0:
+            raise RpcError(INVALID_PARAMS, f"ls: limit must be 0 or more, not {limit}")
 
         def work(store: Store) -> dict[str, Any]:
             info = store.resolve_commit(at_ns=at_ns, sequence=commit)
@@ -62,6 +67,11 @@ def register(
                         "size": version.size,
                         "mode": version.mode,
                         "mtime_ns": version.mtime_ns,
+                        **(
+                            {"link_target": json_name(version.link_target)}
+                            if version.link_target
+                            else {}
+                        ),
                     }
                 )
             return {"commit": info.sequence, "entries": entries, "truncated": truncated}

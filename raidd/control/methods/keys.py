@@ -39,9 +39,12 @@ def register(registry: Registry, service: ArrayService) -> None:
                 raise RpcError(INVALID_PARAMS, "key.add: keyfile must be base64") from None
         return {"slot": service.key_add(keyfile_secret=secret, passphrase=passphrase)}
 
-    def key_remove(call: Call, *, slot: int) -> dict[str, int]:
-        """Remove a keyslot from every superblock copy of the present members."""
-        service.key_remove(slot)
+    def key_remove(call: Call, *, slot: int, force: bool = False) -> dict[str, int]:
+        """Remove a keyslot from every superblock copy of the present members.
+
+        The last slot that the daemon's own key file opens is removed only with `force`.
+        """
+        service.key_remove(slot, force=force)
         return {"removed": slot}
 
     registry.add("key.list", key_list, Access.ADMIN)

@@ -4,7 +4,11 @@ Every entry the offline `raidd restore` writes is sent, in catalog path
 order: `dir` and `symlink` frames, a `file` frame with its content as
 `data` and `hole` frames, and a `hardlink` frame for each further name of
 a hard-linked file (docs/PROTOCOL.md, "restore"). The client writes them
-with its own permissions; the daemon writes nothing.
+with its own permissions; the daemon writes nothing. A PATH that matches
+nothing in the commit is an `operation failed` error when no PATH
+matches, and its position in `paths` is listed in the result's `missing`
+when others do. Positions, not paths, so that no requested path reaches
+the log or the audit record in clear.
 
 A restore never keeps the store thread while it waits for its client: the
 entries are listed in one turn of the store thread, and each file's
@@ -23,10 +27,17 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from raidd.control.peer import Access
+from raidd.control.protocol import OPERATION_FAILED, RpcError
 from raidd.control.registry import Registry
 from raidd.control.stream import bytes_fields, path_fields, xattr_fields
-from raidd.errors import IntegrityError
-from raidd.store.restore import DataSource, select, stream_entries
+from raidd.errors import EXIT_USAGE, IntegrityError
+from raidd.store.restore import (
+    DataSource,
+    PathsNotFoundError,
+    drop_missing,
+    select,
+    stream_entries,
+)
 from raidd.store.restore_writer import RestoreEntry
 from raidd.store.scan import EntryType
 
@@ -36,6 +47,8 @@ if TYPE_CHECKING:
     from raidd.store.store import Store
 
 log = structlog.get_logger(__name__)
+
+StreamedEntry = tuple[RestoreEntry, DataSource | None]
 
 # Content read per turn of the store thread. An estimate: 10 to 20 ms of reading,
 # opening and decompressing on one core, which is how long a commit may wait for it.
@@ -54,15 +67,30 @@ def register(registry: Registry, backups: BackupService) -> None:
     ) -> dict[str, Any]:
         """Stream the entries of the selected paths as of a commit (the newest by default)."""
 
-        def listing(store: Store) -> tuple[int, list[tuple[RestoreEntry, DataSource | None]]]:
+        def listing(store: Store) -> tuple[int, list[int], list[StreamedEntry]]:
             info = store.resolve_commit(at_ns=at_ns, sequence=commit)
             selections = select(store, [os.fsencode(path) for path in paths or []])
+            try:
+                selections, missing = drop_missing(store, paths or [], selections, info.sequence)
+            except PathsNotFoundError as error:
+                # The client names the paths: requested paths stay out of the log.
+                raise RpcError(
+                    OPERATION_FAILED,
+                    f"{len(error.indexes)} of the requested paths not found in commit "
+                    f"{error.sequence}",
+                    {
+                        "error": "PathsNotFoundError",
+                        "exit_code": EXIT_USAGE,
+                        "missing": error.indexes,
+                        "commit": error.sequence,
+                    },
+                ) from None
             # NOTE: the whole listing is kept in memory (a few hundred bytes per entry),
             # so that no catalog cursor stays open while commits run between the turns.
-            return info.sequence, list(stream_entries(store, selections, info.sequence))
+            return info.sequence, missing, list(stream_entries(store, selections, info.sequence))
 
         with backups.reading():
-            sequence, entries = backups.locked(listing)
+            sequence, missing, entries = backups.locked(listing)
             counts = {"files": 0, "directories": 0, "symlinks": 0, "hard_links": 0, "lost": 0}
             sent = 0
             for entry, source in entries:
@@ -72,7 +100,7 @@ def register(registry: Registry, backups: BackupService) -> None:
                 counts[kind] += 1
                 sent += content_bytes
         log.info("restore_streamed", commit=sequence, bytes=sent, **counts)
-        return {"commit": sequence, "bytes": sent, **counts}
+        return {"commit": sequence, "bytes": sent, **counts, "missing": missing}
 
     registry.add("restore", restore, Access.READ)
 
