@@ -124,8 +124,16 @@ class BackupService:
         self._last_commit = self.locked(_last_commit_of)
 
     def use_config(self, config: Config) -> None:
-        """Give the store a reloaded configuration; the store operations queued after use it."""
+        """Give the store a reloaded configuration; the store operations queued after use it.
+
+        A root that is no longer configured loses its error, so that it
+        keeps the backups behind no longer.
+        """
         self._executor.submit(setattr, self.store, "config", config)
+        names = {watch.name for watch in config.watches}
+        with self._lock:
+            for root in set(self.root_errors) - names:
+                del self.root_errors[root]
 
     def locked(self, work: Callable[[Store], T]) -> T:
         """Run `work(store)` on the store thread and return its result."""

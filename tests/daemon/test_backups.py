@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -146,4 +147,19 @@ def test_full_array_holds_watcher_batches(
     assert synced["failed"] == []
     assert waiting.done.wait(timeout=60)
     assert waiting.error is None
+    assert not service.behind()
+
+
+def test_reload_drops_removed_root_error(
+    setup: Setup, service: BackupService, tmp_path: Path
+) -> None:
+    """A failed root that a reload removed no longer keeps the backups behind."""
+    config = setup.config()
+    assert service.backup_now().sequence == 1
+    setup.data.rename(tmp_path / "moved")
+    result = service.backup_now()
+    assert list(result.failed_roots) == ["data"]
+    assert service.behind()
+    service.use_config(dataclasses.replace(config, watches=()))
+    assert service.status()["failed_roots"] == {}
     assert not service.behind()
