@@ -24,7 +24,11 @@ from raidd.errors import ArrayError, IntegrityError
 log = structlog.get_logger(__name__)
 
 # Queued consecutive stripes are written once a member's share reaches this size.
-WRITE_BATCH_SIZE = 4 * 1024 * 1024
+# The queue holds each stripe's data copy and parity until then, and a flush
+# joins each member's share once more: about 2 x members x this size in all.
+# 4 MiB gave a first backup of bench/backup.py's dataset a peak RSS of 128 MiB
+# on RAID5 of 4 members, 1 MiB gave 101 MiB, at no measurable cost in time.
+WRITE_BATCH_SIZE = 1024 * 1024
 
 
 @dataclass

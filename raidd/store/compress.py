@@ -16,10 +16,12 @@ and saves.
 
 import threading
 from dataclasses import dataclass
-
-import zstandard
+from typing import TYPE_CHECKING, Any
 
 from raidd.errors import IntegrityError
+
+if TYPE_CHECKING:
+    import zstandard
 
 __all__ = [
     "CODEC_RAW",
@@ -41,6 +43,17 @@ DEFAULT_LEVEL = 3
 # Decoding rejects frames that claim more than this, so a corrupt or hostile
 # frame cannot make the reader allocate without bound.
 MAX_DECODED_SIZE = 64 << 20
+
+
+def _zstandard() -> Any:
+    """Return the zstandard module, imported on first use.
+
+    Its extension module is 11 MB, and a backup that finds no change never
+    compresses, so it does not pay for reading it from a cold page cache.
+    """
+    import zstandard
+
+    return zstandard
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,9 +87,10 @@ class Compressor:
         self.probe = probe
         self._local = threading.local()
 
-    def _contexts(self) -> tuple[zstandard.ZstdCompressor, zstandard.ZstdCompressor]:
+    def _contexts(self) -> "tuple[zstandard.ZstdCompressor, zstandard.ZstdCompressor]":
         contexts = getattr(self._local, "contexts", None)
         if contexts is None:
+            zstandard = _zstandard()
             contexts = (
                 zstandard.ZstdCompressor(level=self.level, write_content_size=True),
                 zstandard.ZstdCompressor(level=1, write_content_size=False),
@@ -142,6 +156,7 @@ def decode_chunk(stored: bytes, expected_size: int | None = None) -> bytes:
 
 
 def _decode_zstd(payload: memoryview) -> bytes:
+    zstandard = _zstandard()
     try:
         parameters = zstandard.get_frame_parameters(payload)
     except zstandard.ZstdError as error:
