@@ -241,6 +241,13 @@ class StripeIO:
                 fetched[role] = error
         return fetched
 
+    def advise_read(self, first: int, count: int) -> None:
+        """Ask every readable member to read `count` strips from stripe `first` ahead."""
+        offset = self.strip_offset(first)
+        for slot in self.slots:
+            if slot.member is not None and slot.state is not MemberState.FAILED:
+                slot.member.advise_read(self.strip_size * count, offset)
+
     def read_run(
         self,
         first: int,

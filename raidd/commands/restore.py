@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
+from raidd.commands.output import wants_json
 from raidd.commands.storeopen import (
     add_parser,
     add_selection_options,
@@ -54,8 +56,11 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
 
 def _print_text(result: RestoreResult, dry_run: bool) -> None:
     verb = "would write" if dry_run else "written"
-    for path in result.report.written:
-        print(f"{verb}: {repr(os.fsdecode(path))[1:-1]}")
+    # One write for every path: a restore lists thousands, and with
+    # PYTHONUNBUFFERED each print would be a system call of its own.
+    sys.stdout.write(
+        "".join(f"{verb}: {repr(os.fsdecode(path))[1:-1]}\n" for path in result.report.written)
+    )
     print(
         f"Commit {result.sequence}: {len(result.report.written)} {verb}, "
         f"{len(result.report.unchanged)} unchanged, {len(result.report.conflicts)} conflicts, "
@@ -84,7 +89,10 @@ def run(args: argparse.Namespace) -> int:
         warn("restore", f"{os.fsdecode(path)!r}: {error}")
     for path, error in result.lost:
         warn("restore", f"{os.fsdecode(path)!r} is lost: {error}")
-    emit(args, result.to_json(), lambda: _print_text(result, args.dry_run))
+    if wants_json(args):
+        emit(args, result.to_json(), lambda: None)
+    else:
+        _print_text(result, args.dry_run)
     if result.lost:
         return EXIT_INTEGRITY
     return EXIT_OK if result.report.ok else EXIT_WARNINGS
