@@ -191,6 +191,10 @@ class RestoreWriter:
         self._directories: dict[bytes, RestoreEntry] = {}
         self._restored_files: set[bytes] = set()
         self._devices: dict[int, int] = {}
+        # The directories from the target down to the parent of the entry
+        # restored last, kept open because entries come in path order and
+        # neighbours share them: (name, descriptor, (st_dev, st_ino)).
+        self._levels: list[tuple[bytes, int, tuple[int, int]]] = []
 
     def __enter__(self) -> "RestoreWriter":
         return self
@@ -200,6 +204,7 @@ class RestoreWriter:
 
     def close(self) -> None:
         """Close the descriptors the writer holds."""
+        self._forget_levels()
         for fd in self._devices.values():
             os.close(fd)
         self._devices.clear()
@@ -222,7 +227,7 @@ class RestoreWriter:
         if entry.type is EntryType.DIRECTORY:
             self._directories[entry.path] = entry
         try:
-            parent = self._open_parent(parts[:-1])
+            parent = self._parent_of(parts[:-1])
         except _Unsafe as problem:
             return self._record_conflict(entry.path, str(problem))
         except OSError as error:
@@ -231,31 +236,74 @@ class RestoreWriter:
             return self._restore_in(parent, parts[-1], entry, data)
         except OSError as error:
             return self._record_error(entry.path, error.strerror or str(error))
-        finally:
-            if parent >= 0 and parent != self._root_fd:
-                os.close(parent)
+
+    def _parent_of(self, parts: list[bytes]) -> int:
+        """Return the open parent directory of an entry, reusing the directories of the last.
+
+        Each kept level is checked with one lstat relative to the level
+        above (same device and inode, still a directory), so a directory
+        moved away or replaced by a symlink since is opened again, and
+        rejected like any other symlink. Only the levels that differ are
+        opened, with O_NOFOLLOW as in _open_parent.
+        """
+        fd = self._root_fd
+        keep = 0
+        for level, part in enumerate(parts):
+            if level >= len(self._levels) or self._levels[level][0] != part or fd < 0:
+                break
+            _, child, identity = self._levels[level]
+            try:
+                info = os.stat(part, dir_fd=fd, follow_symlinks=False)
+            except OSError:
+                break
+            if not stat.S_ISDIR(info.st_mode) or (info.st_dev, info.st_ino) != identity:
+                break
+            fd = child
+            keep = level + 1
+        self._forget_levels(keep)
+        for index in range(keep, len(parts)):
+            fd = self._open_child(fd, parts, index)
+            if fd < 0:
+                break
+            info = os.fstat(fd)
+            self._levels.append((parts[index], fd, (info.st_dev, info.st_ino)))
+            if not self.dry_run:
+                self._remember_device(fd, info.st_dev)
+        return fd
+
+    def _forget_levels(self, keep: int = 0) -> None:
+        while len(self._levels) > keep:
+            os.close(self._levels.pop()[1])
 
     def _open_parent(self, parts: list[bytes]) -> int:
         """Open the parent directory of an entry, creating missing components."""
         fd = self._root_fd
-        for index, part in enumerate(parts):
-            try:
-                child = os.open(part, _DIRECTORY_FLAGS, dir_fd=fd) if fd >= 0 else -1
-            except FileNotFoundError:
-                child = self._make_directory(fd, part)
-            except OSError as error:
-                if error.errno not in (errno.ELOOP, errno.ENOTDIR):
-                    raise
-                where = b"/".join(parts[: index + 1])
-                raise _Unsafe(
-                    f"{where!r} is a symlink or not a directory; it is not followed"
-                ) from None
+        for index in range(len(parts)):
+            child = self._open_child(fd, parts, index)
             if fd != self._root_fd:
                 os.close(fd)
             fd = child
             if fd < 0:
                 break
         return fd
+
+    def _open_child(self, fd: int, parts: list[bytes], index: int) -> int:
+        """Open directory `parts[index]` in `fd` without following a symlink, creating it.
+
+        Raises:
+            _Unsafe: the component is a symlink or not a directory.
+        """
+        try:
+            return os.open(parts[index], _DIRECTORY_FLAGS, dir_fd=fd) if fd >= 0 else -1
+        except FileNotFoundError:
+            return self._make_directory(fd, parts[index])
+        except OSError as error:
+            if error.errno not in (errno.ELOOP, errno.ENOTDIR):
+                raise
+            where = b"/".join(parts[: index + 1])
+            raise _Unsafe(
+                f"{where!r} is a symlink or not a directory; it is not followed"
+            ) from None
 
     def _make_directory(self, parent: int, name: bytes) -> int:
         if self.dry_run or parent < 0:
@@ -280,7 +328,8 @@ class RestoreWriter:
         if self.dry_run:
             self.report.written.append(entry.path)
             return "written"
-        self._remember_device(parent)
+        if parent == self._root_fd:
+            self._remember_device(parent)
         if entry.type is EntryType.DIRECTORY:
             if existing is not None:
                 return self._record_conflict(entry.path, "a file is where the directory goes")
@@ -427,8 +476,9 @@ class RestoreWriter:
                 )
         os.utime(fd, ns=(entry.mtime_ns, entry.mtime_ns))
 
-    def _remember_device(self, fd: int) -> None:
-        device = os.fstat(fd).st_dev
+    def _remember_device(self, fd: int, device: int | None = None) -> None:
+        if device is None:
+            device = os.fstat(fd).st_dev
         if device not in self._devices:
             self._devices[device] = os.dup(fd)
 
