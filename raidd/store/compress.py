@@ -155,6 +155,9 @@ def decode_chunk(stored: bytes, expected_size: int | None = None) -> bytes:
     return data
 
 
+_decompressors = threading.local()
+
+
 def _decode_zstd(payload: memoryview) -> bytes:
     zstandard = _zstandard()
     try:
@@ -167,7 +170,12 @@ def _decode_zstd(payload: memoryview) -> bytes:
             f"stored chunk's zstd frame declares content size {size}, outside 0 to "
             f"{MAX_DECODED_SIZE} bytes"
         )
+    decompressor = getattr(_decompressors, "context", None)
+    if decompressor is None:
+        # A decompression context is reused per thread: making one costs more
+        # than decoding a small chunk.
+        decompressor = _decompressors.context = zstandard.ZstdDecompressor()
     try:
-        return zstandard.ZstdDecompressor().decompress(payload, max_output_size=size)
+        return decompressor.decompress(payload, max_output_size=size)
     except zstandard.ZstdError as error:
         raise IntegrityError(f"stored chunk's zstd frame does not decode: {error}") from None

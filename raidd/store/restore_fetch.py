@@ -7,7 +7,7 @@ them, while the writer writes earlier ones. `pieces(file)` returns a file's
 chunks in order. AES-GCM, zstd and the members' preads release the GIL, so
 the threads overlap with each other and with the writer's own writes.
 
-For each chunk it is given, the fetcher also asks the array to read the
+For each chunk it reads, the fetcher also asks the array to read the
 chunk's stripes, and the ADVISE_STRIPES - 1 after them, into the page cache
 (`Array.advise_read`), so the engine's strip-by-strip reads under its lock
 find their data there instead of waiting for the disk one strip at a time.
@@ -47,7 +47,6 @@ class _Job:
     offset: int
     length: int
     chunk_id: bytes
-    pieces: Location | None
 
 
 def read_chunk(store: Store, chunk_id: bytes, pieces: Location | None, length: int) -> bytes:
@@ -65,8 +64,9 @@ def read_chunk(store: Store, chunk_id: bytes, pieces: Location | None, length: i
 class ChunkFetcher:
     """Fetch the chunks of files ahead of their writer; a context manager.
 
-    `add` and `pieces` are called from one thread (the one that owns the
-    store's SQLite connections); only the chunk reads run in the pool.
+    `add` and `pieces` are called from one thread. The pool threads look
+    chunks up in the object index (its SQLite connection serializes them),
+    read and decode them.
     """
 
     def __init__(
@@ -109,18 +109,23 @@ class ChunkFetcher:
     def add(self, file: int, version: Version) -> None:
         """Queue the chunks of a file version; `file` numbers files in writing order."""
         for chunk in version.chunks:
-            entry = self.store.objects.get(chunk.chunk_id)
-            pieces = entry.pieces if entry is not None else None
-            self._jobs.append(_Job(file, chunk.offset, chunk.length, chunk.chunk_id, pieces))
-            for piece in pieces or ():
-                self._advise(piece.stripe)
+            self._jobs.append(_Job(file, chunk.offset, chunk.length, chunk.chunk_id))
         self._pump()
+
+    def _fetch(self, job: _Job) -> bytes:
+        entry = self.store.objects.get(job.chunk_id)
+        pieces = entry.pieces if entry is not None else None
+        for piece in pieces or ():
+            self._advise(piece.stripe)
+        return read_chunk(self.store, job.chunk_id, pieces, job.length)
 
     def _advise(self, stripe: int) -> None:
         # Objects of one backup lie mostly in consecutive stripes, so the
         # stripes from here on are read ahead as one run, by a thread of its
-        # own: posix_fadvise waits while the kernel queues the reads.
-        if self._advised[0] <= stripe < self._advised[1]:
+        # own: posix_fadvise waits while the kernel queues the reads. Pool
+        # threads race here at worst into advising a run twice.
+        first, end = self._advised
+        if first <= stripe < end:
             return
         self._advised = (stripe, stripe + ADVISE_STRIPES)
         self._advice.submit(self.store.array.advise_read, stripe, ADVISE_STRIPES)
@@ -148,9 +153,7 @@ class ChunkFetcher:
             not self._running or self._running_bytes + self._jobs[0].length <= self._window
         ):
             job = self._jobs.popleft()
-            future = self._pool.submit(
-                read_chunk, self.store, job.chunk_id, job.pieces, job.length
-            )
+            future = self._pool.submit(self._fetch, job)
             self._running.append((job, future))
             self._running_bytes += job.length
 
