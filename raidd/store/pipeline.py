@@ -2,15 +2,27 @@
 
 The main thread scans each root and decides per entry: an entry whose type,
 size, mtime, ctime, inode, mode, ownership and xattrs match its current
-version is not read again. Changed files go to a pool of worker threads,
-one per core and at most four. Each worker reads its file with FileReader
-and computes every chunk's keyed id. A chunk not stored yet is then
-compressed, sealed and packed. pyfastcdc, zstd, hashlib and AES release
-the GIL, so the cores work in parallel.
+version is not read again. Changed files go, in batches of consecutive
+small files or one large file at a time, to a pool of worker threads, one
+per core and at most four, while a Prefetcher has the kernel read the next
+files ahead. Each worker reads its files with FileReader and computes
+every chunk's keyed id. A chunk not stored yet is compressed, sealed and
+packed, by the worker itself when it is small and by a store pool of the
+same size when it is 128 KiB or more, so a large file keeps two threads
+busy. The packer's writer thread writes full stripes (parity, checksums,
+member writes) meanwhile. pyfastcdc, zstd, hashlib, AES, numpy's XOR and
+the member I/O release the GIL, so the steps overlap. The Python parts of
+each step hold it: in a first backup of many small files the GIL, not the
+cores, limits the speed (see docs/BENCHMARKS.md).
 
-Memory is bounded whatever the file sizes: at most two files per worker
-are in flight (a semaphore), a worker holds one chunk (2 MiB at most) and
-the reader's 4 MiB buffer, and the packer holds one stripe buffer.
+Memory is bounded whatever the file sizes, and does not grow with them:
+per worker at most two batches are queued, and a worker keeps the reader's
+1 MiB buffer, pyfastcdc's 4 MiB and one chunk (2 MiB at most). At most two
+chunks per worker wait for the store pool or are stored there, each with
+its compressed and sealed copies (about 6 MiB at the maximum chunk size).
+The packer queues at most MAX_QUEUED stripe buffers (plus those one large
+object spans), and the engine's write batch is about 2 x members x 1 MiB.
+With two cores that is about 50 MiB at the worst, besides the interpreter.
 
 Problems with single files (unreadable, vanished, changed during read, a
 SQLite copy that failed) are reported and the rest of the commit goes on;

@@ -7,8 +7,8 @@ them, while the writer writes earlier ones. `pieces(file)` returns a file's
 chunks in order. AES-GCM, zstd and the members' preads release the GIL, so
 the threads overlap with each other and with the writer's own writes.
 
-For each chunk it reads, the fetcher also asks the array to read the
-chunk's stripes, and the ADVISE_STRIPES - 1 after them, into the page cache
+For each chunk it reads, the fetcher also has the array read the chunk's
+stripes, and the ADVISE_STRIPES - 1 after them, into the page cache
 (`Array.advise_read`), so the engine's strip-by-strip reads under its lock
 find their data there instead of waiting for the disk one strip at a time.
 

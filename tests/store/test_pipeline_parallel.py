@@ -155,19 +155,51 @@ def test_packer_reports_full_array(tmp_path: Path) -> None:
         array.close()
 
 
-def test_prefetcher_stays_within_window(tmp_path: Path) -> None:
-    """The read-ahead thread visits files in order and stops at the window's end."""
-    paths = []
-    for index in range(10):
-        path = tmp_path / f"file-{index}"
-        path.write_bytes(bytes(1000))
-        paths.append(os.fsencode(path))
+class _RecordingPrefetcher(Prefetcher):
+    """A Prefetcher that records each read-ahead and where the consumer was."""
+
+    seen: list[tuple[int, int]]
+
+    def _read_ahead(self, path: bytes, size: int) -> None:
+        self.seen.append((int(path), self._current))
+        with self._changed:
+            self._changed.notify_all()
+
+
+def _wait_for(prefetcher: _RecordingPrefetcher, count: int) -> None:
+    with prefetcher._changed:
+        assert prefetcher._changed.wait_for(lambda: len(prefetcher.seen) >= count, timeout=30)
+
+
+def test_prefetcher_stays_within_window() -> None:
+    """Files are read ahead in order, never more than the window past the consumer."""
+    sizes = [1000, 1000, 0, 1000, 1000, 1000, 1000]
+    paths = [str(index).encode() for index in range(len(sizes))]
+    _RecordingPrefetcher.seen = []
+    with _RecordingPrefetcher(paths, sizes, window=2500) as prefetcher:
+        # Files 0 and 1 fit the window, file 2 is empty and skipped, file 3 would end
+        # 3,000 bytes past the consumer.
+        _wait_for(prefetcher, 2)
+        prefetcher.advance(1)
+        _wait_for(prefetcher, 3)
+        prefetcher.advance(5)
+        _wait_for(prefetcher, 5)
+    seen = _RecordingPrefetcher.seen
+    assert [index for index, _ in seen] == [0, 1, 3, 5, 6]
+    for index, current in seen:
+        assert sum(sizes[current : index + 1]) <= 2500 or index <= current
+
+
+def test_prefetcher_skips_missing_file(tmp_path: Path) -> None:
+    """A file that vanished is left to the worker, which reports it."""
+    present = tmp_path / "present"
+    present.write_bytes(bytes(5000))
     missing = os.fsencode(tmp_path / "missing")
-    with Prefetcher([*paths[:5], missing, *paths[5:]], [1000] * 11, window=3000) as prefetcher:
-        for index in range(11):
-            prefetcher.advance(index)
-    with pytest.raises(ValueError, match="11 paths but 2 sizes"):
-        Prefetcher([*paths, missing], [1, 2])
+    with Prefetcher([missing, os.fsencode(present)], [10, 5000]) as prefetcher:
+        prefetcher._read_ahead(missing, 10)
+        prefetcher.advance(1)
+    with pytest.raises(ValueError, match="2 paths but 1 sizes"):
+        Prefetcher([missing, missing], [1])
 
 
 _RSS_SCRIPT = """
