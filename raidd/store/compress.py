@@ -123,7 +123,7 @@ class Compressor:
         return EncodedChunk(CODEC_RAW, data)
 
 
-def decode_chunk(stored: bytes, expected_size: int | None = None) -> bytes:
+def decode_chunk(stored: bytes | bytearray, expected_size: int | None = None) -> bytes:
     """Decode a stored chunk (tag byte and payload) back into its bytes.
 
     Args:

@@ -58,7 +58,9 @@ def read_chunk(store: Store, chunk_id: bytes, pieces: Location | None, length: i
     if pieces is None:
         raise IntegrityError(f"chunk {chunk_id.hex()[:16]} is missing from the object index")
     stored = store.read_object(KIND_CHUNK, chunk_id, pieces)
-    return decode_chunk(bytes(stored), length)
+    # decode_chunk reads the opened bytearray in place: a bytes() copy here would
+    # copy every chunk once more.
+    return decode_chunk(stored, length)
 
 
 class ChunkFetcher:
