@@ -66,8 +66,8 @@ def _limit_malloc_arenas() -> None:
     By default glibc gives each thread that contends for malloc an arena of
     its own, up to 8 per core, and memory freed in one arena is not reused
     by another. The backup pipeline hands buffers between a dozen threads,
-    so its first backup of bench/backup.py's dataset peaked at 126 MiB RSS
-    with the default and at 95 MiB with one arena, with less system time
+    so its first backup of bench/backup.py's dataset peaked at 123 MiB RSS
+    with the default and at 93 MiB with one arena, with less system time
     (MALLOC_ARENA_MAX=1 in the environment, which sets the same parameter).
     Does nothing where the C library has no mallopt (musl).
     """
@@ -93,8 +93,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command != "serve":
         # An offline command runs once and exits. The objects imported so far
         # live until then, so the cyclic collector skips them (freeze), and it
-        # runs a tenth as often: a first backup of 2,500 files spent about
-        # 0.2 s of GIL time in it (py-spy, bench/backup.py's dataset).
+        # runs a tenth as often. A first backup of bench/backup.py's dataset
+        # spent about 0.2 s of GIL time in it before and 0.15 s after (py-spy).
         gc.freeze()
         gc.set_threshold(7000, 10, 10)
         _limit_malloc_arenas()

@@ -21,8 +21,10 @@ per worker at most two batches are queued, and a worker keeps the reader's
 chunks per worker wait for the store pool or are stored there, each with
 its compressed and sealed copies (about 6 MiB at the maximum chunk size).
 The packer queues at most MAX_QUEUED stripe buffers (plus those one large
-object spans), and the engine's write batch is about 2 x members x 1 MiB.
-With two cores that is about 50 MiB at the worst, besides the interpreter.
+object spans) and keeps as many for reuse, and the engine's write batch is
+about 2 x members x 1 MiB. With two cores and four members that adds up to
+about 50 MiB at the worst, besides the interpreter (an estimate from these
+sizes; bench/backup.py's first backup peaks at about 95 MiB in all).
 
 Problems with single files (unreadable, vanished, changed during read, a
 SQLite copy that failed) are reported and the rest of the commit goes on;

@@ -4,8 +4,13 @@ The writer takes files one at a time, in catalog order. A ChunkFetcher is
 given the files' chunks ahead of it (`add`) and keeps `FETCH_WORKERS`
 threads reading them through the array engine, opening and decompressing
 them, while the writer writes earlier ones. `pieces(file)` returns a file's
-chunks in order. AES-GCM, zstd and the members' preads release the GIL, so
-the threads overlap with each other and with the writer's own writes.
+chunks in order. pycryptodome's AES-GCM calls (through ctypes) and the
+members' preads release the GIL, so those parts overlap with each other and
+with the writer's own writes; the Python parts of each step do not.
+
+NOTE: on the shared 2-core benchmark machine, restores with this fetcher
+were no faster than the direct reads it replaced (docs/BENCHMARKS.md, "The
+threaded pipeline"); the gain it is built for needs a free core.
 
 For each chunk it reads, the fetcher also has the array read the chunk's
 stripes, and the ADVISE_STRIPES - 1 after them, into the page cache
@@ -34,7 +39,7 @@ from raidd.store.store import Store
 
 __all__ = ["FETCH_WINDOW", "FETCH_WORKERS", "ChunkFetcher", "read_chunk"]
 
-FETCH_WORKERS = 3
+FETCH_WORKERS = 2
 # Bytes of decoded chunks being read or waiting for the writer.
 FETCH_WINDOW = 8 << 20
 # Stripes read ahead at once when a chunk lies outside the last run advised.
