@@ -26,10 +26,11 @@ log = structlog.get_logger(__name__)
 # Queued consecutive stripes are written once a member's share reaches this size.
 # The queue holds each stripe's data copy and parity until then, and a flush
 # joins each member's share once more: about 2 x members x this size in all.
-# 4 MiB gave a first backup of bench/backup.py's dataset a peak RSS of 125 MiB
-# on RAID5 of 4 members, 1 MiB gave 99 MiB, at no cost in time that one run
-# each on a shared machine could show.
-WRITE_BATCH_SIZE = 1024 * 1024
+# A first backup of bench/backup.py's dataset on RAID5 of 4 members peaked at
+# 125 MiB RSS with 4 MiB, 99 MiB with 1 MiB and (with the later pipeline)
+# 77 to 79 MiB with 1 MiB and 74 MiB with 512 KiB. The times of these runs on
+# a shared machine differed by less than their noise.
+WRITE_BATCH_SIZE = 512 * 1024
 
 
 @dataclass

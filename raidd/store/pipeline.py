@@ -22,10 +22,10 @@ chunks per worker wait for the store pool or are stored there, each with
 its compressed and sealed copies (about 6 MiB at the maximum chunk size).
 The packer queues at most MAX_QUEUED stripe buffers (plus those one large
 object spans) and keeps as many for reuse, and the engine's write batch is
-about 2 x members x 1 MiB. With two workers and four members that adds up
+about 2 x members x 512 KiB. With two workers and four members that adds up
 to about 50 MiB at the worst, besides the interpreter (an estimate from
 these sizes; bench/backup.py's first backup with one worker peaks at about
-80 MiB in all).
+75 MiB in all).
 
 Problems with single files (unreadable, vanished, changed during read, a
 SQLite copy that failed) are reported and the rest of the commit goes on;
