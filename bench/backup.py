@@ -323,11 +323,26 @@ def raidd_reason(command: list[str]) -> str | None:
     return None
 
 
+def compile_bytecode() -> None:
+    """Compile raidd's modules to bytecode, as installing a package does.
+
+    The repository's editable install has none, and with
+    PYTHONDONTWRITEBYTECODE set (as in some CI and container environments)
+    Python would compile every module again at each start: 0.18 s of a
+    no-change backup's 0.88 s on the benchmark machine (cProfile,
+    `builtins.compile`). `compileall` writes the files even then.
+    """
+    packages = [str(REPOSITORY / name) for name in ("raidd", "crypto", "parity")]
+    run_checked([sys.executable, "-m", "compileall", "-q", *packages])
+
+
 def make_tools(args: argparse.Namespace, workdir: Path, data: Path) -> list[Tool | ToolRecord]:
     """Return a Tool for each program that can run, else a ToolRecord with the reason."""
     installer = Installer(allowed=not args.no_install)
     tools: list[Tool | ToolRecord] = []
     raidd_command = args.raidd or [sys.executable, "-m", "raidd.cli"]
+    if not args.raidd:
+        compile_bytecode()
     reason = raidd_reason(raidd_command)
     if reason:
         version = command_output([*raidd_command, "--version"])

@@ -679,6 +679,19 @@ class Array(MapWriter):
             raise ArrayError(f"array {self.uuid} is closed")
         return recover_range(self, stripe, offset, length, accept)
 
+    def advise_read(self, stripe: int, count: int = 1) -> None:
+        """Hint that `count` stripes from `stripe` on will be read soon.
+
+        Every member starts reading their strips into the page cache
+        (posix_fadvise WILLNEED) and this returns at once, so reads issued
+        one strip at a time later find the data there. Nothing is checked
+        or returned; `read` verifies as always. A restore calls it for the
+        stripes of the chunks it is about to read.
+        """
+        if self._closed or count <= 0 or not 0 <= stripe < self.stripe_count:
+            return
+        self.io.advise_read(stripe, min(count, self.stripe_count - stripe))
+
     def _check_lost(self, stripe: int, lost: int, indices: list[int]) -> None:
         if not lost:
             return

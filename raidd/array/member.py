@@ -177,6 +177,20 @@ class Member:
         if links == 0:
             raise MemberVanishedError(f"member {self.path} vanished: the image file was deleted")
 
+    def advise_read(self, length: int, offset: int) -> None:
+        """Ask the kernel to start reading a range into the page cache (POSIX_FADV_WILLNEED).
+
+        A hint only: it returns without waiting for the data, and a failure
+        is logged and otherwise ignored, because the later pread reads the
+        range anyway and reports its own errors.
+        """
+        if self.fd < 0:
+            return
+        try:
+            os.posix_fadvise(self.fd, offset, length, os.POSIX_FADV_WILLNEED)
+        except OSError as error:
+            log.debug("member_advice_failed", path=self.path, offset=offset, error=error.strerror)
+
     def pread(self, length: int, offset: int) -> bytes:
         """Read exactly `length` bytes at `offset`.
 

@@ -61,8 +61,11 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
 
 def _print_text(result: RestoreResult, dry_run: bool) -> None:
     verb = "would write" if dry_run else "written"
-    for path in result.report.written:
-        print(f"{verb}: {repr(os.fsdecode(path))[1:-1]}")
+    # One write for every path: a restore lists thousands, and with
+    # PYTHONUNBUFFERED each print would be a system call of its own.
+    sys.stdout.write(
+        "".join(f"{verb}: {repr(os.fsdecode(path))[1:-1]}\n" for path in result.report.written)
+    )
     print(
         f"Commit {result.sequence}: {len(result.report.written)} {verb}, "
         f"{len(result.report.unchanged)} unchanged, {len(result.report.conflicts)} conflicts, "

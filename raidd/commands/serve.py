@@ -9,7 +9,6 @@ import structlog
 
 from raidd import logsetup
 from raidd.config import DEFAULT_CONFIG_PATH, load_config
-from raidd.daemon.service import Daemon, Overrides
 from raidd.errors import RaiddError
 
 log = structlog.get_logger(__name__)
@@ -37,6 +36,9 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here, so that the offline commands do not load the daemon (watchdog, pyudev).
+    from raidd.daemon.service import Daemon, Overrides
+
     logsetup.configure(level=args.log_level)
     # --config comes from the options every raidd command shares.
     config_path = Path(getattr(args, "config", DEFAULT_CONFIG_PATH))

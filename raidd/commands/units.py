@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import re
-from fractions import Fraction
 
 _UNITS = {
     "": 1,
@@ -36,6 +35,9 @@ def parse_size(text: str) -> int:
             f"invalid size {text!r}: expected a number with an optional unit such as "
             "64KiB, 16MiB, 1.5GiB or 2GiB"
         )
+    # fractions imports decimal (1.7 MB of extension module); only a size to parse needs it.
+    from fractions import Fraction
+
     value = Fraction(match.group(1)) * _UNITS[match.group(2).upper()]
     if value.denominator != 1:
         raise argparse.ArgumentTypeError(f"invalid size {text!r}: not a whole number of bytes")

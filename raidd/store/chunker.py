@@ -32,9 +32,10 @@ is twice the maximum chunk size (4 MiB), whatever the file's size.
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
-from pyfastcdc import FastCDC
+if TYPE_CHECKING:
+    from pyfastcdc import FastCDC
 
 __all__ = [
     "AVG_SIZE",
@@ -126,10 +127,28 @@ class Chunker:
                 (min 64 B to 1 MiB, target 256 B to 4 MiB, max 1 KiB to 16 MiB).
         """
         self.seed = derive_seed(seed_key)
+        for name, value, low, high in (
+            ("min_size", min_size, 64, 1 << 20),
+            ("avg_size", avg_size, 256, 4 << 20),
+            ("max_size", max_size, 1 << 10, 16 << 20),
+        ):
+            if not low <= value <= high:
+                raise ValueError(f"{name} must be {low} to {high} bytes, got {value}")
         self.min_size = min_size
         self.avg_size = avg_size
         self.max_size = max_size
-        self._cdc = FastCDC(avg_size, min_size=min_size, max_size=max_size, seed=self.seed)
+        self._cdc_instance: FastCDC | None = None
+
+    @property
+    def _cdc(self) -> "FastCDC":
+        # Imported on first use, so that a backup that reads no file does not load it.
+        if self._cdc_instance is None:
+            from pyfastcdc import FastCDC
+
+            self._cdc_instance = FastCDC(
+                self.avg_size, min_size=self.min_size, max_size=self.max_size, seed=self.seed
+            )
+        return self._cdc_instance
 
     def cut_points(self, data: bytes | bytearray | memoryview) -> list[int]:
         """Return the end offset of every chunk of `data`, the last being len(data)."""

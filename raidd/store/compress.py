@@ -16,10 +16,12 @@ and saves.
 
 import threading
 from dataclasses import dataclass
-
-import zstandard
+from typing import TYPE_CHECKING, Any
 
 from raidd.errors import IntegrityError
+
+if TYPE_CHECKING:
+    import zstandard
 
 __all__ = [
     "CODEC_RAW",
@@ -41,6 +43,17 @@ DEFAULT_LEVEL = 3
 # Decoding rejects frames that claim more than this, so a corrupt or hostile
 # frame cannot make the reader allocate without bound.
 MAX_DECODED_SIZE = 64 << 20
+
+
+def _zstandard() -> Any:
+    """Return the zstandard module, imported on first use.
+
+    Its extension module is 11 MB, and a backup that finds no change never
+    compresses, so it does not pay for reading it from a cold page cache.
+    """
+    import zstandard
+
+    return zstandard
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,9 +87,10 @@ class Compressor:
         self.probe = probe
         self._local = threading.local()
 
-    def _contexts(self) -> tuple[zstandard.ZstdCompressor, zstandard.ZstdCompressor]:
+    def _contexts(self) -> "tuple[zstandard.ZstdCompressor, zstandard.ZstdCompressor]":
         contexts = getattr(self._local, "contexts", None)
         if contexts is None:
+            zstandard = _zstandard()
             contexts = (
                 zstandard.ZstdCompressor(level=self.level, write_content_size=True),
                 zstandard.ZstdCompressor(level=1, write_content_size=False),
@@ -109,7 +123,7 @@ class Compressor:
         return EncodedChunk(CODEC_RAW, data)
 
 
-def decode_chunk(stored: bytes, expected_size: int | None = None) -> bytes:
+def decode_chunk(stored: bytes | bytearray, expected_size: int | None = None) -> bytes:
     """Decode a stored chunk (tag byte and payload) back into its bytes.
 
     Args:
@@ -141,7 +155,11 @@ def decode_chunk(stored: bytes, expected_size: int | None = None) -> bytes:
     return data
 
 
+_decompressors = threading.local()
+
+
 def _decode_zstd(payload: memoryview) -> bytes:
+    zstandard = _zstandard()
     try:
         parameters = zstandard.get_frame_parameters(payload)
     except zstandard.ZstdError as error:
@@ -152,7 +170,12 @@ def _decode_zstd(payload: memoryview) -> bytes:
             f"stored chunk's zstd frame declares content size {size}, outside 0 to "
             f"{MAX_DECODED_SIZE} bytes"
         )
+    decompressor = getattr(_decompressors, "context", None)
+    if decompressor is None:
+        # A decompression context is reused per thread: making one costs more
+        # than decoding a small chunk.
+        decompressor = _decompressors.context = zstandard.ZstdDecompressor()
     try:
-        return zstandard.ZstdDecompressor().decompress(payload, max_output_size=size)
+        return decompressor.decompress(payload, max_output_size=size)
     except zstandard.ZstdError as error:
         raise IntegrityError(f"stored chunk's zstd frame does not decode: {error}") from None

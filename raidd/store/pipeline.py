@@ -3,15 +3,30 @@
 The main thread scans each root (or only its changed paths, when the
 caller names them: raidd.store.changes) and decides per entry: an entry whose type,
 size, mtime, ctime, inode, mode, ownership and xattrs match its current
-version is not read again. Changed files go to a pool of worker threads,
-one per core and at most four. Each worker reads its file with FileReader
-and computes every chunk's keyed id. A chunk not stored yet is then
-compressed, sealed and packed. pyfastcdc, zstd, hashlib and AES release
-the GIL, so the cores work in parallel.
+version is not read again. Changed files go, in batches of consecutive
+small files or one large file at a time, to a pool of worker threads (see
+worker_count), while a Prefetcher has the kernel read the next
+files ahead. Each worker reads its files with FileReader and computes
+every chunk's keyed id. A chunk not stored yet is compressed, sealed and
+packed, by the worker itself when it is small and by a store pool of the
+same size when it is 128 KiB or more, so a large file keeps two threads
+busy. The packer's writer thread writes full stripes (parity, checksums,
+member writes) meanwhile. pyfastcdc, zstd, hashlib, AES, numpy's XOR and
+the member I/O release the GIL, so the steps overlap. The Python parts of
+each step hold it: in a first backup of many small files the GIL, not the
+cores, limits the speed (see docs/BENCHMARKS.md).
 
-Memory is bounded whatever the file sizes: at most two files per worker
-are in flight (a semaphore), a worker holds one chunk (2 MiB at most) and
-the reader's 4 MiB buffer, and the packer holds one stripe buffer.
+Memory is bounded whatever the file sizes, and does not grow with them:
+per worker at most two batches are queued, and a worker keeps the reader's
+1 MiB buffer, pyfastcdc's 4 MiB and one chunk (2 MiB at most). At most two
+chunks per worker wait for the store pool or are stored there, each with
+its compressed and sealed copies (about 6 MiB at the maximum chunk size).
+The packer queues at most MAX_QUEUED stripe buffers (plus those one large
+object spans) and keeps as many for reuse, and the engine's write batch is
+about 2 x members x 512 KiB. With two workers and four members that adds up
+to about 50 MiB at the worst, besides the interpreter (an estimate from
+these sizes; bench/backup.py's first backup with one worker peaks at about
+75 MiB in all).
 
 Problems with single files (unreadable, vanished, changed during read, a
 SQLite copy that failed) are reported and the rest of the commit goes on;
@@ -20,7 +35,7 @@ a failing pre_backup command skips its root.
 
 import os
 import threading
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -32,9 +47,11 @@ from raidd.config import WatchConfig
 from raidd.errors import UsageError
 from raidd.store.catalog_format import Deletion, Record, json_name
 from raidd.store.changes import scan_changes
+from raidd.store.chunker import Chunk
 from raidd.store.commands import run_backup_command
-from raidd.store.objects import KIND_CHUNK, IndexEntry
+from raidd.store.objects import KIND_CHUNK, IndexEntry, associated_data, object_header
 from raidd.store.packing import Packer, PendingLocation
+from raidd.store.prefetch import Prefetcher
 from raidd.store.reader import FileRead, FileReader, find_sqlite_sidecars
 from raidd.store.scan import Entry, EntryType, Excluder, ScanProblem, scan_root
 from raidd.store.snapshot import HardLinkGroups, is_unchanged, version_from
@@ -48,6 +65,13 @@ log = structlog.get_logger(__name__)
 
 MAX_WORKERS = 4
 FILES_PER_WORKER = 2
+# A worker task reads consecutive files up to this many, or this many bytes.
+BATCH_FILES = 32
+BATCH_BYTES = 4 << 20
+# New chunks at least this long are stored by the store pool (see ChunkSink).
+HANDOFF_SIZE = 128 << 10
+# Chunks handed to the store pool and not stored yet, per worker.
+CHUNKS_PER_WORKER = 2
 
 
 @dataclass(frozen=True)
@@ -103,20 +127,36 @@ class BackupResult:
 
 
 class ChunkSink:
-    """Store chunks that are not stored yet; called from the worker threads."""
+    """Store chunks that are not stored yet; called from the file worker threads.
 
-    def __init__(self, store: Store, packer: Packer) -> None:
+    A new chunk of at least HANDOFF_SIZE bytes is compressed, sealed and
+    packed by the `store_pool`, so that the file worker goes on reading and
+    hashing the next chunk of a large file meanwhile. At most `in_flight`
+    chunks wait there or are being stored; consume() blocks beyond that.
+    Smaller chunks (most small files) are stored by the file worker itself,
+    which saves the hand-off. The first error of a pool task (ArrayFullError,
+    say) is raised by the next consume() and by wait().
+    """
+
+    def __init__(
+        self, store: Store, packer: Packer, store_pool: ThreadPoolExecutor, in_flight: int
+    ) -> None:
         self.store = store
         self.packer = packer
         self.id_key = store.keys.chunk_id
         self.new: dict[bytes, tuple[int, PendingLocation]] = {}
         self._in_flight: set[bytes] = set()
         self._lock = threading.Lock()
-        self._done = threading.Condition(self._lock)
+        self._pool = store_pool
+        self._slots = threading.BoundedSemaphore(in_flight)
+        self._tasks: list[Future[None]] = []
+        self._error: BaseException | None = None
         self.bytes_read = 0
 
     def consume(self, chunk: Any) -> bytes:
         """Return the chunk's id, storing the chunk first when it is new."""
+        if self._error is not None:
+            raise self._error
         object_id = crypto.chunk_id(self.id_key, chunk.data)
         with self._lock:
             self.bytes_read += len(chunk.data)
@@ -125,16 +165,58 @@ class ChunkSink:
             if self.store.objects.contains(object_id):
                 return object_id
             self._in_flight.add(object_id)
+        if len(chunk.data) < HANDOFF_SIZE:
+            self._store_chunk(object_id, chunk.data)
+            return object_id
+        self._slots.acquire()
         try:
-            encoded = self.store.compressor.encode(chunk.data).to_bytes()
-            stored = self.store.seal_object(KIND_CHUNK, object_id, encoded)
-            location = self.packer.add(stored)
+            task = self._pool.submit(self._store_in_pool, object_id, chunk.data)
+        except BaseException:
+            self._slots.release()
+            raise
+        with self._lock:
+            self._tasks.append(task)
+        return object_id
+
+    def _store_in_pool(self, object_id: bytes, data: bytes) -> None:
+        try:
+            self._store_chunk(object_id, data)
+        except BaseException as error:
+            with self._lock:
+                if self._error is None:
+                    self._error = error
+            raise
+        finally:
+            self._slots.release()
+
+    def _store_chunk(self, object_id: bytes, data: bytes) -> None:
+        # The same object as Store.seal_object builds, with the header and the
+        # sealed block handed to the packer as two parts: joining them would
+        # copy every chunk once more.
+        try:
+            encoded = self.store.compressor.encode(data).to_bytes()
+            sealed = crypto.seal(
+                self.store.keys.chunk,
+                encoded,
+                associated_data(self.store.array.uuid, KIND_CHUNK, object_id),
+            )
+            del encoded
+            header = object_header(KIND_CHUNK, len(sealed), object_id)
+            location = self.packer.add((header, sealed))
         finally:
             with self._lock:
                 self._in_flight.discard(object_id)
         with self._lock:
-            self.new[object_id] = (len(stored), location)
-        return object_id
+            self.new[object_id] = (len(header) + len(sealed), location)
+
+    def wait(self) -> None:
+        """Wait for every chunk handed to the pool; raise the first error of one."""
+        with self._lock:
+            tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.exception()
+        if self._error is not None:
+            raise self._error
 
     def entries(self) -> list[IndexEntry]:
         """Return the new chunks' locations (after the packer was flushed)."""
@@ -216,14 +298,17 @@ def _run_backup(
     result = BackupResult()
     sequence = store.catalog.next_commit(()).sequence
     packer = Packer(store.array)
-    sink = ChunkSink(store, packer)
     reader = FileReader(
         store.chunker, state_directory=store.state_directory, sqlite=store.config.sqlite
     )
-    workers = max(1, min(MAX_WORKERS, os.cpu_count() or 1))
+    workers = worker_count()
     records: list[Record] = []
     changed_roots: list[str] = []
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="raidd-backup") as pool:
+    with (
+        ThreadPoolExecutor(max_workers=workers, thread_name_prefix="raidd-backup") as pool,
+        ThreadPoolExecutor(max_workers=workers, thread_name_prefix="raidd-store") as store_pool,
+    ):
+        sink = ChunkSink(store, packer, store_pool, workers * CHUNKS_PER_WORKER)
         slots = threading.BoundedSemaphore(workers * FILES_PER_WORKER)
         for watch in watches:
             changed = None if changed_paths is None else changed_paths.get(watch.name)
@@ -233,6 +318,7 @@ def _run_backup(
             if root_records:
                 records.extend(root_records)
                 changed_roots.append(watch.name)
+        sink.wait()
     result.bytes_read = sink.bytes_read
     if not records:
         log.info("backup_no_changes", roots=[w.name for w in watches])
@@ -246,6 +332,51 @@ def _run_backup(
     result.chunks_new = len(sink.new)
     result.bytes_stored = sum(length for length, _ in sink.new.values())
     return result
+
+
+def worker_count() -> int:
+    """Return how many file workers (and store pool threads) a backup runs.
+
+    One core fewer than the machine has, at least one and at most
+    MAX_WORKERS. The Python parts of reading, hashing, compressing and
+    sealing hold the GIL, so more threads than cores only wait for it. On
+    2 cores, one file worker and one store thread backed up bench/backup.py's
+    dataset as fast as two of each (4.67 to 5.24 s against 4.82 to 5.22 s,
+    three first backups each, alternating) with a peak RSS of 78 to 79 MiB
+    instead of 91 to 94 MiB.
+    """
+    return max(1, min(MAX_WORKERS, (os.cpu_count() or 1) - 1))
+
+
+def _batches(sizes: Sequence[int]) -> Iterator[range]:
+    """Split files into runs of consecutive ones that one worker task reads.
+
+    A run ends at BATCH_FILES files or once it holds BATCH_BYTES, so small
+    files share a task (one future and semaphore round per run, not per
+    file), and a large file is a task of its own.
+    """
+    start = 0
+    total = 0
+    for index, size in enumerate(sizes):
+        if index > start and (index - start >= BATCH_FILES or total + size > BATCH_BYTES):
+            yield range(start, index)
+            start, total = index, 0
+        total += size
+    if start < len(sizes):
+        yield range(start, len(sizes))
+
+
+def _read_batch(
+    reader: FileReader, paths: Sequence[bytes], consume: Callable[[Chunk], bytes]
+) -> list[FileRead[bytes] | OSError | SqliteCopyError]:
+    """Read files in order; a file's OSError or SqliteCopyError is its result."""
+    results: list[FileRead[bytes] | OSError | SqliteCopyError] = []
+    for path in paths:
+        try:
+            results.append(reader.read(path, consume))
+        except (OSError, SqliteCopyError) as error:
+            results.append(error)
+    return results
 
 
 def _lazy_entries(sink: ChunkSink) -> Any:
@@ -309,8 +440,9 @@ def _backup_root(
     entries = with_wal_ctimes(entries, root_bytes, sidecars, complete=changed is None)
     groups = HardLinkGroups(sequence)
     records: list[Record] = []
-    pending: list[tuple[Entry, int, Future[FileRead[bytes]]]] = []
+    pending: list[tuple[range, Future[list[FileRead[bytes] | OSError | SqliteCopyError]]]] = []
     seen: set[bytes] = set()
+    to_read: list[tuple[Entry, int]] = []
     for entry in entries:
         if entry.path in sidecars:
             continue
@@ -322,28 +454,37 @@ def _backup_root(
         if entry.type is not EntryType.FILE:
             records.append(version_from(watch.name, entry, None, group))
             continue
-        slots.acquire()
-        path = root_bytes + b"/" + entry.path if entry.path else root_bytes
-        future = pool.submit(reader.read, path, sink.consume)
-        future.add_done_callback(lambda _future: slots.release())
-        pending.append((entry, group, future))
-    for entry, group, future in pending:
-        try:
-            read = future.result()
-        except OSError as error:
-            report(entry.path, "unreadable", error.strerror or str(error))
-            if entry.path not in previous:
-                seen.discard(entry.path)
-            continue
-        except SqliteCopyError as error:
-            report(entry.path, "sqlite_copy_failed", str(error))
-            continue
-        if read.skipped_recent_copy:
-            continue
-        result.files_read += 1
-        if read.changed_during_read:
-            report(entry.path, "changed_during_read", f"kept after {read.attempts} reads")
-        records.append(version_from(watch.name, entry, read, group))
+        to_read.append((entry, group))
+    paths = [root_bytes + b"/" + entry.path if entry.path else root_bytes for entry, _ in to_read]
+    # A sparse file is not read ahead: its holes would fill the page cache with zeros.
+    sizes = [entry.size if entry.blocks * 512 >= entry.size else 0 for entry, _ in to_read]
+    with Prefetcher(paths, sizes) as prefetcher:
+        for batch in _batches([entry.size for entry, _ in to_read]):
+            slots.acquire()
+            prefetcher.advance(batch.start)
+            future = pool.submit(
+                _read_batch, reader, paths[batch.start : batch.stop], sink.consume
+            )
+            future.add_done_callback(lambda _future: slots.release())
+            pending.append((batch, future))
+    for batch, future in pending:
+        for (entry, group), read in zip(
+            to_read[batch.start : batch.stop], future.result(), strict=True
+        ):
+            if isinstance(read, OSError):
+                report(entry.path, "unreadable", read.strerror or str(read))
+                if entry.path not in previous:
+                    seen.discard(entry.path)
+                continue
+            if isinstance(read, SqliteCopyError):
+                report(entry.path, "sqlite_copy_failed", str(read))
+                continue
+            if read.skipped_recent_copy:
+                continue
+            result.files_read += 1
+            if read.changed_during_read:
+                report(entry.path, "changed_during_read", f"kept after {read.attempts} reads")
+            records.append(version_from(watch.name, entry, read, group))
     records.extend(Deletion(watch.name, path) for path in sorted(previous.keys() - seen))
     if watch.post_backup is not None:
         outcome = run_backup_command(

@@ -6,7 +6,9 @@ whose chunk cannot be recovered is reported lost, and the restore goes on
 with the others.
 """
 
+import contextlib
 import os
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,8 +18,7 @@ import structlog
 
 from raidd.errors import IntegrityError, UsageError
 from raidd.store.catalog_format import Version, json_name
-from raidd.store.compress import decode_chunk
-from raidd.store.objects import KIND_CHUNK
+from raidd.store.restore_fetch import ChunkFetcher, read_chunk
 from raidd.store.restore_writer import RestoreEntry, RestoreReport, RestoreWriter
 from raidd.store.scan import EntryType
 from raidd.store.snapshot import is_under, locate_path, restore_entries
@@ -38,6 +39,11 @@ __all__ = [
 log = structlog.get_logger(__name__)
 
 DataSource = Callable[[], Iterator[tuple[int, bytes]]]
+
+# The restore takes catalog entries ahead of the writer until this many chunks
+# wait to be read, or this many entries wait to be written.
+LOOKAHEAD_CHUNKS = 64
+LOOKAHEAD_FILES = 256
 
 
 @dataclass(frozen=True)
@@ -172,12 +178,29 @@ def chunk_source(store: Store, version: Version) -> DataSource:
     def pieces() -> Iterator[tuple[int, bytes]]:
         for chunk in version.chunks:
             entry = store.objects.get(chunk.chunk_id)
-            if entry is None:
-                raise IntegrityError(
-                    f"chunk {chunk.chunk_id.hex()[:16]} is missing from the object index"
-                )
-            stored = store.read_object(KIND_CHUNK, chunk.chunk_id, entry.pieces)
-            yield chunk.offset, decode_chunk(bytes(stored), chunk.length)
+            location = entry.pieces if entry is not None else None
+            yield chunk.offset, read_chunk(store, chunk.chunk_id, location, chunk.length)
+
+    return pieces
+
+
+def _prefetched_source(
+    store: Store, version: Version, fetcher: ChunkFetcher, file: int
+) -> DataSource:
+    """Return a data source whose first call takes the chunks the fetcher read ahead.
+
+    The writer may call a source twice (compare, then write); the second
+    call reads the chunks again directly.
+    """
+    taken = False
+
+    def pieces() -> Iterator[tuple[int, bytes]]:
+        nonlocal taken
+        if taken:
+            yield from chunk_source(store, version)()
+            return
+        taken = True
+        yield from fetcher.pieces(file)
 
     return pieces
 
@@ -190,16 +213,55 @@ def stream_entries(
     Paths are `<root name>/<path relative to the root>`, as they land under
     the target directory.
     """
+    for entry, version in _stream_versions(store, selections, sequence):
+        source = chunk_source(store, version) if entry.type is EntryType.FILE else None
+        yield entry, source
+
+
+def _stream_versions(
+    store: Store, selections: Sequence[Selection], sequence: int
+) -> Iterator[tuple[RestoreEntry, Version]]:
     for selection in selections:
         prefix = selection.prefix
         versions = store.catalog.state(selection.root, sequence)
-        for entry, version in restore_entries(
+        yield from restore_entries(
             versions,
             os.fsencode(selection.root),
             keep=lambda v, prefix=prefix: is_under(v.path, prefix),
-        ):
+        )
+
+
+def _read_ahead(
+    store: Store,
+    selections: Sequence[Selection],
+    sequence: int,
+    fetcher: ChunkFetcher | None,
+) -> Iterator[tuple[RestoreEntry, DataSource | None]]:
+    """Yield entries like stream_entries, with their chunks handed to `fetcher` early.
+
+    Entries are taken from the catalog until LOOKAHEAD_CHUNKS chunks wait in
+    the fetcher, so it reads ahead across small files. A hard link to a file
+    restored earlier usually needs no data, so its chunks are not fetched.
+    """
+    versions = _stream_versions(store, selections, sequence)
+    if fetcher is None:
+        for entry, version in versions:
             source = chunk_source(store, version) if entry.type is EntryType.FILE else None
             yield entry, source
+        return
+    ahead: deque[tuple[RestoreEntry, DataSource | None]] = deque()
+    for number, (entry, version) in enumerate(versions):
+        source: DataSource | None = None
+        if entry.type is EntryType.FILE and entry.hard_link_to is None:
+            fetcher.add(number, version)
+            source = _prefetched_source(store, version, fetcher, number)
+        elif entry.type is EntryType.FILE:
+            source = chunk_source(store, version)
+        ahead.append((entry, source))
+        while ahead and (fetcher.queued >= LOOKAHEAD_CHUNKS or len(ahead) > LOOKAHEAD_FILES):
+            yield ahead.popleft()
+    while ahead:
+        yield ahead.popleft()
 
 
 def restore(
@@ -212,9 +274,14 @@ def restore(
     dry_run: bool = False,
 ) -> RestoreResult:
     """Write the selected versions of commit `sequence` under `target`."""
-    with RestoreWriter(target, overwrite=overwrite, dry_run=dry_run) as writer:
+    with (
+        RestoreWriter(target, overwrite=overwrite, dry_run=dry_run) as writer,
+        contextlib.ExitStack() as stack,
+    ):
+        # A dry run writes nothing and reads chunks only to compare existing files.
+        fetcher = None if dry_run else stack.enter_context(ChunkFetcher(store))
         lost: list[tuple[bytes, str]] = []
-        for entry, source in stream_entries(store, selections, sequence):
+        for entry, source in _read_ahead(store, selections, sequence, fetcher):
             try:
                 writer.restore(entry, source)
             except IntegrityError as error:
