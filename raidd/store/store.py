@@ -53,8 +53,8 @@ __all__ = ["Store", "UnlockKey"]
 
 log = structlog.get_logger(__name__)
 
-# Stripes one audit commit writes at most: the audit object, the manifest and a map node
-# (an estimate: a large batch or a deep allocation map takes more).
+# Stripes an audit commit usually writes: the audit object, the manifest and a map node.
+# An estimate: a large batch, RAID0's second copies or a deep map take more.
 AUDIT_COMMIT_STRIPES = 3
 
 
