@@ -58,6 +58,12 @@ class ArrayFullError(ArrayError):
     exit_code = EXIT_USAGE
 
 
+class BackupError(RaiddError):
+    """A backup that committed none of its roots; the message names each root and the cause."""
+
+    exit_code = EXIT_USAGE
+
+
 class IntegrityError(RaiddError):
     """Data lost beyond the fault tolerance; the message names what is lost."""
 

@@ -288,7 +288,8 @@ class Array(MapWriter):
             raise ArrayFullError(
                 f"array {self.name or self.uuid} is full: {free} free stripes, "
                 f"{self.reserve_stripes} kept for garbage collection; free space by "
-                "expiring old versions"
+                "expiring old versions: set [watch.retention] rules, run `raidctl forget`, "
+                "then `raidctl gc` (`raidd forget` and `raidd gc` while the daemon is stopped)"
             )
         chosen = candidates[self._free_position : self._free_position + count]
         self._free_position += count
@@ -337,6 +338,29 @@ class Array(MapWriter):
             self.io.flush()
             for stripe in stripes:
                 self._free_one(int(stripe))
+
+    def discard_uncommitted(self) -> int:
+        """Release every stripe written since the last commit, for a commit that failed.
+
+        No commit references them, so they are free again at once, with the
+        rows they had as last committed. Frees made since the last commit
+        stay recorded for the next one. Returns how many stripes came back.
+        """
+        with self._lock:
+            self.io.flush()
+            released = sorted(self._uncommitted)
+            for stripe in released:
+                kept = self._owner_rows.pop(stripe, None)
+                if kept is None:
+                    self.map.set_entry(stripe, 0, 0, [0] * self.geometry.members)
+                else:
+                    self.map.entries[stripe] = kept
+                    self.map.dirty.add(self.map.leaf_of(stripe))
+            self._uncommitted.clear()
+            self._free_cache = None
+            if released:
+                log.info("uncommitted_stripes_released", array=str(self.uuid), count=len(released))
+            return len(released)
 
     def _keep_committed_row(self, stripe: int) -> None:
         if stripe not in self._owner_rows:

@@ -7,8 +7,8 @@ import os
 
 from raidd.commands.storeopen import add_parser, emit, open_store, warn, warn_degraded
 from raidd.commands.units import format_size
-from raidd.errors import EXIT_OK, EXIT_WARNINGS
-from raidd.store.pipeline import BackupResult, run_backup
+from raidd.errors import EXIT_OK, EXIT_USAGE, EXIT_WARNINGS
+from raidd.store.pipeline import BackupResult, run_backup, select_watches
 
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -38,9 +38,13 @@ def _print_text(result: BackupResult) -> None:
 def run(args: argparse.Namespace) -> int:
     with open_store(args, read_only=False) as store:
         warn_degraded("backup", store)
+        chosen = len(select_watches(store, args.roots))
         result = run_backup(store, args.roots)
     for problem in result.problems:
         path = os.fsdecode(problem.path) or "."
         warn("backup", f"{problem.root}: {path!r}: {problem.kind}: {problem.message}")
     emit(args, result.to_json(), lambda: _print_text(result))
+    if result.failed_roots and len(result.failed_roots) == chosen:
+        # No root could be backed up: an error, as `raidctl sync` reports it.
+        return EXIT_USAGE
     return EXIT_WARNINGS if result.problems else EXIT_OK

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import base64
 import os
+import sys
 from typing import Any
 
 from raidd.commands.ls import listing_line
@@ -23,14 +24,17 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
         "sync", parents=[common], help="rescan the watched roots and commit now"
     )
     sync.add_argument("roots", nargs="*", metavar="ROOT", help="root names (default: all)")
+    timeout_option(sync)
     sync.set_defaults(run=run_sync)
     snapshots = subparsers.add_parser("snapshots", parents=[common], help="list the commits")
     snapshots.add_argument("--limit", type=int, help="list at most this many, newest first")
+    timeout_option(snapshots)
     snapshots.set_defaults(run=run_snapshots)
     ls = subparsers.add_parser("ls", parents=[common], help="list a root's entries")
     ls.add_argument("root", help="root name")
     ls.add_argument("prefix", nargs="?", default="", help="path under the root")
     selection_options(ls)
+    timeout_option(ls)
     ls.set_defaults(run=run_ls)
     for name, text in (
         ("forget", "apply the retention policies now"),
@@ -38,12 +42,40 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     ):
         parser = subparsers.add_parser(name, parents=[common], help=text)
         parser.add_argument("--dry-run", action="store_true", help="report, change nothing")
+        timeout_option(parser)
         parser.set_defaults(run=run_maintenance, method=name)
     check = subparsers.add_parser(
         "check", parents=[common], help="verify catalog, index and allocation (report only)"
     )
     check.add_argument("--read-data", action="store_true", help="also read every chunk")
+    timeout_option(check)
     check.set_defaults(run=run_check)
+
+
+def timeout_option(parser: argparse.ArgumentParser) -> None:
+    """Add --timeout: these calls wait for the store, which a long commit holds."""
+    parser.add_argument(
+        "--timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        help="give up after this many seconds without a reply (default: wait until done; "
+        "the daemon goes on either way)",
+    )
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r}: the timeout must be a positive number")
+    return value
+
+
+def wait_for_store(context: Context) -> None:
+    """Set the reply timeout to --timeout, or to no limit when it is not given."""
+    context.client.timeout = getattr(context.args, "timeout", None)
 
 
 def selection_options(parser: argparse.ArgumentParser) -> None:
@@ -67,11 +99,21 @@ def selection_params(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_sync(context: Context) -> int:
-    context.client.timeout = None
+    wait_for_store(context)
     roots = context.args.roots
+    if sys.stderr.isatty() and not context.json:
+        # A commit of many files takes minutes; say what the silence means.
+        print(
+            "raidctl sync: waiting until the commit is durable "
+            "(Ctrl-C stops waiting; the daemon goes on)",
+            file=sys.stderr,
+        )
     result = context.call("sync", {"roots": roots} if roots else None)
     context.emit(result, describe_sync)
-    return EXIT_OK
+    failed = result.get("failed") or []
+    for item in failed:
+        print(f"raidctl sync: not committed: {item['error']}", file=sys.stderr)
+    return EXIT_WARNINGS if failed else EXIT_OK
 
 
 def describe_sync(result: dict[str, Any]) -> str:
@@ -86,6 +128,7 @@ def describe_sync(result: dict[str, Any]) -> str:
 
 
 def run_snapshots(context: Context) -> int:
+    wait_for_store(context)
     limit = context.args.limit
     rows = context.call("snapshots", {"limit": limit} if limit is not None else None)
     context.emit(
@@ -99,6 +142,7 @@ def run_snapshots(context: Context) -> int:
 
 
 def run_ls(context: Context) -> int:
+    wait_for_store(context)
     args = context.args
     params = {"root": args.root, "prefix": args.prefix, **selection_params(args)}
     result = context.call("ls", params)
@@ -136,7 +180,7 @@ def path_bytes(name: str | dict[str, str]) -> bytes:
 
 
 def run_maintenance(context: Context) -> int:
-    context.client.timeout = None
+    wait_for_store(context)
     dry_run = context.args.dry_run
     result = context.call(context.args.method, {"dry_run": dry_run})
     if context.args.method == "gc":
@@ -147,7 +191,7 @@ def run_maintenance(context: Context) -> int:
 
 
 def run_check(context: Context) -> int:
-    context.client.timeout = None
+    wait_for_store(context)
     result = context.call("check", {"read_data": context.args.read_data})
 
     def human(report: dict[str, Any]) -> str:

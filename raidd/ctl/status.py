@@ -71,10 +71,16 @@ def render(status: dict[str, Any]) -> str:
     backups = status.get("backups") or {}
     if backups and not backups.get("available", True):
         lines.append(f"backups: not available: {backups.get('reason')}")
+    failed = backups.get("failed_roots") or {}
     for root in status.get("watcher", []):
         health = "watching" if root["watching"] else f"NOT WATCHING: {root['error']}"
+        line = f"watch {root['root']} ({root['path']}): {health}, {root['pending_paths']} pending"
+        if root["root"] in failed:
+            line += f"; BACKUP FAILED: {failed[root['root']]}"
+        lines.append(line)
+    if backups.get("behind"):
         lines.append(
-            f"watch {root['root']} ({root['path']}): {health}, {root['pending_paths']} pending"
+            "backups: BEHIND" + (f": {backups['last_error']}" if backups.get("last_error") else "")
         )
     pending = (status.get("daemon") or {}).get("restart_pending")
     if pending:

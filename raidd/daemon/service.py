@@ -205,7 +205,11 @@ class Daemon:
         assert self.watcher is not None and self.backups is not None
         names = list(self.watcher.watches)
         if names:
-            self.backups.backup_now(names)
+            try:
+                self.backups.backup_now(names)
+            except RaiddError as error:
+                # A full array still serves restores, forget and gc; status shows the error.
+                log.error("reconcile_failed", roots=names, error=str(error))
         for name in names:
             self.watcher.mark_rescanned(name)
 
@@ -263,6 +267,8 @@ class Daemon:
                 if not batch.rescan:
                     paths.setdefault(batch.root, set()).update(self.watcher.relative_paths(batch))
             self.backups.submit({batch.root for batch in batches}, paths)
+        # Work that waits too long makes the backups behind, also without a status request.
+        self.backups.behind()
         self._run_schedule()
         return self.watcher.seconds_until_due()
 

@@ -57,6 +57,7 @@ from raidd.store.scan import Entry, EntryType, Excluder, ScanProblem, scan_root
 from raidd.store.snapshot import HardLinkGroups, is_unchanged, version_from
 from raidd.store.sqlite_copy import SqliteCopyError
 from raidd.store.store import Store
+from raidd.store.walstat import with_wal_ctimes
 
 __all__ = ["BackupProblem", "BackupResult", "run_backup"]
 
@@ -105,6 +106,9 @@ class BackupResult:
     chunks_new: int = 0
     bytes_stored: int = 0
     problems: list[BackupProblem] = field(default_factory=list)
+    # Roots that could not be backed up at all (missing root, failed
+    # pre_backup): root name -> the cause, naming the root's path.
+    failed_roots: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """Return the result as JSON."""
@@ -118,6 +122,7 @@ class BackupResult:
             "chunks_new": self.chunks_new,
             "bytes_stored": self.bytes_stored,
             "problems": [problem.to_json() for problem in self.problems],
+            "failed_roots": dict(self.failed_roots),
         }
 
 
@@ -265,11 +270,30 @@ def run_backup(
             keeps its version (raidd.store.changes). A root not in it is
             scanned in full.
 
+    A root that cannot be backed up at all is named in the result's
+    `failed_roots`, and the other roots are committed.
+
     Raises:
-        ArrayFullError: the array ran out of stripes; nothing was committed.
+        ArrayFullError: the array ran out of stripes; nothing was committed,
+            and the stripes written for it are free again.
         UsageError: an unknown root.
     """
     watches = select_watches(store, roots)
+    try:
+        return _run_backup(store, watches, now_ns, changed_paths)
+    except BaseException:
+        # Nothing references what the failed commit wrote, so its stripes go
+        # back to the free list now rather than after a restart.
+        store.array.discard_uncommitted()
+        raise
+
+
+def _run_backup(
+    store: Store,
+    watches: Sequence[WatchConfig],
+    now_ns: int | None,
+    changed_paths: Mapping[str, Collection[bytes]] | None,
+) -> BackupResult:
     assert store.config is not None
     result = BackupResult()
     sequence = store.catalog.next_commit(()).sequence
@@ -373,15 +397,25 @@ def _backup_root(
 ) -> list[Record]:
     def report(path: bytes, kind: str, message: str) -> None:
         result.problems.append(BackupProblem(watch.name, path, kind, message))
-        log.warning("backup_problem", root=watch.name, path=path, kind=kind, message=message)
+        log.warning(
+            "backup_problem",
+            root=watch.name,
+            path=path.decode("utf-8", "replace"),
+            kind=kind,
+            message=message,
+        )
+
+    def fail_root(kind: str, message: str) -> list[Record]:
+        report(b"", kind, message)
+        result.failed_roots[watch.name] = f"root {watch.name} ({watch.path}): {message}"
+        return []
 
     if watch.pre_backup is not None:
         outcome = run_backup_command(
             watch.pre_backup, watch.path, watch.name, "pre_backup", watch.command_timeout
         )
         if not outcome.ok:
-            report(b"", "pre_backup_failed", f"{outcome.describe()}; root not committed")
-            return []
+            return fail_root("pre_backup_failed", outcome.describe())
     scan_problems: list[ScanProblem] = []
     excluder = Excluder(watch.exclude)
     try:
@@ -394,8 +428,7 @@ def _backup_root(
             )
             entries, previous = subset.entries, subset.previous
     except OSError as error:
-        report(b"", "root_unreadable", f"cannot open root {watch.path}: {error.strerror}")
-        return []
+        return fail_root("root_unreadable", f"cannot open the root: {error.strerror}")
     root_bytes = os.fsencode(watch.path)
     files = [e.path for e in entries if e.type is EntryType.FILE]
     vanished = [p.path for p in scan_problems if p.kind == "vanished"]
@@ -404,6 +437,7 @@ def _backup_root(
         # A database's -journal comes and goes with each transaction; it is never stored.
         if problem.path not in sidecars:
             report(problem.path, problem.kind, problem.message)
+    entries = with_wal_ctimes(entries, root_bytes, sidecars, complete=changed is None)
     groups = HardLinkGroups(sequence)
     records: list[Record] = []
     pending: list[tuple[range, Future[list[FileRead[bytes] | OSError | SqliteCopyError]]]] = []

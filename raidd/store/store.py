@@ -17,7 +17,7 @@ import crypto
 from raidd.array import Array, assemble
 from raidd.config import Config, prepare_state_directory
 from raidd.credentials import key_file_path
-from raidd.errors import ConfigError, IntegrityError, KeyUnlockError, UsageError
+from raidd.errors import ArrayFullError, ConfigError, IntegrityError, KeyUnlockError, UsageError
 from raidd.store.audit import AuditLog, write_batch
 from raidd.store.catalog import CatalogIndex, CommitInfo
 from raidd.store.catalog_format import CommitDelta, Version, decode_delta, encode_delta
@@ -52,6 +52,10 @@ from raidd.store.packing import Packer, PendingLocation, read_location
 __all__ = ["Store", "UnlockKey"]
 
 log = structlog.get_logger(__name__)
+
+# Stripes an audit commit usually writes: the audit object, the manifest and a map node.
+# An estimate: a large batch, RAID0's second copies or a deep map take more.
+AUDIT_COMMIT_STRIPES = 3
 
 
 @dataclass(frozen=True)
@@ -532,11 +536,25 @@ class Store:
     def commit_audit(self) -> MetadataRoot | None:
         """Commit the pending audit records alone, on the reserve if need be; None if none.
 
+        Such commits may use half of the reserve. The other half stays for
+        forget and gc, which free space on a full array, since every audit
+        commit keeps a stripe until gc compacts it.
+
         Raises:
-            ArrayFullError: not even the reserve has room; the records stay pending.
+            ArrayFullError: only the half of the reserve kept for forget and
+                gc is left; the records stay pending.
         """
         if not self.audit.pending():
             return None
+        free = self.array.free_stripe_count()
+        keep = self.array.reserve_stripes // 2
+        if free - AUDIT_COMMIT_STRIPES < keep:
+            raise ArrayFullError(
+                f"array {self.array.name or self.array.uuid} is full: {free} free stripes, "
+                f"{keep} kept for forget and gc; the audit records wait for the next commit "
+                "that has room: set [watch.retention] rules, run `raidctl forget`, then "
+                "`raidctl gc`"
+            )
         return self.commit(None, Packer(self.array, use_reserve=True), [])
 
     # -- queries -----------------------------------------------------------------------

@@ -295,3 +295,20 @@ def test_json_error_on_stdout(raidd: Run, tmp_path: Path) -> None:
     assert result.json()["error"]["exit_code"] == 2
     assert str(tmp_path / "none.toml") in result.json()["error"]["message"]
     assert result.err.startswith("raidd snapshots: ")
+
+
+def test_backup_of_failed_roots_exit_codes(raidd: Run, tmp_path: Path, lock_dir: Path) -> None:
+    """Exit 2 when no root could be backed up, 1 when another root was committed."""
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "kept.txt").write_text("kept\n")
+    setup = make_setup(
+        tmp_path / "array",
+        retention=f'pre_backup = "exit 3"\n\n[[watch]]\npath = "{other}"\n',
+    )
+    alone = raidd("backup", "--config", setup.config_path, "data")
+    assert alone.code == 2, alone.err
+    assert "pre_backup failed: exit status 3" in alone.err
+    both = raidd("backup", "--config", setup.config_path)
+    assert both.code == 1, both.err
+    assert "Commit 1 of other" in both.out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -94,6 +95,7 @@ def test_failed_backup_is_followed_by_full_scan(
     setup: Setup, service: BackupService, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The changed paths of a failed backup are lost, so the next backup rescans the root."""
+    service.full_retry_after = 0.0
     assert service.backup_now().sequence == 1
     (setup.data / "kept.txt").write_text("edited, and its batch failed\n")
     real_commit = Store.commit
@@ -115,3 +117,49 @@ def test_failed_backup_is_followed_by_full_scan(
     current = service.locked(lambda store: store.catalog.current("data"))
     assert b"later.txt" in current
     assert current[b"kept.txt"].size == len("edited, and its batch failed\n")
+
+
+def test_full_array_holds_watcher_batches(
+    setup: Setup, service: BackupService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After ArrayFullError the watcher's batches wait; a sync runs them at once."""
+    assert service.backup_now().sequence == 1
+    real_commit = Store.commit
+
+    def failing_commit(*args: object, **kwargs: object) -> None:
+        raise ArrayFullError("array crm is full (test)")
+
+    monkeypatch.setattr(Store, "commit", failing_commit)
+    (setup.data / "kept.txt").write_text("edited on a full array\n")
+    failed = service.submit({"data"}, {"data": {b"kept.txt"}})
+    assert failed.done.wait(timeout=60)
+    assert isinstance(failed.error, ArrayFullError)
+    assert service.behind()
+    monkeypatch.setattr(Store, "commit", real_commit)
+
+    waiting = service.submit({"data"}, {"data": {b"kept.txt"}})
+    # The store thread runs its work in order: a queued backup would run before this.
+    service.locked(lambda _store: None)
+    assert not waiting.done.is_set()
+    assert service.status()["roots_waiting"] == 1
+    synced = service.sync(["data"])
+    assert synced["changed"] is True
+    assert synced["failed"] == []
+    assert waiting.done.wait(timeout=60)
+    assert waiting.error is None
+    assert not service.behind()
+
+
+def test_reload_drops_removed_root_error(
+    setup: Setup, service: BackupService, tmp_path: Path
+) -> None:
+    """A failed root that a reload removed no longer keeps the backups behind."""
+    config = setup.config()
+    assert service.backup_now().sequence == 1
+    setup.data.rename(tmp_path / "moved")
+    result = service.backup_now()
+    assert list(result.failed_roots) == ["data"]
+    assert service.behind()
+    service.use_config(dataclasses.replace(config, watches=()))
+    assert service.status()["failed_roots"] == {}
+    assert not service.behind()

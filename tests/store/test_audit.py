@@ -343,3 +343,19 @@ def test_offline_audit_command(setup: Setup, capsys: pytest.CaptureFixture[str])
         rewrite_audit_list(store, [])
     assert main(["audit", *members, *key, "--verify"]) == 3
     assert "the chain ends at" in capsys.readouterr().out
+
+
+def test_audit_commits_leave_half_the_reserve(setup: Setup) -> None:
+    """Audit commits stop at half the reserve, so forget and gc keep room on a full array."""
+    with Store.open(setup.config()) as store:
+        array = store.array
+        keep = array.reserve_stripes // 2
+        filler = bytes(array.stripe_data_size)
+        while array.free_stripe_count() > keep + 2:
+            array.write_stripe(filler, use_reserve=True)
+        free = array.free_stripe_count()
+        store.audit.append(record("restore"))
+        with pytest.raises(ArrayFullError, match="kept for forget and gc"):
+            store.commit_audit()
+        assert array.free_stripe_count() == free
+        assert len(store.audit.pending()) == 1

@@ -9,11 +9,19 @@ nothing in the commit is an `operation failed` error when no PATH
 matches, and its position in `paths` is listed in the result's `missing`
 when others do. Positions, not paths, so that no requested path reaches
 the log or the audit record in clear.
+
+A restore never keeps the store thread while it waits for its client: the
+entries are listed in one turn of the store thread, and each file's
+content is read in turns of at most `TURN_BYTES`, sent from the
+connection's own thread in between. Commits run between the turns, so a
+client that stops reading stalls only its own restore, and the
+connection's write timeout closes it.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -40,6 +48,12 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
+StreamedEntry = tuple[RestoreEntry, DataSource | None]
+
+# Content read per turn of the store thread. An estimate: 10 to 20 ms of reading,
+# opening and decompressing on one core, which is how long a commit may wait for it.
+TURN_BYTES = 1 << 20
+
 
 def register(registry: Registry, backups: BackupService) -> None:
     """Register `restore`, which runs on the store thread of `backups`."""
@@ -53,7 +67,7 @@ def register(registry: Registry, backups: BackupService) -> None:
     ) -> dict[str, Any]:
         """Stream the entries of the selected paths as of a commit (the newest by default)."""
 
-        def work(store: Store) -> dict[str, Any]:
+        def listing(store: Store) -> tuple[int, list[int], list[StreamedEntry]]:
             info = store.resolve_commit(at_ns=at_ns, sequence=commit)
             selections = select(store, [os.fsencode(path) for path in paths or []])
             try:
@@ -71,19 +85,53 @@ def register(registry: Registry, backups: BackupService) -> None:
                         "commit": error.sequence,
                     },
                 ) from None
+            # NOTE: the whole listing is kept in memory (a few hundred bytes per entry),
+            # so that no catalog cursor stays open while commits run between the turns.
+            return info.sequence, missing, list(stream_entries(store, selections, info.sequence))
+
+        with backups.reading():
+            sequence, missing, entries = backups.locked(listing)
             counts = {"files": 0, "directories": 0, "symlinks": 0, "hard_links": 0, "lost": 0}
             sent = 0
-            for entry, source in stream_entries(store, selections, info.sequence):
+            for entry, source in entries:
                 call.check_connected()
-                kind, content_bytes = send_entry(call, entry, source)
+                in_turns = None if source is None else _in_turns(backups, source)
+                kind, content_bytes = send_entry(call, entry, in_turns)
                 counts[kind] += 1
                 sent += content_bytes
-            log.info("restore_streamed", commit=info.sequence, bytes=sent, **counts)
-            return {"commit": info.sequence, "bytes": sent, **counts, "missing": missing}
-
-        return backups.locked(work)
+        log.info("restore_streamed", commit=sequence, bytes=sent, **counts)
+        return {"commit": sequence, "bytes": sent, **counts, "missing": missing}
 
     registry.add("restore", restore, Access.READ)
+
+
+def _in_turns(backups: BackupService, source: DataSource) -> DataSource:
+    """Return a source that reads `source` on the store thread, `TURN_BYTES` at a time."""
+
+    def pieces() -> Iterator[tuple[int, bytes]]:
+        reading = backups.locked(lambda _store: source())
+        while True:
+            turn, more = backups.locked(lambda _store: _take(reading, TURN_BYTES))
+            yield from turn
+            if not more:
+                return
+
+    return pieces
+
+
+def _take(
+    pieces: Iterator[tuple[int, bytes]], budget: int
+) -> tuple[list[tuple[int, bytes]], bool]:
+    """Return the next pieces up to `budget` bytes (one at least), and whether more follow."""
+    taken: list[tuple[int, bytes]] = []
+    size = 0
+    while size < budget:
+        piece = next(pieces, None)
+        if piece is None:
+            return taken, False
+        taken.append(piece)
+        size += len(piece[1])
+    return taken, True
 
 
 def send_entry(call: Call, entry: RestoreEntry, source: DataSource | None) -> tuple[str, int]:
