@@ -158,7 +158,15 @@ def _receive(context: Context, target: Path, received: Received) -> tuple[Any, R
     request, so a restore rejected for its arguments leaves nothing behind.
     """
     args = context.args
-    params = {"paths": args.paths, **selection_params(args)}
+    # dry_run, overwrite and target change nothing on the daemon's side: they are
+    # sent so that the audit record says what this restore was for.
+    params = {
+        "paths": args.paths,
+        **selection_params(args),
+        "dry_run": args.dry_run,
+        "overwrite": args.overwrite,
+        "target": os.path.abspath(target),
+    }
     reply = context.client.stream("restore", params)
     writer: RestoreWriter | None = None
     try:

@@ -64,8 +64,16 @@ def register(registry: Registry, backups: BackupService) -> None:
         paths: list[str] | None = None,
         commit: int | None = None,
         at_ns: int | None = None,
+        dry_run: bool = False,
+        overwrite: bool = False,
+        target: str | None = None,
     ) -> dict[str, Any]:
-        """Stream the entries of the selected paths as of a commit (the newest by default)."""
+        """Stream the entries of the selected paths as of a commit (the newest by default).
+
+        `dry_run`, `overwrite` and `target` describe what the client will do
+        with the stream. The daemon cannot check them and streams the same
+        entries either way; the audit record keeps them.
+        """
 
         def listing(store: Store) -> tuple[int, list[int], list[StreamedEntry]]:
             info = store.resolve_commit(at_ns=at_ns, sequence=commit)
