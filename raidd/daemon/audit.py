@@ -182,8 +182,11 @@ class AuditTrail:
             params = {"path_count": len(raw), "dry_run": False, "overwrite": False, **params}
         elif method == "ls" and isinstance(params.get("root"), str):
             prefix = params.get("prefix") if isinstance(params.get("prefix"), str) else ""
-            raw = [params["root"], prefix] if prefix else [params["root"]]
-            named = [(params["root"], os.fsencode(prefix))]
+            root = params["root"]
+            raw = [root, prefix] if prefix else [root]
+            # `root` may be ROOT/PATH or an absolute path, as for restore.
+            joined = f"{root.rstrip('/')}/{prefix.strip('/')}" if prefix else root
+            named = [self._locate(joined, roots)]
         elif method == "sync":
             requested = params.get("roots")
             if not isinstance(requested, list) or not requested:

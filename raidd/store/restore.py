@@ -172,6 +172,25 @@ def not_found_message(paths: Sequence[str], sequence: int) -> str:
     return f"{names} not found in commit {sequence}; check the path with `ls`"
 
 
+def ls_selection(store: Store, root: str, prefix: str = "") -> Selection:
+    """Turn `ls` arguments into one selection: ROOT may also be `ROOT/PATH` or an absolute path.
+
+    Raises:
+        UsageError: ROOT names no root in the catalog, and the message lists the roots.
+    """
+    path = root if not prefix.strip("/") else f"{root.rstrip('/')}/{prefix.strip('/')}"
+    (selection,) = select(store, [os.fsencode(path)])
+    return selection
+
+
+def ls_not_found_message(path: str, sequence: int) -> str:
+    """Return the error for an `ls` PATH that matches nothing in a commit."""
+    return (
+        f"{path!r} not found in commit {sequence}; "
+        "list the directory above it to see what it contains"
+    )
+
+
 def chunk_source(store: Store, version: Version) -> DataSource:
     """Return a callable that yields (offset, bytes) of a file version, authenticated."""
 

@@ -67,6 +67,19 @@ def test_backup_snapshots_ls_restore(raidd: Run, setup: Setup, tmp_path: Path) -
     assert describe_tree(tmp_path / "new" / "data") == describe_tree(setup.data)
 
 
+def test_ls_missing_root_or_path(raidd: Run, setup: Setup) -> None:
+    """`raidd ls` of a root or path not in the commit exits 2 and names it."""
+    assert raidd("backup", "--config", setup.config_path).code == 0
+    no_root = raidd("ls", "nosuchroot", "--config", setup.config_path)
+    assert no_root.code == 2
+    assert "'nosuchroot' is not a watched root's name" in no_root.err
+    assert "roots: data (" in no_root.err
+    no_path = raidd("ls", "data/sub/nosuch", "--config", setup.config_path)
+    assert no_path.code == 2
+    assert "'data/sub/nosuch' not found in commit 1" in no_path.err
+    assert no_path.out == ""
+
+
 def test_json_names_not_utf8(raidd: Run, setup: Setup) -> None:
     with open(os.fsencode(setup.data) + b"/bad\xffname", "wb") as handle:
         handle.write(b"x")

@@ -67,7 +67,9 @@ def test_requests_recorded_without_paths(make_daemon, tmp_path: Path) -> None:
     ghost = daemon.raidctl("restore", str(data / GHOST), "--to", str(tmp_path / "o3"))
     assert ghost.returncode == 2, ghost.stderr
     assert "not found in commit" in ghost.stderr
-    daemon.call("ls", {"root": "data", "prefix": GHOST})
+    with pytest.raises(RemoteError, match="requested path not found") as listed_ghost:
+        daemon.call("ls", {"root": "data", "prefix": GHOST})
+    assert GHOST not in str(listed_ghost.value)
     secret = base64.b64encode(KEYFILE_SECRET).decode()
     daemon.call("key.add", {"keyfile": secret})
     before = len(records(daemon))
