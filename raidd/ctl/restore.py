@@ -105,12 +105,17 @@ def entry_from_frame(frame: Frame, *, keep_set_id: bool) -> RestoreEntry:
         size=frame.integer("size") if frame.kind == "file" else 0,
         link_target=bytes_from_fields(params, "target") if frame.kind == "symlink" else None,
         xattrs=xattrs_from_fields(params.get("xattrs")),
+        parent_only=frame.kind == "dir" and params.get("parent") is True,
     )
 
 
 def write_entry(writer: RestoreWriter, item: ReceivedEntry, received: Received) -> None:
     """Write one received entry through the writer, counting it in `received`."""
     entry = entry_from_frame(item.frame, keep_set_id=writer.restore_ownership)
+    if entry.parent_only:
+        # A directory above the requested paths: metadata for a parent DIR lacks.
+        writer.restore(entry)
+        return
     received.kinds[item.kind] += 1
     if item.kind == "hardlink":
         writer.restore_link(entry)

@@ -10,7 +10,7 @@ import contextlib
 import os
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -243,11 +243,17 @@ def _stream_versions(
     for selection in selections:
         prefix = selection.prefix
         versions = store.catalog.state(selection.root, sequence)
-        yield from restore_entries(
+        # The directories above the prefix come too, so that the parents the
+        # writer creates get their recorded mode and mtime.
+        for entry, version in restore_entries(
             versions,
             os.fsencode(selection.root),
-            keep=lambda v, prefix=prefix: is_under(v.path, prefix),
-        )
+            keep=lambda v, prefix=prefix: is_under(v.path, prefix) or is_under(prefix, v.path),
+        ):
+            if is_under(version.path, prefix):
+                yield entry, version
+            elif version.type is EntryType.DIRECTORY:
+                yield replace(entry, parent_only=True), version
 
 
 def _read_ahead(

@@ -80,6 +80,32 @@ def test_restore_paths_and_conflicts(make_daemon, tmp_path: Path) -> None:
     assert daemon.stop() == 0
 
 
+def test_restore_parents_get_recorded_mode(make_daemon, tmp_path: Path) -> None:
+    """raidctl restore of ROOT/SUB into a new DIR gives DIR/ROOT the root's recorded mode."""
+    data = tmp_path / "data"
+    (data / "special").mkdir(parents=True, mode=0o750)
+    (data / "special" / "a.txt").write_text("a\n")
+    (data / "other.txt").write_text("b\n")
+    os.chmod(data, 0o755)
+    for directory in (data / "special", data):
+        os.utime(directory, ns=(MTIME_NS, MTIME_NS))
+    daemon = make_daemon()
+    daemon.start()
+
+    target = tmp_path / "out"
+    code, out, err = restore(daemon, "data/special", "--to", str(target), "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["directories"] == 1
+    assert result["files"] == 1
+    for directory, mode in ((target / "data", 0o755), (target / "data" / "special", 0o750)):
+        info = os.stat(directory)
+        assert info.st_mode & 0o777 == mode, directory
+        assert info.st_mtime_ns == MTIME_NS, directory
+    assert not (target / "data" / "other.txt").exists()
+    assert daemon.stop() == 0
+
+
 def test_ls_missing_root_or_path(make_daemon, tmp_path: Path) -> None:
     """`raidctl ls` of a missing root or path exits 2 naming it; ROOT/PATH lists as restore."""
     data = tmp_path / "data"

@@ -3,7 +3,9 @@
 Every entry the offline `raidd restore` writes is sent, in catalog path
 order: `dir` and `symlink` frames, a `file` frame with its content as
 `data` and `hole` frames, and a `hardlink` frame for each further name of
-a hard-linked file (docs/PROTOCOL.md, "restore"). The client writes them
+a hard-linked file (docs/PROTOCOL.md, "restore"). The directories above a
+requested path come first as `dir` frames with `parent` true, which are
+not counted in the result. The client writes them
 with its own permissions; the daemon writes nothing. A PATH that matches
 nothing in the commit is an `operation failed` error when no PATH
 matches, and its position in `paths` is listed in the result's `missing`
@@ -103,6 +105,9 @@ def register(registry: Registry, backups: BackupService) -> None:
             sent = 0
             for entry, source in entries:
                 call.check_connected()
+                if entry.parent_only:
+                    send_parent(call, entry)
+                    continue
                 in_turns = None if source is None else _in_turns(backups, source)
                 kind, content_bytes = send_entry(call, entry, in_turns)
                 counts[kind] += 1
@@ -140,6 +145,20 @@ def _take(
         taken.append(piece)
         size += len(piece[1])
     return taken, True
+
+
+def send_parent(call: Call, entry: RestoreEntry) -> None:
+    """Send a directory above the requested paths: a `dir` frame with `parent` true."""
+    owner = {"mode": entry.mode, "mtime_ns": entry.mtime_ns, "uid": entry.uid, "gid": entry.gid}
+    call.emit(
+        "dir",
+        {
+            **path_fields(entry.path),
+            **owner,
+            "xattrs": xattr_fields(entry.xattrs),
+            "parent": True,
+        },
+    )
 
 
 def send_entry(call: Call, entry: RestoreEntry, source: DataSource | None) -> tuple[str, int]:
