@@ -113,7 +113,8 @@ def write_entry(writer: RestoreWriter, item: ReceivedEntry, received: Received) 
     """Write one received entry through the writer, counting it in `received`."""
     entry = entry_from_frame(item.frame, keep_set_id=writer.restore_ownership)
     if entry.parent_only:
-        # A directory above the requested paths: metadata for a parent DIR lacks.
+        # A directory above the requested paths: the writer uses its metadata only
+        # for a parent that it has to create.
         writer.restore(entry)
         return
     received.kinds[item.kind] += 1
