@@ -12,7 +12,7 @@ import structlog
 
 from raidd import __version__
 from raidd.errors import EXIT_USAGE
-from raidd.toplevel import run_command
+from raidd.toplevel import ArgumentsError, CommandParser, report_arguments_error, run_command
 
 # mallopt parameter number of M_ARENA_MAX in glibc's <malloc.h>.
 _M_ARENA_MAX = -8
@@ -39,7 +39,7 @@ COMMAND_MODULES = (
 
 def build_parser() -> argparse.ArgumentParser:
     # SUPPRESS keeps a subcommand's default from overwriting --json given before it.
-    common = argparse.ArgumentParser(add_help=False)
+    common = CommandParser(add_help=False)
     common.add_argument(
         "--json", action="store_true", default=argparse.SUPPRESS, help="print JSON for scripts"
     )
@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=argparse.SUPPRESS,
         help="configuration file (default /etc/raidd/raidd.toml)",
     )
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="raidd",
         parents=[common],
         description="Keep encrypted, versioned, redundant copies of data directories "
@@ -84,7 +84,10 @@ def _limit_malloc_arenas() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except ArgumentsError as error:
+        return report_arguments_error(error, argv)
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE

@@ -20,7 +20,7 @@ from raidd import __version__
 from raidd.control.client import ControlClient
 from raidd.ctl.common import Context, socket_path
 from raidd.errors import EXIT_USAGE
-from raidd.toplevel import run_command
+from raidd.toplevel import ArgumentsError, CommandParser, report_arguments_error, run_command
 
 SUBCOMMAND_MODULES = (
     "raidd.ctl.status",
@@ -35,7 +35,7 @@ SUBCOMMAND_MODULES = (
 
 def build_parser() -> argparse.ArgumentParser:
     # SUPPRESS keeps a subcommand's default from overwriting an option given before it.
-    common = argparse.ArgumentParser(add_help=False)
+    common = CommandParser(add_help=False)
     common.add_argument(
         "--json", action="store_true", default=argparse.SUPPRESS, help="print JSON for scripts"
     )
@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=argparse.SUPPRESS,
         help="control socket (default $RAIDD_SOCKET or /run/raidd/control.sock)",
     )
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="raidctl",
         parents=[common],
         description="Query and administer a running raidd daemon through its control socket.",
@@ -58,7 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except ArgumentsError as error:
+        return report_arguments_error(error, argv)
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE

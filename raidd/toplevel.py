@@ -5,27 +5,68 @@ raidd.errors. With `--json`, the same error is also printed to stdout as
 `{"error": {"message": ..., "exit_code": ...}}`, so a script that parses
 stdout sees it. An exception that raidd does not raise on purpose is a
 bug: it is reported as an unexpected error in one line, and its traceback
-is printed only when the environment sets RAIDD_DEBUG=1.
+is printed only when the environment sets RAIDD_DEBUG=1. Usage errors
+that argparse finds take the same way (`CommandParser`, `report_arguments_error`).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
 import sys
 import traceback
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
 
 import crypto
-from raidd.errors import EXIT_INTERRUPTED, EXIT_USAGE, RaiddError
+from raidd.errors import EXIT_INTERRUPTED, EXIT_USAGE, RaiddError, UsageError
 
-__all__ = ["DEBUG_VARIABLE", "EXIT_BROKEN_PIPE", "run_command"]
+__all__ = [
+    "DEBUG_VARIABLE",
+    "EXIT_BROKEN_PIPE",
+    "ArgumentsError",
+    "CommandParser",
+    "report_arguments_error",
+    "run_command",
+]
 
 DEBUG_VARIABLE = "RAIDD_DEBUG"
 # What a shell reports for a program killed by SIGPIPE, as `cat big | head` does.
 EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
+
+
+class ArgumentsError(UsageError):
+    """A command line that argparse rejected; `program` is the (sub)command's name."""
+
+    def __init__(self, program: str, message: str) -> None:
+        super().__init__(message)
+        self.program = program
+
+
+class CommandParser(argparse.ArgumentParser):
+    """An ArgumentParser that raises ArgumentsError instead of exiting on a usage error.
+
+    Its subparsers are CommandParsers too (argparse makes them of the
+    parser's own class), so every usage error reaches the caller, which
+    reports it with `report_arguments_error`.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        raise ArgumentsError(self.prog, message)
+
+
+def report_arguments_error(error: ArgumentsError, argv: Sequence[str] | None) -> int:
+    """Report a usage error as every other error: on stderr, and as JSON with `--json`.
+
+    The arguments were not parsed, so `--json` counts wherever it appears
+    before a `--`, as argparse would have taken it.
+    """
+    words = list(sys.argv[1:] if argv is None else argv)
+    options = words[: words.index("--")] if "--" in words else words
+    return _report(error.program, "--json" in options, str(error), error.exit_code, {})
 
 
 def run_command(

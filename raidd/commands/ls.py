@@ -15,9 +15,9 @@ from raidd.commands.storeopen import (
     time_ns,
     warn_degraded,
 )
-from raidd.errors import EXIT_OK
+from raidd.errors import EXIT_OK, UsageError
 from raidd.store.catalog_format import json_name
-from raidd.store.restore import select
+from raidd.store.restore import ls_not_found_message, missing_selections, select
 from raidd.store.scan import EntryType
 
 _KIND_CHARACTER = {EntryType.FILE: "-", EntryType.DIRECTORY: "d", EntryType.SYMLINK: "l"}
@@ -41,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
         "ls",
         "list the entries of a snapshot",
         "List the versions visible at a time (the newest snapshot by default) under PATH: "
-        "a root's name or an absolute path under a watched root.",
+        "a root's name, ROOT/PATH or an absolute path under a watched root.",
     )
     add_selection_options(parser)
     parser.add_argument("path", nargs="?", metavar="PATH", help="root name or path under a root")
@@ -54,10 +54,13 @@ def run(args: argparse.Namespace) -> int:
         commit = store.resolve_commit(time_ns(args.at), args.commit)
         paths = [os.fsencode(args.path)] if args.path else []
         rows = []
-        for selection in select(store, paths):
+        selections = select(store, paths)
+        for selection in selections:
             for version in store.ls(selection.root, commit.sequence, selection.prefix):
                 full = os.fsencode(selection.root) + (b"/" + version.path if version.path else b"")
                 rows.append((full, version))
+        if not rows and missing_selections(store, selections, commit.sequence):
+            raise UsageError(ls_not_found_message(args.path, commit.sequence))
     document = {
         "commit": commit.sequence,
         "entries": [

@@ -14,8 +14,10 @@ from typing import Any
 from raidd.commands.ls import listing_line
 from raidd.commands.output import describe_forget, describe_gc
 from raidd.commands.storeopen import time_ns
+from raidd.control.client import RemoteError
 from raidd.ctl.common import Context
-from raidd.errors import EXIT_OK, EXIT_WARNINGS
+from raidd.errors import EXIT_OK, EXIT_WARNINGS, UsageError
+from raidd.store.restore import ls_not_found_message
 from raidd.store.scan import EntryType
 
 
@@ -31,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     timeout_option(snapshots)
     snapshots.set_defaults(run=run_snapshots)
     ls = subparsers.add_parser("ls", parents=[common], help="list a root's entries")
-    ls.add_argument("root", help="root name")
+    ls.add_argument("root", help="root name, ROOT/PATH or an absolute path under a watched root")
     ls.add_argument("prefix", nargs="?", default="", help="path under the root")
     selection_options(ls)
     timeout_option(ls)
@@ -145,7 +147,16 @@ def run_ls(context: Context) -> int:
     wait_for_store(context)
     args = context.args
     params = {"root": args.root, "prefix": args.prefix, **selection_params(args)}
-    result = context.call("ls", params)
+    try:
+        result = context.call("ls", params)
+    except RemoteError as error:
+        if not (isinstance(error.data, dict) and error.data.get("error") == "PathsNotFoundError"):
+            raise
+        # The daemon keeps the path out of its log and its error, so raidctl names it.
+        shown = f"{args.root.rstrip('/')}/{args.prefix.strip('/')}" if args.prefix else args.root
+        raise UsageError(ls_not_found_message(shown, error.data.get("commit"))) from None
+    # The daemon resolves ROOT/PATH and absolute paths to a root's name.
+    root = result.get("root", args.root)
 
     def human(listing: dict[str, Any]) -> str:
         lines = [
@@ -154,7 +165,7 @@ def run_ls(context: Context) -> int:
                 entry["mode"],
                 entry["size"],
                 entry["mtime_ns"],
-                _under_root(args.root, path_bytes(entry["path"])),
+                _under_root(root, path_bytes(entry["path"])),
                 path_bytes(entry["link_target"]) if entry.get("link_target") else None,
             )
             for entry in listing["entries"]

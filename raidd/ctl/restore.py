@@ -105,12 +105,18 @@ def entry_from_frame(frame: Frame, *, keep_set_id: bool) -> RestoreEntry:
         size=frame.integer("size") if frame.kind == "file" else 0,
         link_target=bytes_from_fields(params, "target") if frame.kind == "symlink" else None,
         xattrs=xattrs_from_fields(params.get("xattrs")),
+        parent_only=frame.kind == "dir" and params.get("parent") is True,
     )
 
 
 def write_entry(writer: RestoreWriter, item: ReceivedEntry, received: Received) -> None:
     """Write one received entry through the writer, counting it in `received`."""
     entry = entry_from_frame(item.frame, keep_set_id=writer.restore_ownership)
+    if entry.parent_only:
+        # A directory above the requested paths: the writer uses its metadata only
+        # for a parent that it has to create.
+        writer.restore(entry)
+        return
     received.kinds[item.kind] += 1
     if item.kind == "hardlink":
         writer.restore_link(entry)
@@ -158,7 +164,15 @@ def _receive(context: Context, target: Path, received: Received) -> tuple[Any, R
     request, so a restore rejected for its arguments leaves nothing behind.
     """
     args = context.args
-    params = {"paths": args.paths, **selection_params(args)}
+    # dry_run, overwrite and target change nothing on the daemon's side: they are
+    # sent so that the audit record says what this restore was for.
+    params = {
+        "paths": args.paths,
+        **selection_params(args),
+        "dry_run": args.dry_run,
+        "overwrite": args.overwrite,
+        "target": os.path.abspath(target),
+    }
     reply = context.client.stream("restore", params)
     writer: RestoreWriter | None = None
     try:

@@ -69,7 +69,7 @@ def summarize(value: Any) -> dict[str, Any]:
     for key, item in value.items():
         if key in PATH_RESULTS and isinstance(item, list):
             summary[f"{key}_count"] = len(item)
-        elif key in PATH_RESULTS:
+        elif key in PATH_RESULTS and not isinstance(item, int):
             continue
         elif isinstance(item, list):
             summary[f"{key}_count"] = len(item)
@@ -132,6 +132,10 @@ class AuditTrail:
         params, raw_paths, hashes = self._split_paths(name, dict(call.request.params))
         if outcome is None:
             result = summarize(call.result)
+            if name == "restore":
+                # Some paths matched nothing, or files could not be read: the
+                # request did not deliver what was asked, although it returned.
+                result["ok"] = not (result.get("missing_count") or result.get("lost"))
         else:
             message = outcome.message
             for raw in sorted(raw_paths, key=len, reverse=True):
@@ -174,10 +178,15 @@ class AuditTrail:
             paths = params.get("paths")
             raw = [p for p in paths if isinstance(p, str)] if isinstance(paths, list) else []
             named = [self._locate(p, roots) for p in raw] if raw else [(r, b"") for r in roots]
+            # 0 requested paths restore every root; the hashes are in the record's `paths`.
+            params = {"path_count": len(raw), "dry_run": False, "overwrite": False, **params}
         elif method == "ls" and isinstance(params.get("root"), str):
             prefix = params.get("prefix") if isinstance(params.get("prefix"), str) else ""
-            raw = [params["root"], prefix] if prefix else [params["root"]]
-            named = [(params["root"], os.fsencode(prefix))]
+            root = params["root"]
+            raw = [root, prefix] if prefix else [root]
+            # `root` may be ROOT/PATH or an absolute path, as for restore.
+            joined = f"{root.rstrip('/')}/{prefix.strip('/')}" if prefix else root
+            named = [self._locate(joined, roots)]
         elif method == "sync":
             requested = params.get("roots")
             if not isinstance(requested, list) or not requested:

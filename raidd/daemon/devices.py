@@ -201,7 +201,9 @@ class DeviceMonitor:
         )
 
     def _deliver(self, event: BlockEvent) -> None:
-        log.info(
+        # Debug only: a host adds and removes block devices all the time (loop
+        # devices of other programs). The callback logs those that concern it at info.
+        log.debug(
             "block_device_" + event.change.value,
             device=event.node,
             size_bytes=event.size_bytes,

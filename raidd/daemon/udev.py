@@ -9,6 +9,11 @@
   of this array that is absent or failed is taken back and resynced; a
   device without a raidd superblock at a configured spare path is added
   as a spare (and a degraded role is rebuilt onto it).
+
+Only the events of devices that are or could be members are logged at
+info (`block_device_added`, `block_device_removed`): a member's or a
+configured spare's path, or a device with a raidd superblock. The device
+monitor logs every other device at debug.
 """
 
 from __future__ import annotations
@@ -49,6 +54,8 @@ class DeviceFollower:
     def _removed(self, event: BlockEvent) -> None:
         array = self.service.array
         names = {event.node, *event.links}
+        if self._is_member_path(event) or self._is_spare_path(event):
+            _log_event(event)
         for slot in list(array.slots):
             if slot.member is None or slot.state not in (
                 MemberState.ACTIVE,
@@ -69,6 +76,8 @@ class DeviceFollower:
         array = self.service.array
         candidate = probe(event.node)
         sb = candidate.sb
+        if sb is not None or self._is_member_path(event) or self._is_spare_path(event):
+            _log_event(event)
         if sb is not None and sb.array_uuid == array.uuid:
             slot = next((s for s in array.slots if s.member_uuid == sb.member_uuid), None)
             if slot is None or slot.state in (MemberState.ACTIVE, MemberState.REBUILDING):
@@ -110,9 +119,26 @@ class DeviceFollower:
                 return
             log.info("spare_device_added", array=str(array.uuid), device=event.node, **record)
 
+    def _is_member_path(self, event: BlockEvent) -> bool:
+        names = {event.node, *event.links}
+        return any(
+            slot.path in names or os.path.realpath(slot.path) == event.node
+            for slot in self.service.array.slots
+            if slot.path
+        )
+
     def _is_spare_path(self, event: BlockEvent) -> bool:
         names = {event.node, *event.links}
         for path in expand_member_paths(self.spare_patterns):
             if path in names or os.path.realpath(path) == event.node:
                 return True
         return False
+
+
+def _log_event(event: BlockEvent) -> None:
+    log.info(
+        "block_device_" + event.change.value,
+        device=event.node,
+        size_bytes=event.size_bytes,
+        links=list(event.links),
+    )

@@ -10,7 +10,7 @@ import contextlib
 import os
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -172,6 +172,25 @@ def not_found_message(paths: Sequence[str], sequence: int) -> str:
     return f"{names} not found in commit {sequence}; check the path with `ls`"
 
 
+def ls_selection(store: Store, root: str, prefix: str = "") -> Selection:
+    """Turn `ls` arguments into one selection: ROOT may also be `ROOT/PATH` or an absolute path.
+
+    Raises:
+        UsageError: ROOT names no root in the catalog, and the message lists the roots.
+    """
+    path = root if not prefix.strip("/") else f"{root.rstrip('/')}/{prefix.strip('/')}"
+    (selection,) = select(store, [os.fsencode(path)])
+    return selection
+
+
+def ls_not_found_message(path: str, sequence: int) -> str:
+    """Return the error for an `ls` PATH that matches nothing in a commit."""
+    return (
+        f"{path!r} not found in commit {sequence}; "
+        "list the directory above it to see what it contains"
+    )
+
+
 def chunk_source(store: Store, version: Version) -> DataSource:
     """Return a callable that yields (offset, bytes) of a file version, authenticated."""
 
@@ -224,11 +243,17 @@ def _stream_versions(
     for selection in selections:
         prefix = selection.prefix
         versions = store.catalog.state(selection.root, sequence)
-        yield from restore_entries(
+        # The directories above the prefix come too, so that the parents the
+        # writer creates get their recorded mode and mtime.
+        for entry, version in restore_entries(
             versions,
             os.fsencode(selection.root),
-            keep=lambda v, prefix=prefix: is_under(v.path, prefix),
-        )
+            keep=lambda v, prefix=prefix: is_under(v.path, prefix) or is_under(prefix, v.path),
+        ):
+            if is_under(version.path, prefix):
+                yield entry, version
+            elif version.type is EntryType.DIRECTORY:
+                yield replace(entry, parent_only=True), version
 
 
 def _read_ahead(

@@ -61,7 +61,9 @@ class RestoreEntry:
     `extents` are the (offset, length) runs that hold data, kept for callers
     and reports; the writer writes what the data source yields and leaves
     the rest of `size` a hole. `hard_link_to` names an entry restored earlier
-    in the same run that this one is a hard link of.
+    in the same run that this one is a hard link of. A `parent_only` entry is
+    a directory above the requested paths: it is not restored, but a parent
+    that the writer creates for the requested entries gets its metadata.
     """
 
     path: bytes
@@ -75,6 +77,7 @@ class RestoreEntry:
     xattrs: tuple[tuple[bytes, bytes], ...] = ()
     extents: tuple[tuple[int, int], ...] | None = None
     hard_link_to: bytes | None = None
+    parent_only: bool = False
 
 
 @dataclass
@@ -166,7 +169,9 @@ class RestoreWriter:
     """Write entries under one target directory; use as a context manager.
 
     Entries of a directory may come before or after the directory's own entry;
-    missing parents are created with mode 0700 until their entry arrives.
+    missing parents are created with mode 0700 until their entry arrives. A
+    missing parent that has only a `parent_only` entry gets that entry's
+    metadata in finish(), and one without any entry stays 0700.
     """
 
     def __init__(
@@ -198,6 +203,8 @@ class RestoreWriter:
             os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC) if target.exists() else -1
         )
         self._directories: dict[bytes, RestoreEntry] = {}
+        self._parents: dict[bytes, RestoreEntry] = {}
+        self._created: set[bytes] = set()
         self._restored_files: set[bytes] = set()
         self._devices: dict[int, int] = {}
         self._cleaned: set[bytes] = set()
@@ -225,13 +232,18 @@ class RestoreWriter:
             self._root_fd = -1
 
     def restore(self, entry: RestoreEntry, data: DataSource | None = None) -> str:
-        """Write one entry; return the action: written, unchanged, conflict or error.
+        """Write one entry; return the action: written, unchanged, conflict, error or parent.
+
+        A `parent_only` entry is only kept for finish(), and its action is `parent`.
 
         Args:
             entry: the version to restore.
             data: for files, a callable returning (offset, bytes) pieces of the
                 content in order; it may be called twice (compare, then write).
         """
+        if entry.parent_only:
+            self._parents[entry.path] = entry
+            return "parent"
         try:
             parts = split_catalog_path(entry.path)
         except UsageError as error:
@@ -409,7 +421,10 @@ class RestoreWriter:
         try:
             return os.open(parts[index], _DIRECTORY_FLAGS, dir_fd=fd) if fd >= 0 else -1
         except FileNotFoundError:
-            return self._make_directory(fd, parts[index])
+            created = self._make_directory(fd, parts[index])
+            if created >= 0:
+                self._created.add(b"/".join(parts[: index + 1]))
+            return created
         except OSError as error:
             if error.errno not in (errno.ELOOP, errno.ENOTDIR):
                 raise
@@ -619,8 +634,15 @@ class RestoreWriter:
             OSError: syncfs failed, so durability cannot be promised.
         """
         if not self.dry_run:
-            for path in sorted(self._directories, key=lambda p: p.count(b"/"), reverse=True):
-                self._finish_directory(self._directories[path])
+            # Only the parents this writer created: an existing directory is not the restore's.
+            parents = {
+                path: entry
+                for path, entry in self._parents.items()
+                if path in self._created and path not in self._directories
+            }
+            finishing = {**parents, **self._directories}
+            for path in sorted(finishing, key=lambda p: p.count(b"/"), reverse=True):
+                self._finish_directory(finishing[path])
             for fd in self._devices.values():
                 _syncfs(fd)
         return self.report

@@ -3,6 +3,7 @@
 import base64
 import hashlib
 import os
+import stat
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -65,6 +66,48 @@ def test_backup_snapshots_ls_restore(raidd: Run, setup: Setup, tmp_path: Path) -
     new = raidd("restore", "--to", tmp_path / "new", "--config", setup.config_path)
     assert new.code == 0, new.err
     assert describe_tree(tmp_path / "new" / "data") == describe_tree(setup.data)
+
+
+def test_ls_missing_root_or_path(raidd: Run, setup: Setup) -> None:
+    """`raidd ls` of a root or path not in the commit exits 2 and names it."""
+    assert raidd("backup", "--config", setup.config_path).code == 0
+    no_root = raidd("ls", "nosuchroot", "--config", setup.config_path)
+    assert no_root.code == 2
+    assert "'nosuchroot' is not a watched root's name" in no_root.err
+    assert "roots: data (" in no_root.err
+    no_path = raidd("ls", "data/sub/nosuch", "--config", setup.config_path)
+    assert no_path.code == 2
+    assert "'data/sub/nosuch' not found in commit 1" in no_path.err
+    assert no_path.out == ""
+
+
+def test_restore_parents_get_recorded_mode(raidd: Run, setup: Setup, tmp_path: Path) -> None:
+    """The directories above a restored path, created in DIR, get their recorded metadata."""
+    mtime_ns = 1_700_000_000_000_000_000
+    os.chmod(setup.data / "sub", 0o750)
+    os.chmod(setup.data, 0o755)
+    for directory in (setup.data / "sub", setup.data):
+        os.utime(directory, ns=(mtime_ns, mtime_ns))
+    assert raidd("backup", "--config", setup.config_path).code == 0
+    target = tmp_path / "new"
+    restored = raidd("restore", "data/sub/deep.bin", "--to", target, "--config", setup.config_path)
+    assert restored.code == 0, restored.err
+    for directory, mode in ((target / "data", 0o755), (target / "data" / "sub", 0o750)):
+        info = os.stat(directory)
+        assert stat.S_IMODE(info.st_mode) == mode, directory
+        assert info.st_mtime_ns == mtime_ns, directory
+    assert (target / "data" / "sub" / "deep.bin").read_bytes() == (
+        setup.data / "sub" / "deep.bin"
+    ).read_bytes()
+    assert not (target / "data" / "notes.txt").exists()
+
+    # A parent that exists already is the caller's: it is left as it is.
+    existing = tmp_path / "existing"
+    (existing / "data").mkdir(parents=True, mode=0o700)
+    again = raidd("restore", "data/sub", "--to", existing, "--config", setup.config_path)
+    assert again.code == 0, again.err
+    assert stat.S_IMODE(os.stat(existing / "data").st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(existing / "data" / "sub").st_mode) == 0o750
 
 
 def test_json_names_not_utf8(raidd: Run, setup: Setup) -> None:

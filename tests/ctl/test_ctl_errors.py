@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import structlog
 
+from raidd.cli import main as raidd_main
 from raidd.control.client import ControlClient, ControlConnectionError
 from raidd.ctl.backups import describe_sync
 from raidd.ctl.jobs import describe_limits
@@ -169,10 +170,46 @@ def test_no_command_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
 def test_limits_rejects_invalid_rates(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str, value: str, expected: str
 ) -> None:
-    with pytest.raises(SystemExit) as exit_info:
-        raidctl_main(["--socket", str(tmp_path / "none.sock"), "limits", option, value])
-    assert exit_info.value.code == 2
+    code = raidctl_main(["--socket", str(tmp_path / "none.sock"), "limits", option, value])
+    assert code == 2
     assert expected in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--json", "ls", "data", "--commit", "abc"], "argument --commit: invalid int value"),
+        (["scrub", "--bogus", "--json"], "unrecognized arguments: --bogus"),
+        (["--json", "nosuchcommand"], "invalid choice: 'nosuchcommand'"),
+    ],
+)
+def test_usage_errors_as_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    """With --json, a usage error that argparse finds is printed to stdout as JSON too."""
+    code = raidctl_main(["--socket", str(tmp_path / "none.sock"), *argv])
+    assert code == 2
+    out, err = capsys.readouterr()
+    assert message in err
+    assert "usage: raidctl" in err
+    document = json.loads(out)
+    assert message in document["error"]["message"]
+    assert document["error"]["exit_code"] == 2
+
+
+def test_usage_error_without_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = raidctl_main(["--socket", str(tmp_path / "none.sock"), "ls", "data", "--commit", "x"])
+    assert code == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.endswith("raidctl ls: argument --commit: invalid int value: 'x'\n")
+
+
+def test_raidd_usage_error_as_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert raidd_main(["ls", "--commit", "x", "--json"]) == 2
+    out, err = capsys.readouterr()
+    assert "raidd ls: argument --commit: invalid int value: 'x'" in err
+    assert json.loads(out)["error"]["exit_code"] == 2
 
 
 def test_key_add_into_missing_directory(

@@ -100,6 +100,6 @@ def test_sync_timeout_option(server: SlowServer, tmp_path: Path) -> None:
 
 
 def test_timeout_must_be_positive(tmp_path: Path) -> None:
-    with pytest.raises(SystemExit) as exit_info:
-        _run(["--socket", str(tmp_path / "none.sock"), "sync", "--timeout", "0"])
-    assert exit_info.value.code == 2
+    code, _, stderr = _run(["--socket", str(tmp_path / "none.sock"), "sync", "--timeout", "0"])
+    assert code == 2
+    assert "the timeout must be a positive number" in stderr

@@ -67,7 +67,9 @@ def test_requests_recorded_without_paths(make_daemon, tmp_path: Path) -> None:
     ghost = daemon.raidctl("restore", str(data / GHOST), "--to", str(tmp_path / "o3"))
     assert ghost.returncode == 2, ghost.stderr
     assert "not found in commit" in ghost.stderr
-    daemon.call("ls", {"root": "data", "prefix": GHOST})
+    with pytest.raises(RemoteError, match="requested path not found") as listed_ghost:
+        daemon.call("ls", {"root": "data", "prefix": GHOST})
+    assert GHOST not in str(listed_ghost.value)
     secret = base64.b64encode(KEYFILE_SECRET).decode()
     daemon.call("key.add", {"keyfile": secret})
     before = len(records(daemon))
@@ -314,3 +316,41 @@ def run_as_nobody(daemon: Daemon) -> tuple[int, list[Any]]:
         results = json.loads(pipe.read())
     os.waitpid(pid, 0)
     return pid, results
+
+
+def test_restore_record_params(make_daemon, tmp_path: Path) -> None:
+    """A restore record keeps dry run, overwrite, target and path count, and fails on misses."""
+    daemon = make_daemon()
+    data = daemon.directory / "data"
+    (data / "a.csv").write_text("1,2\n")
+    daemon.start()
+    assert daemon.raidctl("sync").returncode == 0
+    target = tmp_path / "out"
+    dry = daemon.raidctl("restore", "data/a.csv", "--to", str(target), "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    written = daemon.raidctl("restore", "data/a.csv", "--to", str(target), "--overwrite")
+    assert written.returncode == 0, written.stderr
+    partly = daemon.raidctl("restore", "data/a.csv", f"data/{GHOST}", "--to", str(target))
+    assert partly.returncode == 2, partly.stderr
+
+    listed = wait_committed(daemon, "restore")
+    restores = [r for r in listed if r["action"] == "restore"]
+    assert len(restores) == 3
+    # Newest first: the partial restore, the overwriting one, the dry run.
+    partial, overwriting, dry_run = restores
+    assert dry_run["params"] == {
+        "path_count": 1,
+        "dry_run": True,
+        "overwrite": False,
+        "target": str(target),
+    }
+    assert dry_run["result"]["ok"] is True
+    assert overwriting["params"]["dry_run"] is False
+    assert overwriting["params"]["overwrite"] is True
+    assert overwriting["result"]["files"] == 1
+    assert overwriting["result"]["lost"] == 0
+    assert partial["params"]["path_count"] == 2
+    assert len(partial["paths"]) == 2
+    assert partial["result"]["ok"] is False
+    assert partial["result"]["missing_count"] == 1
+    assert GHOST not in json.dumps(restores)

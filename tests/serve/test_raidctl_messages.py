@@ -80,6 +80,72 @@ def test_restore_paths_and_conflicts(make_daemon, tmp_path: Path) -> None:
     assert daemon.stop() == 0
 
 
+def test_restore_parents_get_recorded_mode(make_daemon, tmp_path: Path) -> None:
+    """raidctl restore of ROOT/SUB into a new DIR gives DIR/ROOT the root's recorded mode."""
+    data = tmp_path / "data"
+    (data / "special").mkdir(parents=True, mode=0o750)
+    (data / "special" / "a.txt").write_text("a\n")
+    (data / "other.txt").write_text("b\n")
+    os.chmod(data, 0o755)
+    for directory in (data / "special", data):
+        os.utime(directory, ns=(MTIME_NS, MTIME_NS))
+    daemon = make_daemon()
+    daemon.start()
+
+    target = tmp_path / "out"
+    code, out, err = restore(daemon, "data/special", "--to", str(target), "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["directories"] == 1
+    assert result["files"] == 1
+    for directory, mode in ((target / "data", 0o755), (target / "data" / "special", 0o750)):
+        info = os.stat(directory)
+        assert info.st_mode & 0o777 == mode, directory
+        assert info.st_mtime_ns == MTIME_NS, directory
+    assert not (target / "data" / "other.txt").exists()
+    assert daemon.stop() == 0
+
+
+def test_ls_missing_root_or_path(make_daemon, tmp_path: Path) -> None:
+    """`raidctl ls` of a missing root or path exits 2 naming it; ROOT/PATH lists as restore."""
+    data = tmp_path / "data"
+    (data / "exports").mkdir(parents=True)
+    (data / "exports" / "products.csv").write_text("id,name\n")
+    daemon = make_daemon()
+    daemon.start()
+    commit = daemon.call("snapshots")[0]["id"]
+
+    no_root = daemon.raidctl("ls", "nosuchroot")
+    assert no_root.returncode == 2
+    assert "'nosuchroot' is not a watched root's name" in no_root.stderr
+    assert f"roots: data ({data})" in no_root.stderr
+    as_json = daemon.raidctl("--json", "ls", "nosuchroot")
+    assert as_json.returncode == 2
+    assert json.loads(as_json.stdout)["error"]["exit_code"] == 2
+
+    no_prefix = daemon.raidctl("ls", "data", "nosuch/dir")
+    assert no_prefix.returncode == 2
+    assert no_prefix.stderr.startswith(
+        f"raidctl ls: 'data/nosuch/dir' not found in commit {commit}; "
+    )
+    assert no_prefix.stdout == ""
+    assert "nosuch/dir" not in daemon.log()
+
+    by_path = daemon.raidctl("ls", "data/exports")
+    assert by_path.returncode == 0, by_path.stderr
+    lines = by_path.stdout.splitlines()
+    assert len(lines) == 2
+    assert lines[0].endswith(" data/exports")
+    assert lines[1].endswith(" data/exports/products.csv")
+    listed = daemon.call("ls", {"root": str(data / "exports")})
+    assert listed["root"] == "data"
+    assert [entry["path"] for entry in listed["entries"]] == [
+        "exports",
+        "exports/products.csv",
+    ]
+    assert daemon.stop() == 0
+
+
 def test_listing_and_maintenance_output(make_daemon, tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 import crypto
 from raidd.array import assemble, create_array
@@ -109,5 +110,32 @@ def test_device_at_spare_path_becomes_spare(loop_devices, tmp_path: Path) -> Non
         follower.handle(_event(Change.ADDED, devices[4]))
         spares = [m for m in service.status()["members"] if m["state"] == "spare"]
         assert [m["path"] for m in spares] == [devices[4]]
+    finally:
+        service.stop()
+
+
+def test_only_possible_members_logged_at_info(loop_devices, tmp_path: Path) -> None:
+    """Members and devices with a raidd superblock are logged at info, the rest at debug."""
+    devices = loop_devices(7)
+    service = _service(devices[:4], tmp_path / "lock")
+    # A device of another array, with a raidd superblock: it could be a member.
+    create_array(devices[5:7], level=1, strip_size=4096, name="other")
+    follower = DeviceFollower(service, [])
+    try:
+        with capture_logs() as logs:
+            follower.handle(_event(Change.ADDED, devices[4]))
+            follower.handle(_event(Change.REMOVED, devices[4]))
+            follower.handle(_event(Change.ADDED, devices[5]))
+            follower.handle(_event(Change.REMOVED, devices[1]))
+        device_logs = [
+            (entry["event"], entry["device"])
+            for entry in logs
+            if entry["event"].startswith("block_device_") and entry["log_level"] == "info"
+        ]
+        assert device_logs == [
+            ("block_device_added", devices[5]),
+            ("block_device_removed", devices[1]),
+        ]
+        assert service.status()["members"][1]["state"] == "faulty"
     finally:
         service.stop()

@@ -6,15 +6,16 @@ registered here with the others.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from raidd.control.methods import restore
 from raidd.control.peer import Access
-from raidd.control.protocol import INVALID_PARAMS, RpcError
+from raidd.control.protocol import INVALID_PARAMS, OPERATION_FAILED, RpcError
 from raidd.control.registry import Registry
+from raidd.errors import EXIT_USAGE
 from raidd.store.catalog_format import json_name
+from raidd.store.restore import ls_selection, missing_selections
 
 if TYPE_CHECKING:
     from raidd.control.server import Call
@@ -54,9 +55,10 @@ def register(
 
         def work(store: Store) -> dict[str, Any]:
             info = store.resolve_commit(at_ns=at_ns, sequence=commit)
+            selection = ls_selection(store, root, prefix)
             entries = []
             truncated = False
-            for version in store.ls(root, info.sequence, os.fsencode(prefix.strip("/"))):
+            for version in store.ls(selection.root, info.sequence, selection.prefix):
                 if len(entries) >= limit:
                     truncated = True
                     break
@@ -74,7 +76,24 @@ def register(
                         ),
                     }
                 )
-            return {"commit": info.sequence, "entries": entries, "truncated": truncated}
+            if not entries and missing_selections(store, [selection], info.sequence):
+                # As restore does: the client names the path, which stays out of the log.
+                raise RpcError(
+                    OPERATION_FAILED,
+                    f"the requested path not found in commit {info.sequence}",
+                    {
+                        "error": "PathsNotFoundError",
+                        "exit_code": EXIT_USAGE,
+                        "missing": [0],
+                        "commit": info.sequence,
+                    },
+                )
+            return {
+                "commit": info.sequence,
+                "root": selection.root,
+                "entries": entries,
+                "truncated": truncated,
+            }
 
         return backups.locked(work)
 

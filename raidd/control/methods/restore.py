@@ -3,7 +3,9 @@
 Every entry the offline `raidd restore` writes is sent, in catalog path
 order: `dir` and `symlink` frames, a `file` frame with its content as
 `data` and `hole` frames, and a `hardlink` frame for each further name of
-a hard-linked file (docs/PROTOCOL.md, "restore"). The client writes them
+a hard-linked file (docs/PROTOCOL.md, "restore"). The directories above a
+requested path come first as `dir` frames with `parent` true, which are
+not counted in the result. The client writes them
 with its own permissions; the daemon writes nothing. A PATH that matches
 nothing in the commit is an `operation failed` error when no PATH
 matches, and its position in `paths` is listed in the result's `missing`
@@ -64,8 +66,16 @@ def register(registry: Registry, backups: BackupService) -> None:
         paths: list[str] | None = None,
         commit: int | None = None,
         at_ns: int | None = None,
+        dry_run: bool = False,
+        overwrite: bool = False,
+        target: str | None = None,
     ) -> dict[str, Any]:
-        """Stream the entries of the selected paths as of a commit (the newest by default)."""
+        """Stream the entries of the selected paths as of a commit (the newest by default).
+
+        `dry_run`, `overwrite` and `target` describe what the client will do
+        with the stream. The daemon cannot check them and streams the same
+        entries either way; the audit record keeps them.
+        """
 
         def listing(store: Store) -> tuple[int, list[int], list[StreamedEntry]]:
             info = store.resolve_commit(at_ns=at_ns, sequence=commit)
@@ -95,6 +105,9 @@ def register(registry: Registry, backups: BackupService) -> None:
             sent = 0
             for entry, source in entries:
                 call.check_connected()
+                if entry.parent_only:
+                    send_parent(call, entry)
+                    continue
                 in_turns = None if source is None else _in_turns(backups, source)
                 kind, content_bytes = send_entry(call, entry, in_turns)
                 counts[kind] += 1
@@ -132,6 +145,20 @@ def _take(
         taken.append(piece)
         size += len(piece[1])
     return taken, True
+
+
+def send_parent(call: Call, entry: RestoreEntry) -> None:
+    """Send a directory above the requested paths: a `dir` frame with `parent` true."""
+    owner = {"mode": entry.mode, "mtime_ns": entry.mtime_ns, "uid": entry.uid, "gid": entry.gid}
+    call.emit(
+        "dir",
+        {
+            **path_fields(entry.path),
+            **owner,
+            "xattrs": xattr_fields(entry.xattrs),
+            "parent": True,
+        },
+    )
 
 
 def send_entry(call: Call, entry: RestoreEntry, source: DataSource | None) -> tuple[str, int]:
