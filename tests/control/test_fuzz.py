@@ -171,9 +171,13 @@ def wait_for_idle(server: Any) -> bool:
 
 
 def settles(measure: Callable[[], int], expected: int, timeout: float = 10.0) -> bool:
-    """Tell whether `measure()` comes back to `expected` within `timeout` seconds."""
+    """Tell whether `measure()` comes back to `expected` or below within `timeout` seconds.
+
+    Below counts as settled: a descriptor or thread that an earlier test left
+    behind may close meanwhile, and that is no leak of this one.
+    """
     deadline = time.monotonic() + timeout
-    while measure() != expected:
+    while measure() > expected:
         if time.monotonic() > deadline:
             return False
         time.sleep(0.01)
