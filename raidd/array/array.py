@@ -734,22 +734,44 @@ class Array(MapWriter):
             return
         self.io.advise_read(stripe, min(count, self.stripe_count - stripe))
 
-    def _check_lost(self, stripe: int, lost: int, indices: list[int]) -> None:
-        if not lost:
-            return
+    def range_lost(self, stripe: int, offset: int, length: int) -> bool:
+        """Tell whether bytes of a stripe's data were recorded as lost, without reading them.
+
+        A rebuild or scrub marks the strips it cannot recover in the map. The
+        store asks this before it reuses a stored chunk, so that a chunk in a
+        lost stripe is stored again rather than referenced again.
+        """
+        with self._lock:
+            lost = int(self.map.entries[stripe]["lost"])
+            if not lost or length <= 0:
+                return False
+            first = max(0, offset) // self.codec.strip_size
+            last = (offset + length - 1) // self.codec.strip_size
+            return self._first_lost(stripe, lost, list(range(first, last + 1))) is not None
+
+    def _first_lost(self, stripe: int, lost: int, indices: list[int]) -> int | None:
+        """Return the first data strip of `indices` whose every copy is lost, or None."""
         roles = self.codec.data_roles(stripe)
         for index in indices:
             if all(lost & (1 << role) for role in roles[index]):
-                names = [
-                    self.slots[r].path or f"role {r}"
-                    for r in range(len(self.slots))
-                    if lost & (1 << r)
-                ]
-                start = index * self.codec.strip_size
-                raise IntegrityError(
-                    f"stripe {stripe} bytes {start}..{start + self.codec.strip_size - 1} "
-                    f"were recorded as lost by a rebuild or scrub (members {names})"
-                )
+                return index
+        return None
+
+    def _check_lost(self, stripe: int, lost: int, indices: list[int]) -> None:
+        if not lost:
+            return
+        index = self._first_lost(stripe, lost, indices)
+        if index is not None:
+            names = [
+                self.slots[r].path or f"role {r}"
+                for r in range(len(self.slots))
+                if lost & (1 << r)
+            ]
+            start = index * self.codec.strip_size
+            raise IntegrityError(
+                f"stripe {stripe} bytes {start}..{start + self.codec.strip_size - 1} "
+                f"were recorded as lost by a rebuild or scrub (members {names})"
+            )
 
     def scrub(self, *, repair: bool = True) -> Any:
         """Scrub every allocated stripe now; return the job's result (see `jobs.Scrub`)."""

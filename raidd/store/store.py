@@ -580,6 +580,21 @@ class Store:
                 f"{error}; the audit records wait for the next commit that has room"
             ) from error
 
+    def chunk_reusable(self, object_id: bytes) -> bool:
+        """Tell whether a backup may reference a stored chunk instead of storing it again.
+
+        A chunk with a piece in bytes that a scrub or rebuild recorded as lost
+        counts as absent: the backup stores it anew, and the index then points
+        at the new copy. The lost stripes are not read.
+        """
+        entry = self.objects.get(object_id)
+        if entry is None:
+            return False
+        return not any(
+            self.array.range_lost(piece.stripe, piece.offset, piece.length)
+            for piece in entry.pieces
+        )
+
     # -- queries -----------------------------------------------------------------------
 
     def snapshots(self, since_ns: int | None = None, limit: int | None = None) -> list[CommitInfo]:
