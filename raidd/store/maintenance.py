@@ -103,7 +103,14 @@ def forget(store: Store, *, dry_run: bool = False, now_ns: int | None = None) ->
         return result
     delta = store.catalog.next_commit([r.root for r in records], now_ns)
     delta = type(delta)(delta.sequence, delta.parent, delta.time_ns, delta.roots, tuple(records))
-    store.commit(delta, Packer(store.array, reserve=Reserve.PART), [])
+    try:
+        store.commit(delta, Packer(store.array, reserve=Reserve.PART), [])
+    except ArrayFullError as error:
+        raise ArrayFullError(
+            f"{error}. forget itself could not be recorded: forget may use half the "
+            "reserve, and the rest stays for gc. Run `raidctl gc` (`raidd gc` while the "
+            "daemon is stopped) to free the stripes that no commit needs, then forget again"
+        ) from error
     result.sequence = delta.sequence
     return result
 
