@@ -29,6 +29,7 @@ from raidd.array.create import CreatedArray, create_array
 from raidd.array.faulty import FaultyMember
 from raidd.array.jobs import Job, JobResult, Progress, Rebuild
 from raidd.array.member import Member, open_member
+from raidd.array.reserve import Reserve
 from raidd.array.scrub import Scrub
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
     "Member",
     "Progress",
     "Rebuild",
+    "Reserve",
     "Scrub",
     "add_spare",
     "assemble",

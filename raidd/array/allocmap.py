@@ -364,6 +364,14 @@ class AllocationMap:
             indices = sorted({index // self.shape.fanout for index in indices})
         return plans
 
+    def plan_all(self) -> list[NodePlan]:
+        """Return every node of the tree, as `plan` would if every leaf were dirty."""
+        return [
+            NodePlan(level, index, self._node_size(level, index))
+            for level, count in enumerate(self.level_counts)
+            for index in range(count)
+        ]
+
     def _node_size(self, level: int, index: int) -> int:
         if level == 0:
             return NODE_HEADER_SIZE + self._leaf_count(index) * self.dtype.itemsize

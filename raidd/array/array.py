@@ -27,6 +27,7 @@ from raidd.array.allocmap import (
 from raidd.array.codec import StripeCodec
 from raidd.array.lock import ArrayLock
 from raidd.array.mapwrite import MapWriter
+from raidd.array.reserve import Reserve, forget_room, gc_minimum, kept_back
 from raidd.array.stripeio import Slot, StripeIO
 from raidd.array.superblock import (
     FORMAT_VERSION,
@@ -112,8 +113,10 @@ class Array(MapWriter):
     A write error fails the member: the array goes on degraded, and the
     next commit records the failure in every member table. When free
     stripes drop to the reserve kept for garbage collection, `write_stripe`
-    raises ArrayFullError unless called with `use_reserve=True`; reads go
-    on.
+    raises ArrayFullError unless the writer's share allows it
+    (raidd.array.reserve: backups none, forget and audit at most half,
+    gc all);
+    reads go on.
 
     Thread safety: every public method takes the array's lock, so a daemon
     may call it from several threads; rebuild and scrub jobs take it once
@@ -172,6 +175,8 @@ class Array(MapWriter):
         self._closed = False
         self._broken: str | None = None
         self._uncommitted: set[int] = set()
+        # The smallest gc commit and a forget commit, computed on first use.
+        self._bounds: tuple[int, int] | None = None
         self._map_changed = False
         # Map rows as last committed, of the stripes the owner wrote or freed since.
         self._owner_rows: dict[int, np.void] = {}
@@ -259,6 +264,23 @@ class Array(MapWriter):
         if self._broken:
             raise ArrayError(f"array {self.uuid} stopped after an error: {self._broken}")
 
+    @property
+    def gc_minimum(self) -> int:
+        """Return the stripes of the smallest gc commit, which forget and audit leave."""
+        return self._reserve_bounds()[0]
+
+    @property
+    def forget_room(self) -> int:
+        """Return the stripes of a forget commit, which audit-only commits also leave."""
+        return self._reserve_bounds()[1]
+
+    def _reserve_bounds(self) -> tuple[int, int]:
+        if self._bounds is None:
+            copies = 2 if self._twin_map else 1
+            map_stripes = self.map_stripes_bound()
+            self._bounds = (gc_minimum(map_stripes, copies), forget_room(map_stripes, copies))
+        return self._bounds
+
     def free_stripe_count(self) -> int:
         """Return how many stripes the next commit may write (the reserve included)."""
         with self._lock:
@@ -280,14 +302,14 @@ class Array(MapWriter):
             self._free_position = 0
         return self._free_cache
 
-    def _allocate(self, count: int, use_reserve: bool) -> list[int]:
+    def _allocate(self, count: int, share: Reserve) -> list[int]:
         candidates = self._free_list()
         free = len(candidates) - self._free_position
-        keep = 0 if use_reserve else self.reserve_stripes
+        keep = kept_back(self.reserve_stripes, share, *self._reserve_bounds())
         if free - count < keep:
             raise ArrayFullError(
                 f"array {self.name or self.uuid} is full: {free} free stripes, "
-                f"{self.reserve_stripes} kept for garbage collection; free space by "
+                f"{keep} kept for garbage collection; free space by "
                 "expiring old versions: set [watch.retention] rules, run `raidctl forget`, "
                 "then `raidctl gc` (`raidd forget` and `raidd gc` while the daemon is stopped)"
             )
@@ -297,13 +319,14 @@ class Array(MapWriter):
         return [int(s) for s in chosen]
 
     def write_stripe(
-        self, data: bytes | bytearray | memoryview, *, use_reserve: bool = False
+        self, data: bytes | bytearray | memoryview, *, reserve: Reserve = Reserve.NONE
     ) -> int:
         """Write one stripe of data (zero padded) to a free stripe and return its number.
 
         The stripe is referenced from the next commit on. Raises ArrayFullError
-        when only the reserve is left (unless `use_reserve`), and ArrayError
-        when the array can no longer write redundantly enough to read back.
+        when only the part of the reserve that `reserve` may not use is left
+        (raidd.array.reserve), and ArrayError when the array can no longer
+        write redundantly enough to read back.
         """
         with self._lock:
             self._check_writable()
@@ -311,7 +334,7 @@ class Array(MapWriter):
                 raise ArrayError(
                     f"{len(data)} bytes do not fit a stripe of {self.stripe_data_size} bytes"
                 )
-            (stripe,) = self._allocate(1, use_reserve)
+            (stripe,) = self._allocate(1, reserve)
             self._keep_committed_row(stripe)
             self.map.set_entry(stripe, self.event + 1, FLAG_DATA, [0] * self.geometry.members)
             self.io.write_stripe(stripe, data)
@@ -393,6 +416,7 @@ class Array(MapWriter):
         freed: Iterable[int] = (),
         tail: bytes | bytearray | memoryview = b"",
         checkpoint: Checkpoint | None = None,
+        reserve: Reserve = Reserve.ALL,
     ) -> CommitResult:
         """Make every stripe written since the last commit durable and referenced.
 
@@ -400,7 +424,9 @@ class Array(MapWriter):
         written. The changed map nodes and `tail` go to fresh stripes, and
         every member is fsynced. Then the superblock with the next event
         counter is written to every member and fsynced. The commit point is
-        the first durable superblock.
+        the first durable superblock. The map nodes may use the reserve as
+        far as `reserve` allows. The store passes the share of the writes it
+        commits, so a backup's commit stops where the reserve begins.
 
         Raises:
             ArrayFullError: no stripe left for the map nodes.
@@ -409,8 +435,11 @@ class Array(MapWriter):
         with self._lock:
             self._check_writable()
             self.io.flush()
+            freed = [int(stripe) for stripe in freed]
+            rows_before = {stripe: self.map.entries[stripe].copy() for stripe in freed}
+            written_before = self._uncommitted.intersection(freed)
             for stripe in freed:
-                self._free_one(int(stripe))
+                self._free_one(stripe)
             if len(metadata_root) > 256:
                 raise ArrayError(f"metadata root is {len(metadata_root)} bytes; at most 256")
             if len(tail) > self.stripe_data_size:
@@ -422,7 +451,20 @@ class Array(MapWriter):
             self._stamp_owner_rows(event)
             try:
                 if self._map_changed or self._job_map_changed or len(tail) > 0:
-                    tail_stripe = self._write_map(event, bytes(tail))
+                    tail_stripe = self._write_map(event, bytes(tail), share=reserve)
+            except ArrayFullError:
+                # The map found no room, and nothing was repointed: this call's frees
+                # are undone, so that the caller's next commit does not record them.
+                for stripe, row in rows_before.items():
+                    self.map.entries[stripe] = row
+                    self.map.dirty.add(self.map.leaf_of(stripe))
+                self._uncommitted |= written_before
+                self._free_cache = None
+                raise
+            except (MemberError, IntegrityError) as error:
+                self._broken = str(error)
+                raise
+            try:
                 self.io.sync()
                 self._stop_if_beyond_tolerance("commit")
                 self.metadata_root = bytes(metadata_root)
@@ -692,22 +734,44 @@ class Array(MapWriter):
             return
         self.io.advise_read(stripe, min(count, self.stripe_count - stripe))
 
-    def _check_lost(self, stripe: int, lost: int, indices: list[int]) -> None:
-        if not lost:
-            return
+    def range_lost(self, stripe: int, offset: int, length: int) -> bool:
+        """Tell whether bytes of a stripe's data were recorded as lost, without reading them.
+
+        A rebuild or scrub marks the strips it cannot recover in the map. The
+        store asks this before it reuses a stored chunk, so that a chunk in a
+        lost stripe is stored again rather than referenced again.
+        """
+        with self._lock:
+            lost = int(self.map.entries[stripe]["lost"])
+            if not lost or length <= 0:
+                return False
+            first = max(0, offset) // self.codec.strip_size
+            last = (offset + length - 1) // self.codec.strip_size
+            return self._first_lost(stripe, lost, list(range(first, last + 1))) is not None
+
+    def _first_lost(self, stripe: int, lost: int, indices: list[int]) -> int | None:
+        """Return the first data strip of `indices` whose every copy is lost, or None."""
         roles = self.codec.data_roles(stripe)
         for index in indices:
             if all(lost & (1 << role) for role in roles[index]):
-                names = [
-                    self.slots[r].path or f"role {r}"
-                    for r in range(len(self.slots))
-                    if lost & (1 << r)
-                ]
-                start = index * self.codec.strip_size
-                raise IntegrityError(
-                    f"stripe {stripe} bytes {start}..{start + self.codec.strip_size - 1} "
-                    f"were recorded as lost by a rebuild or scrub (members {names})"
-                )
+                return index
+        return None
+
+    def _check_lost(self, stripe: int, lost: int, indices: list[int]) -> None:
+        if not lost:
+            return
+        index = self._first_lost(stripe, lost, indices)
+        if index is not None:
+            names = [
+                self.slots[r].path or f"role {r}"
+                for r in range(len(self.slots))
+                if lost & (1 << r)
+            ]
+            start = index * self.codec.strip_size
+            raise IntegrityError(
+                f"stripe {stripe} bytes {start}..{start + self.codec.strip_size - 1} "
+                f"were recorded as lost by a rebuild or scrub (members {names})"
+            )
 
     def scrub(self, *, repair: bool = True) -> Any:
         """Scrub every allocated stripe now; return the job's result (see `jobs.Scrub`)."""

@@ -17,6 +17,7 @@ import structlog
 from parity import Geometry, GeometryError
 from raidd.array.allocmap import MapShape
 from raidd.array.member import DeviceIdentity, Member, MemberError, identities, open_member
+from raidd.array.reserve import MIN_RESERVE
 from raidd.array.superblock import (
     END_ALIGNMENT,
     MAX_MEMBERS,
@@ -404,7 +405,7 @@ def _write_new(
             created_time=now,
             commit_time=now,
             array_name=name,
-            reserve_stripes=max(8, layout.stripe_count // 100),
+            reserve_stripes=max(MIN_RESERVE, layout.stripe_count // 100),
             map_entries_per_leaf=shape.entries_per_leaf,
             map_fanout=shape.fanout,
             map_depth=shape.depth,

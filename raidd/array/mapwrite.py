@@ -20,11 +20,12 @@ from raidd.array.allocmap import (
     list_capacity,
     pack_pending_list,
 )
+from raidd.array.reserve import Reserve
 from raidd.array.superblock import MAX_PENDING, PendingStripe
 
 if TYPE_CHECKING:
     from parity import Geometry
-    from raidd.array.allocmap import AllocationMap
+    from raidd.array.allocmap import AllocationMap, NodePlan
     from raidd.array.stripeio import StripeIO
     from raidd.array.superblock import MapPointer
 
@@ -42,12 +43,16 @@ class MapWriter:
     if TYPE_CHECKING:
         geometry: Geometry
 
-        def _allocate(self, count: int, use_reserve: bool) -> list[int]: ...
+        def _allocate(self, count: int, share: Reserve) -> list[int]: ...
 
         def _stop_if_beyond_tolerance(self, what: str) -> None: ...
 
     def _write_map(
-        self, event: int, tail: bytes, overrides: dict[int, np.void] | None = None
+        self,
+        event: int,
+        tail: bytes,
+        overrides: dict[int, np.void] | None = None,
+        share: Reserve = Reserve.ALL,
     ) -> int | None:
         # This commit inserts the records of the last one's pending lists, so
         # those lists are released (and freed at this commit).
@@ -55,20 +60,13 @@ class MapWriter:
         self.map.list_stripes = set()
         self.map.release_orphans(event)
         plans = self.map.plan()
-        start = -(-len(tail) // NODE_ALIGNMENT) * NODE_ALIGNMENT
-        layout: list[tuple[int, int]] = []
-        stripe_index, offset = 0, start
-        for plan in plans:
-            if offset + plan.size > self.stripe_data_size:
-                stripe_index, offset = stripe_index + 1, 0
-            layout.append((stripe_index, offset))
-            offset += -(-plan.size // NODE_ALIGNMENT) * NODE_ALIGNMENT
-        count = stripe_index + 1
+        layout = self._layout(plans, len(tail))
+        count = layout[-1][0] + 1 if layout else 1
         copies = count if self._twin_map else 0
         list_counts = self._pending_list_counts(count + copies)
         # Every stripe is allocated before the tree is repointed, so that a full
         # array fails the commit with the in-memory map unchanged.
-        allocated = self._allocate(count + copies + sum(list_counts), use_reserve=True)
+        allocated = self._allocate(count + copies + sum(list_counts), share)
         stripes = allocated[:count]
         copy_stripes = allocated[count : count + copies]
         list_stripes = allocated[count + copies :]
@@ -108,6 +106,29 @@ class MapWriter:
         self._pending = top
         self._root = root
         return stripes[0] if tail else None
+
+    def _layout(self, plans: list[NodePlan], tail_length: int) -> list[tuple[int, int]]:
+        """Place nodes after the tail: (stripe index, offset); a node never straddles."""
+        layout: list[tuple[int, int]] = []
+        stripe_index, offset = 0, -(-tail_length // NODE_ALIGNMENT) * NODE_ALIGNMENT
+        for plan in plans:
+            if offset + plan.size > self.stripe_data_size:
+                stripe_index, offset = stripe_index + 1, 0
+            layout.append((stripe_index, offset))
+            offset += -(-plan.size // NODE_ALIGNMENT) * NODE_ALIGNMENT
+        return layout
+
+    def map_stripes_bound(self) -> int:
+        """Return the most stripes one commit's map takes: every node written anew.
+
+        The bound of a commit that frees stripes all over the map (gc) uses
+        it: every node (the store's commits write no tail), RAID0's copies
+        and the pending lists above them.
+        """
+        layout = self._layout(self.map.plan_all(), 0)
+        count = layout[-1][0] + 1 if layout else 1
+        copies = count if self._twin_map else 0
+        return count + copies + sum(self._pending_list_counts(count + copies))
 
     def _pending_record(self, stripe: int, event: int, flags: int) -> PendingStripe:
         checksums = tuple(int(c) for c in self.map.entries[stripe]["checksums"])

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 import crypto
+from raidd.array import Reserve
 from raidd.errors import IntegrityError
 from raidd.store.audit_format import (
     ZERO_LINK,
@@ -192,14 +193,14 @@ def resolve_path(path: str, roots: Mapping[str, str]) -> tuple[str, bytes]:
     return locate_path(raw, absolute)
 
 
-def write_batch(store: Store, batch: AuditBatch, use_reserve: bool) -> MetadataRef:
+def write_batch(store: Store, batch: AuditBatch, reserve: Reserve) -> MetadataRef:
     """Seal a batch as one audit object in stripes of its own (two copies on RAID0).
 
     A new audit object shares no stripe with the commit's catalog objects,
     so that damage to one stripe does not cost both. gc may later move it
     into a stripe shared with other live objects.
     """
-    packers = [Packer(store.array, use_reserve=use_reserve) for _ in range(store.copies)]
+    packers = [Packer(store.array, reserve=reserve) for _ in range(store.copies)]
     object_id, length, at = store.write_metadata(packers, KIND_AUDIT, batch.plaintext)
     for packer in packers:
         packer.flush()

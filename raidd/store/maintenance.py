@@ -19,7 +19,12 @@ gc frees space in one copy-on-write commit:
    are written again only two commits later, so a crash at any step leaves
    the previous commit intact.
 
-gc may use the stripes the engine keeps in reserve, so it runs on a full array.
+gc may use all the stripes the engine keeps in reserve (backups use none of
+them, forget and audit-only commits at most half), so it runs on a full
+array. Before it writes, it bounds the stripes its commit needs
+(raidd.store.gc_space); when compaction would not fit, it frees only the
+stripes with no live byte. When even that does not fit, it fails with the
+number of stripes it needs.
 
 check compares catalog, object index and allocation map, opens every
 metadata object (manifest pages included), verifies the audit chain, and
@@ -33,10 +38,12 @@ from typing import Any
 import numpy as np
 import structlog
 
+from raidd.array import Reserve
 from raidd.array.allocmap import FLAG_DATA
-from raidd.errors import IntegrityError
+from raidd.errors import ArrayFullError, IntegrityError
 from raidd.store.catalog_format import Forget, decode_delta
 from raidd.store.compress import decode_chunk
+from raidd.store.gc_space import gc_stripes_needed
 from raidd.store.manifest import expand, fold
 from raidd.store.objects import (
     KIND_CHUNK,
@@ -96,7 +103,14 @@ def forget(store: Store, *, dry_run: bool = False, now_ns: int | None = None) ->
         return result
     delta = store.catalog.next_commit([r.root for r in records], now_ns)
     delta = type(delta)(delta.sequence, delta.parent, delta.time_ns, delta.roots, tuple(records))
-    store.commit(delta, Packer(store.array, use_reserve=True), [])
+    try:
+        store.commit(delta, Packer(store.array, reserve=Reserve.PART), [])
+    except ArrayFullError as error:
+        raise ArrayFullError(
+            f"{error}. forget itself could not be recorded: forget may use half the "
+            "reserve, and the rest stays for gc. Run `raidctl gc` (`raidd gc` while the "
+            "daemon is stopped) to free the stripes that no commit needs, then forget again"
+        ) from error
     result.sequence = delta.sequence
     return result
 
@@ -109,6 +123,7 @@ class GcResult:
     moved_objects: int = 0
     freed_stripes: list[int] = field(default_factory=list)
     stripes_before: int = 0
+    stripes_needed: int = 0
     dry_run: bool = False
 
     def to_json(self) -> dict[str, Any]:
@@ -118,6 +133,7 @@ class GcResult:
             "moved_objects": self.moved_objects,
             "freed_stripes": len(self.freed_stripes),
             "stripes_before": self.stripes_before,
+            "stripes_needed": self.stripes_needed,
             "dry_run": self.dry_run,
         }
 
@@ -201,8 +217,68 @@ def _live_bytes(pieces: Iterable[Location]) -> dict[int, int]:
     return totals
 
 
+@dataclass
+class _GcPlan:
+    """The plan of one gc commit: objects moved, pages reused, stripes freed and needed."""
+
+    moving_chunks: list[IndexEntry]
+    moving_refs: set[int]
+    reuse: PageReuse
+    freed: list[int]
+    needed: int
+
+
+def _plan_gc(
+    store: Store,
+    live: list[IndexEntry],
+    kept_refs: list[MetadataRef],
+    contents: dict[MetadataRef, tuple[MetadataRef, ...]],
+    totals: dict[int, int],
+    allocated: set[int],
+    compact: bool,
+) -> _GcPlan:
+    """Plan a gc commit; without `compact`, nothing moves and only empty stripes are freed."""
+    limit = store.array.stripe_data_size * SPARSE_FRACTION
+    sparse = {s for s in allocated if 0 < totals.get(s, 0) < limit} if compact else set()
+    moving_chunks = [e for e in live if any(p.stripe in sparse for p in e.pieces)]
+    moving_refs = {
+        i
+        for i, ref in enumerate(kept_refs)
+        if any(p.stripe in sparse for c in ref.copies for p in c)
+    }
+    reuse = _reusable_pages(store, kept_refs, moving_refs, contents, sparse)
+    moving_ids = {e.object_id for e in moving_chunks}
+    staying = [e.pieces for e in live if e.object_id not in moving_ids]
+    staying += [c for i, ref in enumerate(kept_refs) if i not in moving_refs for c in ref.copies]
+    staying += [c for page in reuse.values() for c in page.copies]
+    kept = _live_bytes(staying)
+    freed = sorted(s for s in allocated if kept.get(s, 0) == 0)
+    moved_bytes = sum(e.length for e in moving_chunks)
+    needed = gc_stripes_needed(store, live, moved_bytes, kept_refs, moving_refs)
+    return _GcPlan(moving_chunks, moving_refs, reuse, freed, needed)
+
+
+def _too_full_for_gc(store: Store, plan: _GcPlan, live: int, free: int) -> ArrayFullError:
+    name = store.array.name or store.array.uuid
+    return ArrayFullError(
+        f"array {name} is too full for gc: its commit (an index of {live} chunks, pages "
+        f"and map) needs up to {plan.needed} stripes and {free} are free, the reserve "
+        f"of {store.array.reserve_stripes} included. raidd cannot grow an array or move "
+        "it to bigger members; copy what you need out with `raidd restore`, then create "
+        "a larger array with `raidd create` and back up into it"
+    )
+
+
 def gc(store: Store, *, dry_run: bool = False) -> GcResult:
-    """Free stripes with no live object, after moving live objects out of sparse ones."""
+    """Free stripes with no live object, after moving live objects out of sparse ones.
+
+    gc may use the whole reserve. When its commit with compaction would not
+    fit the free stripes, it frees only the stripes that hold no live byte
+    and moves nothing (the same commit with an empty move set).
+
+    Raises:
+        ArrayFullError: even that commit does not fit the free stripes.
+    """
     referenced = store.catalog.referenced_chunks()
     live: list[IndexEntry] = []
     dead = 0
@@ -222,35 +298,42 @@ def gc(store: Store, *, dry_run: bool = False) -> GcResult:
     result = GcResult(dead_chunks=dead, stripes_before=len(allocated), dry_run=dry_run)
     metadata_locations = [copy for ref in metadata for copy in ref.copies]
     totals = _live_bytes([e.pieces for e in live] + metadata_locations)
-    limit = store.array.stripe_data_size * SPARSE_FRACTION
-    sparse = {s for s in allocated if 0 < totals.get(s, 0) < limit}
-    moving_chunks = [e for e in live if any(p.stripe in sparse for p in e.pieces)]
-    moving_refs = {
-        i
-        for i, ref in enumerate(kept_refs)
-        if any(p.stripe in sparse for c in ref.copies for p in c)
-    }
-    reuse = _reusable_pages(store, kept_refs, moving_refs, contents, sparse)
-    moving_ids = {e.object_id for e in moving_chunks}
-    staying = [e.pieces for e in live if e.object_id not in moving_ids]
-    staying += [c for i, ref in enumerate(kept_refs) if i not in moving_refs for c in ref.copies]
-    staying += [c for page in reuse.values() for c in page.copies]
-    kept = _live_bytes(staying)
-    freed = sorted(s for s in allocated if kept.get(s, 0) == 0)
-    result.moved_objects = len(moving_chunks) + len(moving_refs)
-    result.freed_stripes = freed
-    if dry_run or (not freed and not dead):
+    plan = _plan_gc(store, live, kept_refs, contents, totals, allocated, compact=True)
+    free = store.array.free_stripe_count()
+    if plan.needed > free:
+        plain = _plan_gc(store, live, kept_refs, contents, totals, allocated, compact=False)
+        if plain.needed > free and not dry_run:
+            raise _too_full_for_gc(store, plain, len(live), free)
+        log.warning("gc_without_compaction", needed=plan.needed, free=free)
+        plan = plain
+    result.moved_objects = len(plan.moving_chunks) + len(plan.moving_refs)
+    result.freed_stripes = plan.freed
+    result.stripes_needed = plan.needed
+    if dry_run or (not plan.freed and not dead):
         return result
-    packer = Packer(store.array, use_reserve=True)
-    moved: dict[bytes, Any] = {}
-    for entry in moving_chunks:
-        moved[entry.object_id] = packer.add(_read_sealed(store, KIND_CHUNK, entry))
-    # Moved metadata is packed together (first copies with the chunks), so
-    # that it lands in dense stripes and stays put at the next gc.
-    packers = store.metadata_packers(packer, use_reserve=True)
-    placed = {index: _move_metadata(store, kept_refs[index], packers) for index in moving_refs}
-    for each in packers:
-        each.flush()
+    _commit_gc(store, plan, live, kept_refs)
+    log.info("gc_done", freed=len(plan.freed), moved=result.moved_objects, dead_chunks=dead)
+    return result
+
+
+def _commit_gc(
+    store: Store, plan: _GcPlan, live: list[IndexEntry], kept_refs: list[MetadataRef]
+) -> None:
+    """Copy the moving objects, then write the gc commit (a failure frees what it wrote)."""
+    packer = Packer(store.array, reserve=Reserve.ALL)
+    try:
+        moved: dict[bytes, Any] = {}
+        for entry in plan.moving_chunks:
+            moved[entry.object_id] = packer.add(_read_sealed(store, KIND_CHUNK, entry))
+        # Moved metadata is packed together (first copies with the chunks), so
+        # that it lands in dense stripes and stays put at the next gc.
+        packers = store.metadata_packers(packer)
+        placed = {i: _move_metadata(store, kept_refs[i], packers) for i in plan.moving_refs}
+        for each in packers:
+            each.flush()
+    except BaseException:
+        store.array.discard_uncommitted()
+        raise
     for index, locations in placed.items():
         ref = kept_refs[index]
         kept_refs[index] = MetadataRef(
@@ -263,10 +346,14 @@ def gc(store: Store, *, dry_run: bool = False) -> GcResult:
         for e in live
     ]
     store.commit(
-        None, packer, entries, base=True, freed=freed, history=kept_refs, reuse_pages=reuse
+        None,
+        packer,
+        entries,
+        base=True,
+        freed=plan.freed,
+        history=kept_refs,
+        reuse_pages=plan.reuse,
     )
-    log.info("gc_done", freed=len(freed), moved=result.moved_objects, dead_chunks=dead)
-    return result
 
 
 def _read_sealed(store: Store, kind: int, entry: IndexEntry) -> bytes:

@@ -18,7 +18,7 @@ import threading
 from collections import deque
 from collections.abc import Sequence
 
-from raidd.array import Array
+from raidd.array import Array, Reserve
 from raidd.errors import IntegrityError
 from raidd.store.objects import Location, Piece
 
@@ -59,13 +59,14 @@ class Packer:
 
     Args:
         array: the open, writable array.
-        use_reserve: allow the stripes kept for garbage collection (gc only).
+        reserve: the writer's share of the stripes kept for garbage
+            collection (raidd.array.reserve): none for backups.
     """
 
-    def __init__(self, array: Array, use_reserve: bool = False) -> None:
+    def __init__(self, array: Array, reserve: Reserve = Reserve.NONE) -> None:
         self.array = array
         self.size = array.stripe_data_size
-        self.use_reserve = use_reserve
+        self.reserve = reserve
         self._buffer = bytearray(self.size)
         self._used = 0
         self._waiting: list[_PendingPiece] = []
@@ -90,7 +91,7 @@ class Packer:
                 take the whole object (keeps small metadata in one piece).
 
         Raises:
-            ArrayFullError: no free stripe outside the reserve (raised by the
+            ArrayFullError: no free stripe outside the writer's reserve share (raised by the
                 first add or flush after the writer thread met it).
         """
         parts = [data] if isinstance(data, bytes | bytearray | memoryview) else list(data)
@@ -155,9 +156,7 @@ class Packer:
                     return
                 buffer, used, pieces = self._full[0]
             try:
-                stripe = self.array.write_stripe(
-                    memoryview(buffer)[:used], use_reserve=self.use_reserve
-                )
+                stripe = self.array.write_stripe(memoryview(buffer)[:used], reserve=self.reserve)
             except BaseException as error:
                 with self._lock:
                     self._error = error

@@ -162,7 +162,7 @@ class ChunkSink:
             self.bytes_read += len(chunk.data)
             if object_id in self.new or object_id in self._in_flight:
                 return object_id
-            if self.store.objects.contains(object_id):
+            if self.store.chunk_reusable(object_id):
                 return object_id
             self._in_flight.add(object_id)
         if len(chunk.data) < HANDOFF_SIZE:

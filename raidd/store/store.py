@@ -14,7 +14,7 @@ from typing import Any
 import structlog
 
 import crypto
-from raidd.array import Array, assemble
+from raidd.array import Array, Reserve, assemble
 from raidd.config import Config, prepare_state_directory
 from raidd.credentials import key_file_path
 from raidd.errors import ArrayFullError, ConfigError, IntegrityError, KeyUnlockError, UsageError
@@ -52,10 +52,6 @@ from raidd.store.packing import Packer, PendingLocation, read_location
 __all__ = ["Store", "UnlockKey"]
 
 log = structlog.get_logger(__name__)
-
-# Stripes an audit commit usually writes: the audit object, the manifest and a map node.
-# An estimate: a large batch, RAID0's second copies or a deep map take more.
-AUDIT_COMMIT_STRIPES = 3
 
 
 @dataclass(frozen=True)
@@ -421,11 +417,14 @@ class Store:
         locations = [packer.add(stored, start_fresh=start_fresh) for packer in packers]
         return object_id, len(stored), locations
 
-    def metadata_packers(self, first: Packer, use_reserve: bool = False) -> list[Packer]:
-        """Return one packer per metadata copy; the second copy never shares a stripe."""
+    def metadata_packers(self, first: Packer) -> list[Packer]:
+        """Return one packer per metadata copy; the second copy never shares a stripe.
+
+        Every packer has the first one's share of the reserve.
+        """
         packers = [first]
         if self.copies == 2:
-            packers.append(Packer(self.array, use_reserve=use_reserve))
+            packers.append(Packer(self.array, reserve=first.reserve))
         return packers
 
     # -- commits -----------------------------------------------------------------------
@@ -461,14 +460,40 @@ class Store:
                 objects are part of it); every page is then sealed anew,
                 except those in `reuse_pages` (existing pages by what they
                 list; gc keeps their stripes). None appends to the current top.
+
+        Raises:
+            ArrayFullError: the writes do not fit the free stripes that the
+                packer's share of the reserve allows. Nothing is committed,
+                and the stripes written for the commit are free again.
         """
+        try:
+            return self._commit(
+                delta, packer, new_entries, base, freed, refs, history, reuse_pages
+            )
+        except BaseException:
+            # Nothing references what a failed commit wrote (the caller's objects
+            # included), so those stripes go back to the free list now.
+            self.array.discard_uncommitted()
+            raise
+
+    def _commit(
+        self,
+        delta: CommitDelta | None,
+        packer: Packer,
+        new_entries: Iterable[IndexEntry],
+        base: bool,
+        freed: Iterable[int],
+        refs: Sequence[MetadataRef],
+        history: Sequence[MetadataRef] | None,
+        reuse_pages: Mapping[tuple[MetadataRef, ...], MetadataRef] | None,
+    ) -> MetadataRoot:
         packer.flush()
         entries = list(new_entries)
-        packers = self.metadata_packers(packer, use_reserve=packer.use_reserve)
+        packers = self.metadata_packers(packer)
         new_refs: list[MetadataRef] = []
         batch = self.audit.prepare(self)
         if batch is not None:
-            new_refs.append(write_batch(self, batch, packer.use_reserve))
+            new_refs.append(write_batch(self, batch, packer.reserve))
         if delta is not None:
             delta_id, delta_length, delta_at = self.write_metadata(
                 packers, KIND_DELTA, encode_delta(delta)
@@ -515,7 +540,7 @@ class Store:
         else:
             audit_head = self.root.audit_head if self.root is not None else bytes(32)
         root = MetadataRoot(sequence, time_ns, manifest_ref, audit_head)
-        self.array.commit(encode_root(root), freed=freed)
+        self.array.commit(encode_root(root), freed=freed, reserve=packer.reserve)
         self.root = root
         self.manifest = manifest
         if batch is not None:
@@ -536,26 +561,39 @@ class Store:
     def commit_audit(self) -> MetadataRoot | None:
         """Commit the pending audit records alone, on the reserve if need be; None if none.
 
-        Such commits may use half of the reserve. The other half stays for
-        forget and gc, which free space on a full array, since every audit
-        commit keeps a stripe until gc compacts it.
+        Such commits may use less than half of the reserve (Reserve.AUDIT,
+        enforced by the engine). The rest stays for a forget commit and for
+        gc, which frees space on a full array. Every audit commit keeps a
+        stripe until gc compacts it.
 
         Raises:
-            ArrayFullError: only the half of the reserve kept for forget and
-                gc is left; the records stay pending.
+            ArrayFullError: only the part of the reserve kept for forget and
+                gc is left; the records stay pending, and the next commit
+                (forget's or gc's) takes them.
         """
         if not self.audit.pending():
             return None
-        free = self.array.free_stripe_count()
-        keep = self.array.reserve_stripes // 2
-        if free - AUDIT_COMMIT_STRIPES < keep:
+        try:
+            return self.commit(None, Packer(self.array, reserve=Reserve.AUDIT), [])
+        except ArrayFullError as error:
             raise ArrayFullError(
-                f"array {self.array.name or self.array.uuid} is full: {free} free stripes, "
-                f"{keep} kept for forget and gc; the audit records wait for the next commit "
-                "that has room: set [watch.retention] rules, run `raidctl forget`, then "
-                "`raidctl gc`"
-            )
-        return self.commit(None, Packer(self.array, use_reserve=True), [])
+                f"{error}; the audit records wait for the next commit that has room"
+            ) from error
+
+    def chunk_reusable(self, object_id: bytes) -> bool:
+        """Tell whether a backup may reference a stored chunk instead of storing it again.
+
+        A chunk with a piece in bytes that a scrub or rebuild recorded as lost
+        counts as absent: the backup stores it anew, and the index then points
+        at the new copy. The lost stripes are not read.
+        """
+        entry = self.objects.get(object_id)
+        if entry is None:
+            return False
+        return not any(
+            self.array.range_lost(piece.stripe, piece.offset, piece.length)
+            for piece in entry.pieces
+        )
 
     # -- queries -----------------------------------------------------------------------
 

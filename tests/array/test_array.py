@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import pytest
 
-from raidd.array import Array
+from raidd.array import Array, Reserve
 from raidd.array.allocmap import FLAG_COPY, FLAG_DATA, FLAG_LIST
 from raidd.array.superblock import MAX_PENDING, NO_COPY
 from raidd.errors import ArrayError, ArrayFullError, IntegrityError
@@ -164,7 +164,7 @@ def test_array_full_refuses_then_reads(make_array: Callable[..., ImageArray]) ->
             array.write_stripe(b"more")
         assert array.read(next(iter(written)), 0, 10) == b"d" * 10
         # The reserve is there for garbage collection.
-        gc = array.write_stripe(b"gc", use_reserve=True)
+        gc = array.write_stripe(b"gc", reserve=Reserve.ALL)
         array.commit(b"r", freed=list(written)[:100])
         assert array.read(gc, 0, 2) == b"gc"
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from raidd.array import Reserve
 from raidd.control import ControlClient, RemoteError
 from raidd.store.objects import KIND_AUDIT, encode_root
 from raidd.store.packing import Packer
@@ -178,7 +179,7 @@ def remove_audit_object(daemon: Daemon, position: int) -> None:
     with open_offline(daemon) as store:
         kept = [ref for i, ref in enumerate(store.audit_refs()) if i != position]
         others = [ref for ref in store.history() if ref.kind != KIND_AUDIT]
-        packer = Packer(store.array, use_reserve=True)
+        packer = Packer(store.array, reserve=Reserve.ALL)
         store.commit(None, packer, [], history=[*others, *kept])
 
 

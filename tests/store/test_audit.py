@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 import crypto
+from raidd.array import Reserve
 from raidd.errors import ArrayFullError, IntegrityError
 from raidd.store import audit_format, objects
 from raidd.store.audit_format import (
@@ -180,7 +181,7 @@ def commit_three(store: Store) -> None:
 def rewrite_audit_list(store: Store, refs: list[MetadataRef]) -> None:
     """Commit a manifest with another audit list and the same chain head, as a tamperer would."""
     others = [ref for ref in store.history() if ref.kind != KIND_AUDIT]
-    store.commit(None, Packer(store.array, use_reserve=True), [], history=[*others, *refs])
+    store.commit(None, Packer(store.array, reserve=Reserve.ALL), [], history=[*others, *refs])
 
 
 def segment_refs(store: Store) -> list[MetadataRef]:
@@ -271,9 +272,11 @@ def test_gc_moves_audit_objects(setup: Setup) -> None:
 def test_commit_audit_uses_reserve_when_full(setup: Setup) -> None:
     with Store.open(setup.config()) as store:
         filler = bytes(store.array.stripe_data_size)
-        with pytest.raises(ArrayFullError):
-            while True:
-                store.array.write_stripe(filler)
+        # Full as after a backup's commit: what is left is about the reserve.
+        while store.array.free_stripe_count() > store.array.reserve_stripes + 3:
+            store.array.write_stripe(filler)
+        store.array.commit(store.array.metadata_root)
+        assert store.array.free_stripe_count() <= store.array.reserve_stripes + 3
         store.audit.append(record("restore"))
         assert store.commit_audit() is not None
         assert store.audit.pending() == []
@@ -346,16 +349,16 @@ def test_offline_audit_command(setup: Setup, capsys: pytest.CaptureFixture[str])
 
 
 def test_audit_commits_leave_half_the_reserve(setup: Setup) -> None:
-    """Audit commits stop at half the reserve, so forget and gc keep room on a full array."""
+    """Audit commits stop at half the reserve, so gc keeps room on a full array."""
     with Store.open(setup.config()) as store:
         array = store.array
-        keep = array.reserve_stripes // 2
         filler = bytes(array.stripe_data_size)
-        while array.free_stripe_count() > keep + 2:
-            array.write_stripe(filler, use_reserve=True)
-        free = array.free_stripe_count()
-        store.audit.append(record("restore"))
-        with pytest.raises(ArrayFullError, match="kept for forget and gc"):
-            store.commit_audit()
-        assert array.free_stripe_count() == free
+        while array.free_stripe_count() > array.reserve_stripes + 1:
+            array.write_stripe(filler, reserve=Reserve.ALL)
+        array.commit(array.metadata_root)
+        with pytest.raises(ArrayFullError, match="kept for garbage collection"):
+            for _ in range(array.reserve_stripes + 1):
+                store.audit.append(record("restore"))
+                store.commit_audit()
+        assert array.free_stripe_count() >= array.reserve_stripes - array.reserve_stripes // 2
         assert len(store.audit.pending()) == 1
