@@ -312,15 +312,29 @@ class Job:
         return not self.finished
 
     def _run_at(self, index: int) -> list[int]:
-        """Return the consecutive stripes from position `index`, at most `run_stripes`."""
+        """Return the consecutive stripes from position `index`, at most `_run_limit()`."""
+        limit = self._run_limit()
         run = [int(self.stripes[index])]
         while (
-            len(run) < self.run_stripes
+            len(run) < limit
             and index + len(run) < len(self.stripes)
             and int(self.stripes[index + len(run)]) == run[-1] + 1
         ):
             run.append(run[-1] + 1)
         return run
+
+    def _run_limit(self) -> int:
+        """Return the stripes of one run: `run_stripes`, fewer under a rate limit.
+
+        Under a limit a run holds at most THROTTLE_SLICE seconds of work per
+        member, so the job reads in small steps between its waits instead of
+        one burst of RUN_BYTES per member followed by a long pause.
+        """
+        rate = self._limiter.rate
+        if not rate:
+            return self.run_stripes
+        slice_stripes = int(rate * MiB * THROTTLE_SLICE) // self.array.io.strip_size
+        return max(1, min(self.run_stripes, slice_stripes))
 
     def _fill_read_ahead(self) -> None:
         """Queue runs from `_ahead_index` on until READ_AHEAD_RUNS are being read."""

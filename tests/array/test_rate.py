@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 
 from raidd.array import Scrub
-from raidd.array.jobs import BURST_SECONDS, MiB, RateLimiter
+from raidd.array.jobs import BURST_SECONDS, THROTTLE_SLICE, MiB, RateLimiter
 from tests.array.conftest import ImageArray, write_random
 
 
@@ -83,3 +83,29 @@ def test_scrub_keeps_the_maximum_per_member(
         progress = job.progress()
         assert progress.done == stripes
         assert progress.rate_mib_s == pytest.approx(max_rate)
+
+
+def test_limited_scrub_reads_small_runs(make_array: Callable[..., ImageArray]) -> None:
+    """Under a limit a run holds one throttle slice of work, not one long burst."""
+    image = make_array(5)
+    with image.open() as array:
+        write_random(array, random.Random(11), 24)
+        array.commit(b"r")
+        clock = FakeClock()
+        strip = array.io.strip_size
+        max_rate = 2 * strip / (THROTTLE_SLICE * MiB)
+        job = Scrub(array, min_rate=0, max_rate=max_rate, clock=clock)
+        job.stop_event.wait = clock.wait  # type: ignore[method-assign]
+        runs: list[int] = []
+        process_run = job.process_run
+
+        def recording(run: list[int]) -> int:
+            runs.append(len(run))
+            return process_run(run)
+
+        job.process_run = recording  # type: ignore[method-assign]
+        result = job.run()
+        assert result.errors == 0
+        assert job.run_stripes > 2
+        assert max(runs) <= 2
+        assert sum(runs) == len(job.stripes)
