@@ -12,11 +12,10 @@ is written without it.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
 from raidd.array import Array, assemble
-from raidd.commands.storeopen import _command_line_key, add_parser, emit, warn
+from raidd.commands.storeopen import _command_line_key, add_member_options, add_parser, emit, warn
 from raidd.config import DEFAULT_CONFIG_PATH, load_config
 from raidd.errors import EXIT_OK, EXIT_WARNINGS
 from raidd.store.store import UnlockKey, _expand_members, _unlock, config_key
@@ -38,14 +37,7 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
         action="store_true",
         help="take back members marked failed whose data matches the newest commit",
     )
-    parser.add_argument(
-        "--member", action="append", metavar="PATH", help="a member path (repeatable)"
-    )
-    keys = parser.add_mutually_exclusive_group()
-    keys.add_argument("--keyfile", type=Path, help="unlock with this key file")
-    keys.add_argument(
-        "--passphrase-file", type=Path, help="unlock with the passphrase in this file"
-    )
+    add_member_options(parser, "a member path (repeatable)")
     parser.set_defaults(run=run)
 
 

@@ -9,9 +9,17 @@ from __future__ import annotations
 
 import argparse
 import os
-from pathlib import Path
 
-from raidd.commands.storeopen import add_parser, emit, open_store, time_ns, warn, warn_degraded
+from raidd.commands.storeopen import (
+    RECOVERY_MEMBER_HELP,
+    add_member_options,
+    add_parser,
+    emit,
+    open_store,
+    time_ns,
+    warn,
+    warn_degraded,
+)
 from raidd.ctl.audit import describe_report, record_line
 from raidd.errors import EXIT_INTEGRITY, EXIT_OK, EXIT_WARNINGS, UsageError
 from raidd.store.audit import resolve_path
@@ -33,18 +41,7 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     parser.add_argument("--since", metavar="TIME", help="only records at or after this time")
     parser.add_argument("--limit", type=int, default=100, metavar="N", help="at most N records")
     parser.add_argument("--verify", action="store_true", help="verify the hash chain")
-    parser.add_argument(
-        "--member",
-        action="append",
-        metavar="PATH",
-        help="disaster recovery: a member path (repeatable); needs --keyfile or "
-        "--passphrase-file, or a passphrase typed on the terminal",
-    )
-    keys = parser.add_mutually_exclusive_group()
-    keys.add_argument("--keyfile", type=Path, help="unlock with this key file")
-    keys.add_argument(
-        "--passphrase-file", type=Path, help="unlock with the passphrase in this file"
-    )
+    add_member_options(parser, RECOVERY_MEMBER_HELP)
     parser.set_defaults(run=run)
 
 

@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 
 from raidd.commands.storeopen import (
+    RECOVERY_MEMBER_HELP,
+    add_member_options,
     add_parser,
     add_selection_options,
     emit,
@@ -44,18 +46,7 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
         "--overwrite", action="store_true", help="replace different files already in DIR"
     )
     parser.add_argument("--dry-run", action="store_true", help="list what would be written")
-    parser.add_argument(
-        "--member",
-        action="append",
-        metavar="PATH",
-        help="disaster recovery: a member path (repeatable); needs --keyfile or "
-        "--passphrase-file, or a passphrase typed on the terminal",
-    )
-    keys = parser.add_mutually_exclusive_group()
-    keys.add_argument("--keyfile", type=Path, help="unlock with this key file")
-    keys.add_argument(
-        "--passphrase-file", type=Path, help="unlock with the passphrase in this file"
-    )
+    add_member_options(parser, RECOVERY_MEMBER_HELP)
     parser.set_defaults(run=run)
 
 

@@ -41,6 +41,22 @@ def add_selection_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--commit", type=int, metavar="ID", help="the snapshot of this commit")
 
 
+def add_member_options(parser: argparse.ArgumentParser, member_help: str) -> None:
+    """Add `--member` (repeatable) and the exclusive `--keyfile` / `--passphrase-file`."""
+    parser.add_argument("--member", action="append", metavar="PATH", help=member_help)
+    keys = parser.add_mutually_exclusive_group()
+    keys.add_argument("--keyfile", type=Path, help="unlock with this key file")
+    keys.add_argument(
+        "--passphrase-file", type=Path, help="unlock with the passphrase in this file"
+    )
+
+
+RECOVERY_MEMBER_HELP = (
+    "disaster recovery: a member path (repeatable); needs --keyfile or "
+    "--passphrase-file, or a passphrase typed on the terminal"
+)
+
+
 def time_ns(text: str | None, *, end: bool = True) -> int | None:
     """Parse a TIME option into ns since the epoch.
 
