@@ -326,8 +326,8 @@ class Job:
     def _run_limit(self) -> int:
         """Return the stripes of one run: `run_stripes`, fewer under a rate limit.
 
-        Under a limit a run holds at most THROTTLE_SLICE seconds of work per
-        member, so the job reads in small steps between its waits instead of
+        Under a limit a run contains at most THROTTLE_SLICE seconds of work
+        per member. So the job reads in small steps between its waits, not in
         one burst of RUN_BYTES per member followed by a long pause.
         """
         rate = self._limiter.rate
@@ -642,7 +642,12 @@ class Rebuild(Job):
             strip = self.array.io.read_strip(slot, stripe, written_at)
             if strip is None or strip_checksum(strip) != checksums[slot.role]:
                 mask |= 1 << slot.role
-                kind = "missing" if slot.member is None else "checksum" if strip else "read"
+                if slot.member is None:
+                    kind = "missing"
+                elif strip is None:
+                    kind = "read"
+                else:
+                    kind = "checksum"
                 self.result.details.append(StripeError(stripe, slot.role, slot.path, kind))
         self.array.mark_lost(stripe, mask)
         self.result.lost_stripes.append(stripe)

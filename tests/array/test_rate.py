@@ -86,7 +86,7 @@ def test_scrub_keeps_the_maximum_per_member(
 
 
 def test_limited_scrub_reads_small_runs(make_array: Callable[..., ImageArray]) -> None:
-    """Under a limit a run holds one throttle slice of work, not one long burst."""
+    """Under a limit a run contains one throttle slice of work, not one long burst."""
     image = make_array(5)
     with image.open() as array:
         write_random(array, random.Random(11), 24)
